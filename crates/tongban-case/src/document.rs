@@ -1,0 +1,728 @@
+//! [`CaseDocument`]: one case as an Automerge document, and the only way a stage
+//! changes — by signing a transition into it.
+//!
+//! Applying a transition (1) reads the chain of signed transitions already in the
+//! document, (2) asks the stage machine whether this office may move the case from
+//! the chain's tip to the requested stage, (3) signs a transition that commits to
+//! the document's current heads and to the previous transition's hash, and (4)
+//! records the signed bytes, the payload and readable copies in the document, in one
+//! Automerge change. Reading the stage is always derived from the signed chain, never
+//! stored separately.
+
+use std::collections::BTreeMap;
+
+use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use autosurgeon::bytes::ByteVec;
+use serde::{Deserialize, Serialize};
+use tongban_domain::calendar::Calendar;
+use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
+use tongban_domain::policy::{Policy, SubsidyKind, first_paid_month};
+use tongban_domain::stage::{self, Anchor, CaseFacts, OfficeFacts, Stage, TransitionError};
+use tongban_ledger::keys::OfficeKey;
+use tongban_ledger::transition::{SignedTransition, Transition};
+use tongban_ledger::verify::{
+    CaseHistory, Report, VerifyContext, Violation, ViolationKind, verify_case,
+};
+
+use crate::intake::Intake;
+use crate::schema::{
+    self, Acceptance, Applicant, CaseDoc, Household, MaterialsNotice, NoticeItem, SCHEMA_VERSION,
+    TransitionRecord,
+};
+
+/// Why an operation on a case document failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaseError {
+    /// The bytes are not an Automerge document.
+    #[error("not a case document: {0}")]
+    Load(#[source] automerge::AutomergeError),
+    /// The document does not have the case schema.
+    #[error("the case document does not match the case schema: {0}")]
+    Schema(String),
+    /// Written by a newer Tongban.
+    #[error(
+        "the case document has schema version {found}; this Tongban reads up to {SCHEMA_VERSION}: upgrade Tongban"
+    )]
+    NewerSchema {
+        /// Version found.
+        found: u64,
+    },
+    /// The stage machine refuses.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// The chain of signed transitions is broken or forked; resolve before signing.
+    #[error("the signed history of this case is not a single valid chain: {0}")]
+    Chain(String),
+    /// Writing to Automerge failed.
+    #[error("automerge: {0}")]
+    Automerge(String),
+    /// The payload does not fit the transition.
+    #[error("{0}")]
+    Payload(String),
+}
+
+/// How a review ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// 同意
+    Approve,
+    /// 退回补正
+    Return,
+    /// 不予通过
+    Reject,
+}
+
+impl Outcome {
+    /// Code name.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Approve => "approve",
+            Outcome::Return => "return",
+            Outcome::Reject => "reject",
+        }
+    }
+}
+
+/// What a transition carries beyond its stage: the opinion, the decision, how the
+/// applicant was told. Serialized to JSON once; the exact bytes are kept in the
+/// document and their BLAKE3 digest is signed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Opinion or remark.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub opinion: String,
+    /// Review outcome, for reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Awards, for `decided`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub awards: Vec<AwardLine>,
+    /// First paid month `YYYY-MM`, for `decided`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_paid_month: Option<String>,
+    /// Notification method, for `notified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+/// One awarded subsidy in a decision payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwardLine {
+    /// Subsidy kind.
+    pub kind: SubsidyKind,
+    /// Monthly amount, yuan.
+    pub monthly_yuan: u32,
+    /// Differs from the policy amount (reason in the opinion).
+    #[serde(default)]
+    pub overridden: bool,
+}
+
+/// The office that signs: its key, id and what its certificate says.
+pub struct SigningOffice<'a> {
+    /// The office key.
+    pub key: &'a OfficeKey,
+    /// Office facts from its certificate (id, role, division).
+    pub facts: OfficeFacts,
+}
+
+/// One link of the signed chain, decoded.
+#[derive(Debug, Clone)]
+pub struct ChainLink {
+    /// The signed transition.
+    pub signed: SignedTransition,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Its payload bytes as stored.
+    pub payload: Vec<u8>,
+}
+
+/// The signed chain as found in a document.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    /// Links from the first transition to the tip, following the lowest hash at forks.
+    pub links: Vec<ChainLink>,
+    /// True when some transition has two signed successors.
+    pub forked: bool,
+    /// Records that do not decode (reported by the verifier; ignored here).
+    pub undecodable: usize,
+}
+
+impl Chain {
+    /// The current stage: the tip's `to`.
+    pub fn stage(&self) -> Option<Stage> {
+        self.links.last().map(|l| l.signed.transition.to)
+    }
+
+    /// When the case entered its current stage.
+    pub fn entered_at(&self) -> Option<Timestamp> {
+        self.links.last().map(|l| l.signed.transition.at)
+    }
+
+    /// Whether the chain passed through `decided` since the last return.
+    pub fn approved(&self) -> bool {
+        self.links
+            .iter()
+            .rev()
+            .map(|l| l.signed.transition.to)
+            .take_while(|s| *s != Stage::Returned)
+            .any(|s| s == Stage::Decided)
+    }
+
+    /// The link that entered `stage` most recently.
+    pub fn last_entered(&self, stage: Stage) -> Option<&ChainLink> {
+        self.links
+            .iter()
+            .rev()
+            .find(|l| l.signed.transition.to == stage)
+    }
+}
+
+/// A case document.
+pub struct CaseDocument {
+    doc: AutoCommit,
+}
+
+impl std::fmt::Debug for CaseDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseDocument").finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl CaseDocument {
+    /// Starts a case at the acceptance office: the intake, the materials notice from
+    /// the domicile province's policy, and the signed `draft` transition.
+    pub fn create(
+        case_id: &CaseId,
+        intake: &Intake,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+    ) -> Result<(CaseDocument, SignedTransition), CaseError> {
+        let policy = Policy::for_province(intake.hukou_township.province().as_str())
+            .map_err(|e| CaseError::Payload(e.to_string()))?;
+        let items = policy
+            .checklist(&intake.subsidy_kinds, &intake.facts)
+            .into_iter()
+            .map(|m| NoticeItem {
+                code: m.code.clone(),
+                zh: m.zh.clone(),
+            })
+            .collect();
+        let case = CaseDoc {
+            schema_version: SCHEMA_VERSION,
+            case_id: case_id.to_string(),
+            created_at: at.millis(),
+            acceptance: Acceptance {
+                office: office.facts.office.clone(),
+                township: office.facts.division.clone(),
+            },
+            applicant: Applicant {
+                name: intake.name.clone(),
+                resident_id: intake.resident_id.expose().to_string(),
+                sex: match intake.resident_id.sex() {
+                    tongban_domain::ids::Sex::Male => "male".into(),
+                    tongban_domain::ids::Sex::Female => "female".into(),
+                },
+                birth_date: intake.resident_id.birth_date().to_string(),
+                hukou_township: intake.hukou_township.to_string(),
+                phone: intake.phone.clone(),
+                address: intake.address.clone(),
+                agent: intake.agent.clone(),
+            },
+            certificate: intake.certificate.as_ref().map(|c| schema::Certificate {
+                number: c.expose(),
+                category: c.category().code().to_string(),
+                level: u64::from(c.level().get()),
+            }),
+            household: Household {
+                dibao: intake.facts.dibao,
+                low_income: intake.facts.low_income,
+                long_term_care: intake.facts.long_term_care,
+                other_allowances: intake.facts.other_allowances.clone(),
+            },
+            subsidy_kinds: intake
+                .subsidy_kinds
+                .iter()
+                .map(|k| k.code().to_string())
+                .collect(),
+            materials: BTreeMap::new(),
+            materials_notice: Some(MaterialsNotice {
+                policy_province: policy.province.clone(),
+                items,
+                given_at: at.millis(),
+                office: office.facts.office.clone(),
+            }),
+            reviews: Vec::new(),
+            decision: None,
+            notification: None,
+            evaluation: None,
+            confirmations: Vec::new(),
+            transitions: BTreeMap::new(),
+        };
+        let mut doc = AutoCommit::new();
+        autosurgeon::reconcile(&mut doc, &case).map_err(|e| CaseError::Automerge(e.to_string()))?;
+        doc.commit_with(
+            automerge::transaction::CommitOptions::default()
+                .with_time(at.millis() / 1000)
+                .with_message("intake"),
+        );
+        let mut document = CaseDocument { doc };
+        let signed = document.apply(Stage::Draft, office, operator, at, &Payload::default())?;
+        Ok((document, signed))
+    }
+
+    /// Loads a saved document and checks its schema version.
+    pub fn load(bytes: &[u8]) -> Result<CaseDocument, CaseError> {
+        let doc = AutoCommit::load(bytes).map_err(CaseError::Load)?;
+        let document = CaseDocument { doc };
+        document.read()?;
+        Ok(document)
+    }
+
+    /// Wraps an Automerge document (for the store and sync layers).
+    pub fn from_automerge(doc: AutoCommit) -> CaseDocument {
+        CaseDocument { doc }
+    }
+
+    /// The Automerge document.
+    pub fn automerge(&self) -> &AutoCommit {
+        &self.doc
+    }
+
+    /// The Automerge document, mutable (for merging and sync).
+    pub fn automerge_mut(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    /// Consumes the wrapper.
+    pub fn into_automerge(self) -> AutoCommit {
+        self.doc
+    }
+
+    /// Full save.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// Current heads, sorted.
+    pub fn heads(&mut self) -> Vec<[u8; 32]> {
+        let mut heads: Vec<[u8; 32]> = self.doc.get_heads().into_iter().map(|h| h.0).collect();
+        heads.sort_unstable();
+        heads
+    }
+
+    /// Whether a change with this hash is in the document's history.
+    pub fn has_change(&mut self, hash: &[u8; 32]) -> bool {
+        self.doc.get_change_by_hash(&ChangeHash(*hash)).is_some()
+    }
+
+    /// Hydrates the whole document.
+    pub fn read(&self) -> Result<CaseDoc, CaseError> {
+        let version: Option<u64> = match self.doc.get(automerge::ROOT, "schema_version") {
+            Ok(Some((automerge::Value::Scalar(s), _))) => s.as_u64(),
+            _ => None,
+        };
+        match version {
+            Some(v) if v > SCHEMA_VERSION => return Err(CaseError::NewerSchema { found: v }),
+            Some(_) => {}
+            None => return Err(CaseError::Schema("schema_version is missing".into())),
+        }
+        autosurgeon::hydrate(&self.doc).map_err(|e| CaseError::Schema(e.to_string()))
+    }
+
+    /// Changes the document through its Rust form, as one Automerge change.
+    pub fn update(
+        &mut self,
+        at: Timestamp,
+        message: &str,
+        change: impl FnOnce(&mut CaseDoc) -> Result<(), CaseError>,
+    ) -> Result<(), CaseError> {
+        let mut case = self.read()?;
+        change(&mut case)?;
+        autosurgeon::reconcile(&mut self.doc, &case)
+            .map_err(|e| CaseError::Automerge(e.to_string()))?;
+        self.doc.commit_with(
+            automerge::transaction::CommitOptions::default()
+                .with_time(at.millis() / 1000)
+                .with_message(message.to_string()),
+        );
+        Ok(())
+    }
+
+    /// The raw signed transitions as stored (for the verifier), with their payloads.
+    pub fn raw_transitions(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CaseError> {
+        let case = self.read()?;
+        Ok(case
+            .transitions
+            .into_values()
+            .map(|r| (r.signed.to_vec(), r.payload.to_vec()))
+            .collect())
+    }
+
+    /// Decodes the chain of signed transitions: from the first transition, follow
+    /// successors (by previous hash); at a fork, follow the lowest hash and flag it.
+    pub fn chain(&self) -> Result<Chain, CaseError> {
+        let mut links = Vec::new();
+        let mut undecodable = 0;
+        for (signed, payload) in self.raw_transitions()? {
+            match SignedTransition::decode(&signed) {
+                Ok(t) => links.push(ChainLink {
+                    hash: t.hash(),
+                    signed: t,
+                    payload,
+                }),
+                Err(_) => undecodable += 1,
+            }
+        }
+        let mut by_prev: BTreeMap<Option<[u8; 32]>, Vec<ChainLink>> = BTreeMap::new();
+        for link in links {
+            by_prev
+                .entry(link.signed.transition.prev)
+                .or_default()
+                .push(link);
+        }
+        let mut chain = Chain {
+            undecodable,
+            ..Chain::default()
+        };
+        let mut prev: Option<[u8; 32]> = None;
+        while let Some(mut next) = by_prev.remove(&prev) {
+            if next.len() > 1 {
+                chain.forked = true;
+            }
+            next.sort_by_key(|l| l.hash);
+            let link = next.swap_remove(0);
+            prev = Some(link.hash);
+            chain.links.push(link);
+            if chain.links.len() > 100_000 {
+                break;
+            }
+        }
+        Ok(chain)
+    }
+
+    /// The current stage, from the signed chain.
+    pub fn stage(&self) -> Result<Option<Stage>, CaseError> {
+        Ok(self.chain()?.stage())
+    }
+
+    /// The facts the stage machine needs.
+    pub fn facts(&self) -> Result<CaseFacts, CaseError> {
+        let case = self.read()?;
+        let chain = self.chain()?;
+        Ok(CaseFacts {
+            acceptance_office: case.acceptance.office,
+            acceptance_township: case.acceptance.township,
+            domicile_township: case.applicant.hukou_township,
+            approved: chain.approved(),
+        })
+    }
+
+    /// The case id.
+    pub fn case_id(&self) -> Result<CaseId, CaseError> {
+        let case = self.read()?;
+        CaseId::parse(&case.case_id).map_err(|e| CaseError::Schema(e.to_string()))
+    }
+
+    /// Moves the case to `to`: checks the stage machine, signs over the current heads
+    /// and records the transition with its payload in one change.
+    pub fn apply(
+        &mut self,
+        to: Stage,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        payload: &Payload,
+    ) -> Result<SignedTransition, CaseError> {
+        let chain = self.chain()?;
+        if chain.forked {
+            return Err(CaseError::Chain(
+                "two signed successors of one transition (a fork); resolve it first".into(),
+            ));
+        }
+        let from = chain.stage();
+        let facts = self.facts()?;
+        stage::check_transition(from, to, &facts, &office.facts)?;
+        check_payload(to, payload)?;
+        let case_id = self.case_id()?;
+        let payload_bytes =
+            serde_json::to_vec(payload).map_err(|e| CaseError::Payload(e.to_string()))?;
+        let office_id =
+            OfficeId::parse(&office.facts.office).map_err(|e| CaseError::Payload(e.to_string()))?;
+        let last = chain.links.last();
+        let transition = Transition {
+            case: case_id,
+            seq: last.map_or(0, |l| l.signed.transition.seq + 1),
+            from,
+            to,
+            office: office_id,
+            operator: operator.clone(),
+            at,
+            heads: self.heads(),
+            prev: last.map(|l| l.hash),
+            payload_digest: *blake3::hash(&payload_bytes).as_bytes(),
+            signer_key: office.key.public(),
+        };
+        let signed = SignedTransition::sign(transition, office.key)
+            .map_err(|e| CaseError::Payload(e.to_string()))?;
+        let hash = signed.hash();
+        let record = TransitionRecord {
+            signed: ByteVec::from(signed.encode()),
+            payload: ByteVec::from(payload_bytes),
+            seq: u64::from(signed.transition.seq),
+            from: from.map_or(String::new(), |s| s.code().to_string()),
+            to: to.code().to_string(),
+            office: office.facts.office.clone(),
+            at: at.millis(),
+        };
+        let message = format!("{} → {}", from.map_or("-", Stage::code), to.code());
+        self.update(at, &message, |case| {
+            record_readable(case, &signed, &hex(&hash), payload, operator);
+            case.transitions.insert(hex(&hash), record);
+            Ok(())
+        })?;
+        Ok(signed)
+    }
+
+    /// Verifies the document's signed history against the directory: every
+    /// violation the ledger's verifier finds, plus payloads whose bytes in the
+    /// document do not match the digest their transition signed.
+    pub fn verify(
+        &mut self,
+        directory: &tongban_ledger::directory::Directory,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<Report, CaseError> {
+        let case = self.read()?;
+        let records: Vec<TransitionRecord> = case.transitions.into_values().collect();
+        // The verifier asks whether each vouched head is in the document's history;
+        // Automerge answers that through `&mut`, so collect the answers first.
+        let mut present = std::collections::HashSet::new();
+        for record in &records {
+            if let Ok(signed) = SignedTransition::decode(&record.signed) {
+                for head in &signed.transition.heads {
+                    if self.has_change(head) {
+                        present.insert(*head);
+                    }
+                }
+            }
+        }
+        let has_head = |head: &[u8; 32]| present.contains(head);
+        let domicile = case.applicant.hukou_township.clone();
+        let policy = Policy::for_province(domicile.get(..2).unwrap_or("00"))
+            .map_err(|e| CaseError::Payload(e.to_string()))?;
+        let mut ctx = VerifyContext::new(directory, calendar, now, &has_head);
+        ctx.publicity_days = policy.publicity_days;
+        let case_id = CaseId::parse(&case.case_id).map_err(|e| CaseError::Schema(e.to_string()))?;
+        let history = CaseHistory {
+            case: case_id,
+            transitions: records.iter().map(|r| r.signed.to_vec()).collect(),
+            domicile_township: domicile,
+        };
+        let mut report = verify_case(&history, &ctx);
+        for (index, record) in records.iter().enumerate() {
+            let Ok(signed) = SignedTransition::decode(&record.signed) else {
+                continue;
+            };
+            if Transition::digest_payload(&record.payload) != signed.transition.payload_digest {
+                report.violations.push(Violation {
+                    kind: ViolationKind::PayloadMismatch,
+                    severity: ViolationKind::PayloadMismatch.severity(),
+                    index: Some(index),
+                    seq: Some(signed.transition.seq),
+                    hash: Some(hex(&signed.hash())),
+                    reason: "the payload stored in the document (opinion, decision) is not the one the transition signed".into(),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// The due date of the current stage: the earliest deadline among the rules that
+    /// leave it, counted by the calendar from the signed time of entering it.
+    pub fn due(&self, calendar: &Calendar) -> Result<Option<Due>, CaseError> {
+        let chain = self.chain()?;
+        let (Some(stage), Some(entered)) = (chain.stage(), chain.entered_at()) else {
+            return Ok(None);
+        };
+        let facts = self.facts()?;
+        let policy = Policy::for_province(facts.domicile_township.get(..2).unwrap_or("00"))
+            .map_err(|e| CaseError::Payload(e.to_string()))?;
+        let mut best: Option<Due> = None;
+        for rule in stage::rules_from(Some(stage)).filter(|r| stage::guard_holds(r.guard, &facts)) {
+            let Some(deadline) = rule.deadline else {
+                continue;
+            };
+            let anchor = match deadline.anchor {
+                Anchor::EnteredFrom => entered.china_date(),
+                Anchor::PublicityEnd => {
+                    entered.china_date() + chrono::Duration::days(i64::from(policy.publicity_days))
+                }
+            };
+            let date = calendar.deadline_from_receipt(anchor, deadline.working_days);
+            let due = Due {
+                date: date.date,
+                provisional: date.provisional,
+                working_days: deadline.working_days,
+                next: rule.to,
+            };
+            if best.as_ref().is_none_or(|b| due.date < b.date) {
+                best = Some(due);
+            }
+        }
+        Ok(best)
+    }
+}
+
+/// The deadline of the current stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Due {
+    /// Last day (Beijing) on which the next step is on time.
+    pub date: chrono::NaiveDate,
+    /// The calendar did not cover every date counted.
+    pub provisional: bool,
+    /// Working days allowed.
+    pub working_days: u32,
+    /// A stage the deadline is for.
+    pub next: Stage,
+}
+
+fn check_payload(to: Stage, payload: &Payload) -> Result<(), CaseError> {
+    let needs_outcome = matches!(
+        to,
+        Stage::InitialReviewed
+            | Stage::DpfReviewed
+            | Stage::Returned
+            | Stage::Rejected
+            | Stage::Decided
+    );
+    if needs_outcome && payload.outcome.is_none() {
+        return Err(CaseError::Payload(format!("{to} needs a review outcome")));
+    }
+    let expected = match to {
+        Stage::Returned => Some(Outcome::Return),
+        Stage::Rejected => Some(Outcome::Reject),
+        Stage::InitialReviewed | Stage::DpfReviewed | Stage::Decided => Some(Outcome::Approve),
+        _ => None,
+    };
+    if let (Some(expected), Some(found)) = (expected, payload.outcome) {
+        if expected != found {
+            return Err(CaseError::Payload(format!(
+                "{to} needs outcome {}, not {}",
+                expected.code(),
+                found.code()
+            )));
+        }
+    }
+    if matches!(to, Stage::Returned | Stage::Rejected) && payload.opinion.trim().is_empty() {
+        return Err(CaseError::Payload(format!(
+            "{to} needs an opinion saying why"
+        )));
+    }
+    if to == Stage::Decided && (payload.awards.is_empty() || payload.first_paid_month.is_none()) {
+        return Err(CaseError::Payload(
+            "decided needs awards and the first paid month".into(),
+        ));
+    }
+    if to == Stage::Notified && payload.method.is_none() {
+        return Err(CaseError::Payload(
+            "notified needs the notification method".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Readable copies of a transition's payload in the document's review, decision and
+/// notification fields.
+fn record_readable(
+    case: &mut CaseDoc,
+    signed: &SignedTransition,
+    hash: &str,
+    payload: &Payload,
+    operator: &Operator,
+) {
+    let t = &signed.transition;
+    if let Some(outcome) = payload.outcome {
+        case.reviews.push(schema::Review {
+            stage: t.to.code().to_string(),
+            office: t.office.to_string(),
+            operator: operator.to_string(),
+            outcome: outcome.code().to_string(),
+            opinion: payload.opinion.clone(),
+            at: t.at.millis(),
+            transition: hash.to_string(),
+        });
+    }
+    if t.to == Stage::Decided || (t.to == Stage::Rejected && t.from == Some(Stage::DpfReviewed)) {
+        case.decision = Some(schema::Decision {
+            outcome: if t.to == Stage::Decided {
+                "approve"
+            } else {
+                "reject"
+            }
+            .to_string(),
+            awards: payload
+                .awards
+                .iter()
+                .map(|a| schema::Award {
+                    kind: a.kind.code().to_string(),
+                    monthly_yuan: u64::from(a.monthly_yuan),
+                    overridden: a.overridden,
+                })
+                .collect(),
+            first_paid_month: payload.first_paid_month.clone().unwrap_or_default(),
+            reasons: payload.opinion.clone(),
+            at: t.at.millis(),
+            office: t.office.to_string(),
+        });
+    }
+    if t.to == Stage::Notified {
+        case.notification = Some(schema::Notification {
+            method: payload.method.clone().unwrap_or_default(),
+            at: t.at.millis(),
+            operator: operator.to_string(),
+        });
+    }
+}
+
+/// The awards a decision gives by the domicile policy: each kind applied for, at the
+/// certificate's level, by the amount in effect in the first paid month.
+pub fn policy_awards(
+    case: &CaseDoc,
+    submitted: chrono::NaiveDate,
+) -> Result<(Vec<AwardLine>, String), CaseError> {
+    let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
+    let policy = Policy::for_province(province).map_err(|e| CaseError::Payload(e.to_string()))?;
+    let first = first_paid_month(submitted);
+    let level = case
+        .certificate
+        .as_ref()
+        .and_then(|c| u8::try_from(c.level).ok())
+        .and_then(tongban_domain::ids::DisabilityLevel::new)
+        .ok_or_else(|| CaseError::Payload("no disability certificate level on the case".into()))?;
+    let mut awards = Vec::new();
+    for code in &case.subsidy_kinds {
+        let kind = SubsidyKind::from_code(code)
+            .ok_or_else(|| CaseError::Schema(format!("unknown subsidy kind {code:?}")))?;
+        let amount = policy.monthly_amount(kind, level, first).ok_or_else(|| {
+            CaseError::Payload(format!(
+                "{} has no amount for {} at level {}",
+                policy.name,
+                kind.zh(),
+                level.get()
+            ))
+        })?;
+        awards.push(AwardLine {
+            kind,
+            monthly_yuan: amount,
+            overridden: false,
+        });
+    }
+    Ok((awards, first.format("%Y-%m").to_string()))
+}

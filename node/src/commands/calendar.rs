@@ -1,0 +1,198 @@
+//! `tongban calendar add|between|import|show`.
+//!
+//! The shipped schedules (2021-2026 at build time) are embedded in the domain
+//! crate; a node's data directory may hold imported years under `calendar/`, which
+//! extend or replace shipped years. A year that neither covers is reported as not
+//! covered, and any deadline through it is marked provisional.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use serde::Serialize;
+use tongban_domain::calendar::Calendar;
+
+use crate::cli::{CalendarCommand, DataDirArg};
+use crate::output::print_json;
+
+/// Loads the shipped calendar plus every year imported into `data_dir/calendar/`.
+pub fn load_calendar(data_dir: Option<&Path>) -> anyhow::Result<Calendar> {
+    let mut calendar = Calendar::shipped().context("the shipped calendar data is damaged")?;
+    if let Some(dir) = data_dir {
+        let cal_dir = dir.join("calendar");
+        if cal_dir.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&cal_dir)
+                .with_context(|| format!("cannot read {}", cal_dir.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+                .collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                calendar
+                    .import_text(&text)
+                    .with_context(|| format!("imported calendar {} is damaged", file.display()))?;
+            }
+        }
+    }
+    Ok(calendar)
+}
+
+fn parse_date(field: &str, value: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| format!("{field} {value:?} is not a date of the form YYYY-MM-DD"))
+}
+
+#[derive(Serialize)]
+struct AddReport {
+    start: NaiveDate,
+    working_days: u32,
+    date: NaiveDate,
+    provisional: bool,
+    warning: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BetweenReport {
+    from: NaiveDate,
+    to: NaiveDate,
+    working_days: i64,
+    provisional: bool,
+    warning: Option<String>,
+}
+
+pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CalendarCommand::Add {
+            date,
+            n,
+            json,
+            data,
+        } => {
+            let start = match parse_date("DATE", &date) {
+                Ok(d) => d,
+                Err(msg) => return Ok(reject(&msg)),
+            };
+            let calendar = load_calendar(data.data_dir.as_deref())?;
+            let result = calendar.add_working_days(start, n);
+            let report = AddReport {
+                start,
+                working_days: n,
+                date: result.date,
+                provisional: result.provisional,
+                warning: result.warning(),
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{start} 后第 {n} 个工作日 / {n} working days after {start}: {}{}",
+                    report.date,
+                    if report.provisional {
+                        "（暂定 provisional）"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(w) = &report.warning {
+                    eprintln!("注意 warning: {w}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CalendarCommand::Between {
+            from,
+            to,
+            json,
+            data,
+        } => {
+            let (from, to) = match (parse_date("D1", &from), parse_date("D2", &to)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(msg), _) | (_, Err(msg)) => return Ok(reject(&msg)),
+            };
+            let calendar = load_calendar(data.data_dir.as_deref())?;
+            let count = calendar.working_days_between(from, to);
+            let report = BetweenReport {
+                from,
+                to,
+                working_days: count.days,
+                provisional: count.provisional,
+                warning: count.warning(),
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{from} 至 {to} 的工作日 / working days after {from} up to {to}: {}{}",
+                    report.working_days,
+                    if report.provisional {
+                        "（暂定 provisional）"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(w) = &report.warning {
+                    eprintln!("注意 warning: {w}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CalendarCommand::Import { file, data } => import(&file, &data),
+        CalendarCommand::Show { json, data } => {
+            let calendar = load_calendar(data.data_dir.as_deref())?;
+            let years: Vec<i32> = calendar.covered_years();
+            if json {
+                print_json(&serde_json::json!({ "covered_years": years }))?;
+            } else {
+                let list: Vec<String> = years.iter().map(i32::to_string).collect();
+                println!("已覆盖年份 covered years: {}", list.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn reject(message: &str) -> ExitCode {
+    eprintln!("输入有误 rejected: {message}");
+    super::rejected()
+}
+
+fn import(file: &Path, data: &DataDirArg) -> anyhow::Result<ExitCode> {
+    let Some(dir) = data.data_dir.as_deref() else {
+        return Ok(reject(
+            "--data-dir (or TONGBAN_DATA_DIR) is needed: imported years are kept in the node's data directory",
+        ));
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(err) => return Ok(reject(&format!("cannot read {}: {err}", file.display()))),
+    };
+    // Parse into a scratch calendar first: a bad file changes nothing stored.
+    let mut scratch = load_calendar(Some(dir))?;
+    let years = if text.trim_start().starts_with('{') {
+        scratch.import_holiday_cn_json(&text).map(|y| vec![y])
+    } else {
+        scratch.import_text(&text)
+    };
+    let years = match years {
+        Ok(y) => y,
+        Err(err) => return Ok(reject(&format!("{}: {err}", file.display()))),
+    };
+    let cal_dir = dir.join("calendar");
+    std::fs::create_dir_all(&cal_dir)
+        .with_context(|| format!("cannot create {}", cal_dir.display()))?;
+    for year in &years {
+        let target = cal_dir.join(format!("{year}.txt"));
+        let tmp = cal_dir.join(format!(".{year}.txt.tmp"));
+        let Some(text) = scratch.to_text(*year) else {
+            continue;
+        };
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &target)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        println!("已导入 imported: {year} → {}", target.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! The `tongban` binary: parses arguments into a validated command, sets up logging,
+//! runs the command from the library crates and maps the outcome to an exit status
+//! (0 success, 1 input rejected or command failed, 2 usage error).
+//!
+//! Logic a test would want lives in the library crates or in `commands/`; this file
+//! only wires them together.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    init_logging(args.verbose);
+    match commands::run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("错误 error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr; the level comes from `RUST_LOG`, else `-v` flags. Personal data
+/// is never logged in clear: the domain types display masked.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,367 @@
+//! Every path through the stage machine on a real case document, with the signed
+//! history verified after each, and the ways a document can be wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use chrono::NaiveDate;
+use tongban_case::document::{AwardLine, policy_awards};
+use tongban_case::{CaseDocument, CaseError, IntakeForm, Outcome, Payload, SigningOffice};
+use tongban_domain::calendar::Calendar;
+use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp, resident_id_check_char};
+use tongban_domain::stage::{OfficeFacts, Role, Stage, TransitionError};
+use tongban_ledger::directory::{Directory, DirectoryAuthority, OfficeCertificate};
+use tongban_ledger::keys::OfficeKey;
+use tongban_ledger::verify::ViolationKind;
+
+struct Office {
+    key: OfficeKey,
+    facts: OfficeFacts,
+}
+
+impl Office {
+    fn signer(&self) -> SigningOffice<'_> {
+        SigningOffice {
+            key: &self.key,
+            facts: self.facts.clone(),
+        }
+    }
+}
+
+struct World {
+    directory: Directory,
+    calendar: Calendar,
+    offices: Vec<Office>,
+}
+
+impl World {
+    fn new() -> World {
+        let authority = DirectoryAuthority::new(OfficeKey::from_bytes(&[7; 32]));
+        let specs = [
+            ("440106001", Role::Township, "440106001"),
+            ("130102001", Role::Township, "130102001"),
+            ("130102002", Role::Township, "130102002"),
+            ("130102-dpf", Role::CountyDpf, "130102"),
+            ("130102-ca", Role::CountyCivilAffairs, "130102"),
+        ];
+        let mut offices = Vec::new();
+        let mut certs = Vec::new();
+        for (idx, (id, role, division)) in specs.into_iter().enumerate() {
+            let key = OfficeKey::from_bytes(&[idx as u8 + 20; 32]);
+            certs.push(
+                authority
+                    .issue(OfficeCertificate {
+                        office: OfficeId::parse(id).unwrap(),
+                        name: format!("office {id}"),
+                        role,
+                        division: division.into(),
+                        public_key: key.public(),
+                        not_before: Timestamp(0),
+                        not_after: Timestamp(i64::MAX / 2),
+                        serial: idx as u64 + 1,
+                    })
+                    .unwrap(),
+            );
+            offices.push(Office {
+                key,
+                facts: OfficeFacts {
+                    office: id.into(),
+                    role,
+                    division: division.into(),
+                },
+            });
+        }
+        let signed = authority.publish(1, Timestamp(0), certs, Vec::new());
+        let directory = Directory::verify(&signed.encode(), &authority.public()).unwrap();
+        World {
+            directory,
+            calendar: Calendar::shipped().unwrap(),
+            offices,
+        }
+    }
+
+    fn office(&self, id: &str) -> &Office {
+        self.offices.iter().find(|o| o.facts.office == id).unwrap()
+    }
+
+    /// A new case of a Hebei resident (hukou 130102001) accepted at `acceptance`.
+    fn new_case(&self, acceptance: &str) -> CaseDocument {
+        let first17 = "13010219680512031";
+        let id = format!("{first17}{}", resident_id_check_char(first17).unwrap());
+        let form = IntakeForm {
+            name: "张建国".into(),
+            resident_id: id.clone(),
+            hukou_township: "130102001".into(),
+            certificate: format!("{id}41"),
+            dibao: true,
+            subsidy_kinds: vec!["living".into()],
+            ..IntakeForm::default()
+        };
+        let intake = form.validate(day(0)).unwrap();
+        let case_id = CaseId::new(acceptance, day(0), [1, 2, 3, 4]).unwrap();
+        let (doc, _) =
+            CaseDocument::create(&case_id, &intake, &self.office(acceptance).signer(), &op(), at(0, 9)).unwrap();
+        doc
+    }
+
+    fn step(&self, doc: &mut CaseDocument, office: &str, to: Stage, when: Timestamp, payload: Payload) {
+        doc.apply(to, &self.office(office).signer(), &op(), when, &payload)
+            .unwrap_or_else(|e| panic!("{office} → {to}: {e}"));
+    }
+
+    fn assert_verifies(&self, doc: &mut CaseDocument) {
+        let report = doc.verify(&self.directory, &self.calendar, now()).unwrap();
+        let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
+        assert!(report.is_ok(), "{errors:#?}");
+    }
+}
+
+/// 2024-03-04 (a Monday) plus `n` days.
+fn day(n: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, 4).unwrap() + chrono::Duration::days(n)
+}
+
+fn at(n: i64, hour: i64) -> Timestamp {
+    Timestamp(Timestamp::start_of_china_date(day(n)).0 + hour * Timestamp::HOUR_MS)
+}
+
+fn now() -> Timestamp {
+    Timestamp::start_of_china_date(NaiveDate::from_ymd_opt(2024, 12, 31).unwrap())
+}
+
+fn op() -> Operator {
+    Operator::parse("clerk-01").unwrap()
+}
+
+fn approve(opinion: &str) -> Payload {
+    Payload {
+        opinion: opinion.into(),
+        outcome: Some(Outcome::Approve),
+        ..Payload::default()
+    }
+}
+
+fn with(outcome: Outcome, opinion: &str) -> Payload {
+    Payload {
+        opinion: opinion.into(),
+        outcome: Some(outcome),
+        ..Payload::default()
+    }
+}
+
+fn decision(world: &World, doc: &CaseDocument) -> Payload {
+    let (awards, first) = policy_awards(&doc.read().unwrap(), day(0)).unwrap();
+    assert_eq!(first, "2024-03");
+    assert!(matches!(awards[..], [AwardLine { monthly_yuan: 80, .. }]), "{awards:?}");
+    let _ = world;
+    Payload {
+        opinion: "审定通过".into(),
+        outcome: Some(Outcome::Approve),
+        awards,
+        first_paid_month: Some(first),
+        method: None,
+    }
+}
+
+/// Up to `received` for a cross-township case.
+fn to_received(world: &World, doc: &mut CaseDocument) {
+    world.step(doc, "440106001", Stage::Accepted, at(0, 10), Payload::default());
+    world.step(doc, "440106001", Stage::Pushed, at(0, 11), Payload::default());
+    world.step(doc, "130102001", Stage::Received, at(1, 9), Payload::default());
+}
+
+#[test]
+fn approved_then_suspended_resumed_and_terminated() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("初审同意"));
+    world.step(&mut doc, "130102-dpf", Stage::DpfReviewed, at(3, 9), approve("复审同意"));
+    let payload = decision(&world, &doc);
+    world.step(&mut doc, "130102-ca", Stage::Decided, at(4, 9), payload);
+    world.step(&mut doc, "440106001", Stage::ResultReceived, at(4, 10), Payload::default());
+    let notify = Payload {
+        method: Some("phone".into()),
+        ..Payload::default()
+    };
+    world.step(&mut doc, "440106001", Stage::Notified, at(5, 9), notify);
+    world.step(&mut doc, "130102-ca", Stage::Active, at(5, 10), Payload::default());
+    world.step(&mut doc, "130102-ca", Stage::Suspended, at(30, 10), with(Outcome::Reject, "动态核查：生存状态待核实"));
+    world.step(&mut doc, "130102-ca", Stage::Active, at(31, 10), Payload::default());
+    world.step(&mut doc, "130102-ca", Stage::Terminated, at(60, 10), Payload::default());
+    world.assert_verifies(&mut doc);
+    let case = doc.read().unwrap();
+    assert_eq!(case.reviews.len(), 4);
+    assert_eq!(case.decision.as_ref().unwrap().first_paid_month, "2024-03");
+    assert_eq!(case.notification.as_ref().unwrap().method, "phone");
+    assert_eq!(doc.stage().unwrap(), Some(Stage::Terminated));
+    // Saved and loaded, the document is the same case.
+    let mut loaded = CaseDocument::load(&doc.save()).unwrap();
+    assert_eq!(loaded.read().unwrap(), case);
+    world.assert_verifies(&mut loaded);
+}
+
+#[test]
+fn returned_for_correction_then_approved() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    world.step(&mut doc, "130102001", Stage::Returned, at(2, 9), with(Outcome::Return, "缺户口簿"));
+    world.step(&mut doc, "440106001", Stage::Accepted, at(3, 9), Payload::default());
+    world.step(&mut doc, "440106001", Stage::Pushed, at(3, 10), Payload::default());
+    world.step(&mut doc, "130102001", Stage::Received, at(3, 11), Payload::default());
+    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(4, 9), approve("同意"));
+    world.step(&mut doc, "130102-dpf", Stage::DpfReviewed, at(5, 9), approve("同意"));
+    let payload = decision(&world, &doc);
+    world.step(&mut doc, "130102-ca", Stage::Decided, at(7, 9), payload);
+    world.assert_verifies(&mut doc);
+    let outcomes: Vec<String> = doc.read().unwrap().reviews.iter().map(|r| r.outcome.clone()).collect();
+    assert_eq!(outcomes, ["return", "approve", "approve", "approve"]);
+}
+
+#[test]
+fn rejected_at_each_level_cannot_be_activated() {
+    let world = World::new();
+    for level in 0..3 {
+        let mut doc = world.new_case("440106001");
+        to_received(&world, &mut doc);
+        if level >= 1 {
+            world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("同意"));
+        }
+        if level >= 2 {
+            world.step(&mut doc, "130102-dpf", Stage::DpfReviewed, at(3, 9), approve("同意"));
+        }
+        let rejecter = ["130102001", "130102-dpf", "130102-ca"][level];
+        world.step(&mut doc, rejecter, Stage::Rejected, at(4, 9), with(Outcome::Reject, "不符合条件"));
+        world.step(&mut doc, "440106001", Stage::ResultReceived, at(4, 10), Payload::default());
+        let notify = Payload {
+            method: Some("letter".into()),
+            ..Payload::default()
+        };
+        world.step(&mut doc, "440106001", Stage::Notified, at(5, 9), notify);
+        let refused = doc
+            .apply(Stage::Active, &world.office("130102-ca").signer(), &op(), at(5, 10), &Payload::default())
+            .unwrap_err();
+        assert!(matches!(refused, CaseError::Transition(TransitionError::GuardFailed { .. })), "{refused}");
+        world.assert_verifies(&mut doc);
+    }
+}
+
+#[test]
+fn withdrawn_before_decision() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    world.step(&mut doc, "440106001", Stage::Withdrawn, at(2, 9), Payload::default());
+    world.assert_verifies(&mut doc);
+    assert!(doc.apply(Stage::InitialReviewed, &world.office("130102001").signer(), &op(), at(2, 10), &approve("x")).is_err());
+}
+
+#[test]
+fn local_application_is_publicized_not_pushed() {
+    let world = World::new();
+    let mut doc = world.new_case("130102001");
+    world.step(&mut doc, "130102001", Stage::Accepted, at(0, 10), Payload::default());
+    let err = doc
+        .apply(Stage::Pushed, &world.office("130102001").signer(), &op(), at(0, 11), &Payload::default())
+        .unwrap_err();
+    assert!(matches!(err, CaseError::Transition(TransitionError::GuardFailed { .. })), "{err}");
+    world.step(&mut doc, "130102001", Stage::Publicized, at(0, 11), Payload::default());
+    // Publicity runs 7 calendar days (Hebei policy); the review follows within 3 working days.
+    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(9, 9), approve("公示无异议"));
+    world.assert_verifies(&mut doc);
+}
+
+#[test]
+fn the_wrong_office_is_refused_and_told_which_office() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    let err = doc
+        .apply(Stage::InitialReviewed, &world.office("130102002").signer(), &op(), at(2, 9), &approve("x"))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("130102001") && message.contains("户籍地乡镇"), "{message}");
+}
+
+#[test]
+fn a_late_step_is_reported_as_missed() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    // Received Tuesday 2024-03-05; three working days end Friday 2024-03-08.
+    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(7, 9), approve("同意"));
+    let report = doc.verify(&world.directory, &world.calendar, now()).unwrap();
+    assert!(report.has(ViolationKind::DeadlineMissed), "{:?}", report.violations);
+    let due = doc.due(&world.calendar).unwrap().unwrap();
+    assert_eq!((due.next, due.working_days), (Stage::DpfReviewed, 2));
+}
+
+#[test]
+fn a_changed_payload_is_detected() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("同意"));
+    doc.update(at(2, 10), "tamper", |case| {
+        for record in case.transitions.values_mut() {
+            if record.to == "initial_reviewed" {
+                *record.payload.as_mut() = br#"{"opinion":"other","outcome":"approve"}"#.to_vec();
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let report = doc.verify(&world.directory, &world.calendar, now()).unwrap();
+    assert!(report.has(ViolationKind::PayloadMismatch), "{:?}", report.violations);
+    assert!(!report.is_ok());
+}
+
+#[test]
+fn concurrent_transitions_fork_and_are_kept() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    let mut other = CaseDocument::load(&doc.save()).unwrap();
+    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("同意"));
+    world.step(&mut other, "440106001", Stage::Withdrawn, at(2, 9), Payload::default());
+    doc.automerge_mut().merge(other.automerge_mut()).unwrap();
+    let chain = doc.chain().unwrap();
+    assert!(chain.forked);
+    assert_eq!(doc.read().unwrap().transitions.len(), 6, "both signed successors are kept");
+    let report = doc.verify(&world.directory, &world.calendar, now()).unwrap();
+    assert!(report.has(ViolationKind::Fork));
+    let err = doc
+        .apply(Stage::DpfReviewed, &world.office("130102-dpf").signer(), &op(), at(3, 9), &approve("x"))
+        .unwrap_err();
+    assert!(matches!(err, CaseError::Chain(_)), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_bytes_that_are_not_a_case_too() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    // A document written by a future Tongban.
+    use automerge::transaction::Transactable;
+    doc.automerge_mut().put(automerge::ROOT, "schema_version", 99_u64).unwrap();
+    let bytes = doc.save();
+    assert!(matches!(CaseDocument::load(&bytes), Err(CaseError::NewerSchema { found: 99 })));
+    assert!(matches!(CaseDocument::load(b"not automerge"), Err(CaseError::Load(_))));
+    let mut empty = automerge::AutoCommit::new();
+    assert!(matches!(CaseDocument::load(&empty.save()), Err(CaseError::Schema(_))));
+}
+
+#[test]
+fn intake_names_every_bad_field_at_once() {
+    let form = IntakeForm {
+        name: String::new(),
+        resident_id: "130102196805120311".into(),
+        hukou_township: "130102999".into(),
+        certificate: "x".into(),
+        subsidy_kinds: vec!["food".into()],
+        phone: "abc".into(),
+        ..IntakeForm::default()
+    };
+    let errors = form.validate(day(0)).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["name", "resident_id", "hukou_township", "certificate", "subsidy_kinds", "phone"]);
+    assert!(errors[2].message.contains("130102 长安区"), "{}", errors[2].message);
+}

@@ -1,0 +1,8 @@
+//! Tongban's integration tests: the real `tongban` binary, run as an office clerk or
+//! an administrator would run it, in temporary directories.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod calendar;
+mod demo;
+mod id;
+mod support;

@@ -25,7 +25,10 @@ fn deadlines_across_the_2025_national_day() {
     let v = json(&["calendar", "add", "2025-09-30", "3", "--json"]);
     assert_eq!(v["date"], "2025-10-11");
     let v = json(&["calendar", "add", "2025-09-26", "2", "--json"]);
-    assert_eq!(v["date"], "2025-09-29", "Sunday 09-28 is an adjusted working day");
+    assert_eq!(
+        v["date"], "2025-09-29",
+        "Sunday 09-28 is an adjusted working day"
+    );
 }
 
 #[test]
@@ -44,9 +47,15 @@ fn an_uncovered_year_is_provisional_until_imported() {
     )
     .unwrap();
     let data = dir.path().join("node");
-    let out = tongban_in(Some(&data), &["calendar", "import", schedule.to_str().unwrap()]);
+    let out = tongban_in(
+        Some(&data),
+        &["calendar", "import", schedule.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = tongban_in(Some(&data), &["calendar", "add", "2026-12-30", "3", "--json"]);
+    let out = tongban_in(
+        Some(&data),
+        &["calendar", "add", "2026-12-30", "3", "--json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["provisional"], false);
     assert_eq!(v["date"], "2027-01-05");
@@ -58,7 +67,10 @@ fn a_bad_schedule_is_refused_and_nothing_is_stored() {
     let schedule = dir.path().join("bad.json");
     std::fs::write(&schedule, r#"{"year": 2027, "papers": ["x"], "days": [{"name": "元旦", "date": "2027-13-01", "isOffDay": true}]}"#).unwrap();
     let data = dir.path().join("node");
-    let out = tongban_in(Some(&data), &["calendar", "import", schedule.to_str().unwrap()]);
+    let out = tongban_in(
+        Some(&data),
+        &["calendar", "import", schedule.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("days[0].date"), "{}", stderr(&out));
     assert!(!data.join("calendar").exists());
@@ -69,6 +81,11 @@ fn a_bad_date_names_the_argument() {
     let out = tongban(&["calendar", "add", "2024-02-30", "3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("DATE"), "{}", stderr(&out));
-    assert_eq!(tongban(&["calendar", "add", "2024-02-01", "-3"]).status.code(), Some(2));
+    assert_eq!(
+        tongban(&["calendar", "add", "2024-02-01", "-3"])
+            .status
+            .code(),
+        Some(2)
+    );
     let _ = stdout;
 }

@@ -9,8 +9,22 @@ fn the_demo_carries_a_case_through_every_stage_and_verifies() {
     let out = tongban(&["demo", "--keep", keep.to_str().unwrap()]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
-    for stage in ["draft", "accepted", "pushed", "received", "initial_reviewed", "dpf_reviewed", "decided", "result_received", "notified", "active"] {
-        assert!(text.contains(stage), "{stage} missing from the timeline:\n{text}");
+    for stage in [
+        "draft",
+        "accepted",
+        "pushed",
+        "received",
+        "initial_reviewed",
+        "dpf_reviewed",
+        "decided",
+        "result_received",
+        "notified",
+        "active",
+    ] {
+        assert!(
+            text.contains(stage),
+            "{stage} missing from the timeline:\n{text}"
+        );
     }
     assert!(!text.contains("missed"), "{text}");
     assert!(text.contains("全部验证通过"), "{text}");

@@ -8,7 +8,10 @@ fn a_valid_number_is_shown_masked() {
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(text.contains("110105********002X"), "{text}");
-    assert!(!text.contains("19491231002X"), "the clear number must not be printed: {text}");
+    assert!(
+        !text.contains("19491231002X"),
+        "the clear number must not be printed: {text}"
+    );
 }
 
 #[test]

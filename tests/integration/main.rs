@@ -5,4 +5,5 @@
 mod calendar;
 mod demo;
 mod id;
+mod js_interop;
 mod support;

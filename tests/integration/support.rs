@@ -11,7 +11,9 @@ pub fn tongban(args: &[&str]) -> Output {
 /// Runs `tongban` with `TONGBAN_DATA_DIR` set to `data_dir` when given.
 pub fn tongban_in(data_dir: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tongban"));
-    cmd.args(args).env_remove("TONGBAN_DATA_DIR").env_remove("RUST_LOG");
+    cmd.args(args)
+        .env_remove("TONGBAN_DATA_DIR")
+        .env_remove("RUST_LOG");
     if let Some(dir) = data_dir {
         cmd.env("TONGBAN_DATA_DIR", dir);
     }

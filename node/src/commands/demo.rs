@@ -171,7 +171,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         name: "张建国".into(),
         resident_id: resident_id.clone(),
         hukou_township: "130102001".into(),
-        certificate: format!("{resident_id}41"),
+        certificate: format!("{resident_id}44"),
         dibao: true,
         long_term_care: true,
         subsidy_kinds: vec!["living".into(), "nursing".into()],

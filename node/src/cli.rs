@@ -29,6 +29,42 @@ pub enum Command {
     Calendar(CalendarCommand),
     /// Carry a cross-province case through every stage and verify its signed history.
     Demo(DemoArgs),
+    /// Take a consistent backup of a node's store (备份以供查阅), or verify one.
+    Backup(BackupArgs),
+    /// Restore a verified backup into an empty data directory.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// `tongban backup --out FILE` or `tongban backup verify FILE`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// `verify FILE` checks a backup end to end.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Where to write the backup (written to a temporary file, then renamed).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `tongban backup verify`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check every record, checksum, document and material of a backup file.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `tongban id ...`

@@ -2,6 +2,7 @@
 //! an administrator would run it, in temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod backup;
 mod calendar;
 mod demo;
 mod id;

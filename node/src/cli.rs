@@ -31,6 +31,30 @@ pub enum Command {
     Demo(DemoArgs),
     /// Take a consistent backup of a node's store (备份以供查阅), or verify one.
     Backup(BackupArgs),
+    /// Set up this office's node and its directory.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// The directory authority: office certificates and revocations.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+    /// Case work at the office window and in review.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// The policy that applies to residents of a division (类型及标准由业务属地负责解释).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Verify signed histories against the directory.
+    Verify(VerifyArgs),
+    /// The signed timeline of a case: who, which office, when, deadline, signature.
+    History {
+        /// The case id.
+        case: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Restore a verified backup into an empty data directory.
     Restore {
         /// The backup file.
@@ -140,4 +164,356 @@ pub struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+}
+
+/// `tongban node ...`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Create this office's node: data directory, store and office key (0600).
+    /// Prints the public key to send to the directory authority.
+    Init {
+        /// This office's id, as the directory authority names it.
+        #[arg(long)]
+        office: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Import a signed directory published by the authority.
+    #[command(name = "directory-import")]
+    DirectoryImport {
+        /// The directory file (directory.tbdir).
+        file: PathBuf,
+        /// The authority's public key file (needed for the first import).
+        #[arg(long)]
+        authority_key: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// Where the directory authority keeps its files.
+#[derive(Debug, Args, Clone)]
+pub struct AuthorityDirArg {
+    /// The authority folder (authority.key, authority.pub, directory.tbdir).
+    #[arg(long, env = "TONGBAN_AUTHORITY_DIR")]
+    pub authority: PathBuf,
+}
+
+/// `tongban directory ...`
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Create the authority key and an empty directory.
+    Init {
+        #[command(flatten)]
+        auth: AuthorityDirArg,
+    },
+    /// Certify an office's public key.
+    Add {
+        #[command(flatten)]
+        auth: AuthorityDirArg,
+        /// Office id.
+        #[arg(long)]
+        office: String,
+        /// Office name in Chinese.
+        #[arg(long)]
+        name: String,
+        /// Role: township, county_dpf, county_civil_affairs, hub, supervisor.
+        #[arg(long)]
+        role: String,
+        /// Division code (2, 6 or 9 digits; 00 for the national hub).
+        #[arg(long)]
+        division: String,
+        /// The office's public key (hex, as `tongban node init` printed it).
+        #[arg(long)]
+        public_key: String,
+        /// Years of validity from today.
+        #[arg(long, default_value_t = 5)]
+        valid_years: u32,
+    },
+    /// Revoke an office's keys from now (or --effective) on.
+    Revoke {
+        #[command(flatten)]
+        auth: AuthorityDirArg,
+        /// Office id.
+        #[arg(long)]
+        office: String,
+        /// Only this key (hex); default every key of the office.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Effective time, RFC 3339 (default now).
+        #[arg(long)]
+        effective: Option<String>,
+    },
+    /// Replace an office's key: revoke its current keys from now and certify a new one.
+    Rotate {
+        #[command(flatten)]
+        auth: AuthorityDirArg,
+        /// Office id.
+        #[arg(long)]
+        office: String,
+        /// The new public key (hex).
+        #[arg(long)]
+        public_key: String,
+        /// Years of validity from today.
+        #[arg(long, default_value_t = 5)]
+        valid_years: u32,
+    },
+    /// Show a directory: the authority's, or a directory file.
+    Show {
+        /// The authority folder.
+        #[arg(long, env = "TONGBAN_AUTHORITY_DIR", conflicts_with = "file")]
+        authority: Option<PathBuf>,
+        /// A directory file, checked against --authority-key.
+        #[arg(long, requires = "authority_key")]
+        file: Option<PathBuf>,
+        /// The authority's public key file.
+        #[arg(long)]
+        authority_key: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The operator performing a stage command.
+#[derive(Debug, Args, Clone)]
+pub struct OperatorArg {
+    /// The clerk performing the step (default: `operator` in node.toml).
+    #[arg(long)]
+    pub operator: Option<String>,
+}
+
+/// `tongban case ...`
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Start a case (intake) from flags or a JSON file; prints the materials notice.
+    New(Box<NewCaseArgs>),
+    /// Attach a material (an electronic copy) to a case.
+    Attach {
+        /// The case id.
+        case: String,
+        /// The file.
+        file: PathBuf,
+        /// The checklist code (id_card, hukou_book, disability_certificate, ...).
+        #[arg(long)]
+        kind: String,
+        /// Media type (default from the file name).
+        #[arg(long)]
+        media_type: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Materials complete: accept the case (已受理 accepted).
+    Accept(StageArgs),
+    /// Push the case to the domicile township (已推送 pushed).
+    Push(StageArgs),
+    /// Start the village notice of a local application (公示 publicized).
+    Publicize(StageArgs),
+    /// Review at the domicile township (初审) or the county DPF (复审).
+    Review(ReviewArgs),
+    /// Decide at county civil affairs (审定 decided, or rejected).
+    Decide(DecideArgs),
+    /// Record how the applicant was told (已告知 notified).
+    Notify {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// phone, sms, in-person or letter.
+        #[arg(long)]
+        method: String,
+    },
+    /// Start, suspend, resume or end payment (发放中 active / 暂停 / 终止).
+    Award {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// activate, suspend, resume or terminate.
+        #[arg(long)]
+        action: String,
+        /// Why (required to suspend or terminate).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Record the applicant's satisfaction (服务评价), 1-5.
+    Evaluate {
+        /// The case id.
+        case: String,
+        /// Score 1-5.
+        #[arg(long)]
+        score: u8,
+        /// Comment.
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Withdraw the application before a decision (撤回 withdrawn).
+    Withdraw {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List cases held here.
+    List {
+        /// Only this stage (code name).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only cases past their deadline.
+        #[arg(long)]
+        overdue: bool,
+        /// Only cases due within N working days.
+        #[arg(long)]
+        due_within: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Show one case.
+    Show {
+        /// The case id.
+        case: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// Arguments every stage command takes.
+#[derive(Debug, Args, Clone)]
+pub struct StageArgs {
+    /// The case id.
+    pub case: String,
+    #[command(flatten)]
+    pub operator: OperatorArg,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `tongban case new`.
+#[derive(Debug, Args)]
+pub struct NewCaseArgs {
+    /// Read the intake form from a JSON file (fields as in docs/cli.md).
+    #[arg(long, conflicts_with_all = ["name", "id", "hukou"])]
+    pub from_json: Option<PathBuf>,
+    /// Applicant's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Resident ID number.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// 9-digit township code of the household register.
+    #[arg(long)]
+    pub hukou: Option<String>,
+    /// Disability certificate number.
+    #[arg(long)]
+    pub certificate: Option<String>,
+    /// In a dibao household.
+    #[arg(long)]
+    pub dibao: bool,
+    /// In a low-income household.
+    #[arg(long)]
+    pub low_income: bool,
+    /// Needs long-term care.
+    #[arg(long)]
+    pub long_term_care: bool,
+    /// A similar allowance already received (repeatable).
+    #[arg(long = "allowance")]
+    pub allowances: Vec<String>,
+    /// Subsidy kind: living or nursing (repeatable).
+    #[arg(long = "kind")]
+    pub kinds: Vec<String>,
+    /// Contact telephone.
+    #[arg(long, default_value = "")]
+    pub phone: String,
+    /// Current address.
+    #[arg(long, default_value = "")]
+    pub address: String,
+    /// Guardian or agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub operator: OperatorArg,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `tongban case review`.
+#[derive(Debug, Args)]
+#[group(id = "verdict", required = true, multiple = false, args = ["approve", "return_", "reject"])]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Approve and submit to the next level.
+    #[arg(long)]
+    pub approve: bool,
+    /// Return to the acceptance office for correction (退回补正).
+    #[arg(long = "return")]
+    pub return_: bool,
+    /// Reject (不予通过).
+    #[arg(long)]
+    pub reject: bool,
+    /// The opinion.
+    #[arg(long)]
+    pub opinion: String,
+}
+
+/// `tongban case decide`.
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Reject instead of approving (reasons in --opinion).
+    #[arg(long)]
+    pub reject: bool,
+    /// Override a policy amount: KIND=YUAN (needs --override-reason).
+    #[arg(long = "amount")]
+    pub amounts: Vec<String>,
+    /// Why the amount differs from the policy.
+    #[arg(long)]
+    pub override_reason: Option<String>,
+    /// Only these kinds are awarded (default every kind applied for).
+    #[arg(long = "award")]
+    pub awards: Vec<String>,
+    /// The opinion.
+    #[arg(long, default_value = "")]
+    pub opinion: String,
+}
+
+/// `tongban policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The subsidy kinds, eligibility, materials and amounts for residents of DIVISION.
+    Show {
+        /// A division code (province, county or township).
+        division: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tongban verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The case id.
+    #[arg(required_unless_present_any = ["all"], conflicts_with = "all")]
+    pub case: Option<String>,
+    /// Every case held here.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDirArg,
 }

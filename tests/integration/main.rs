@@ -7,4 +7,5 @@ mod calendar;
 mod demo;
 mod id;
 mod js_interop;
+mod office;
 mod support;

@@ -449,6 +449,21 @@ impl CaseDocument {
         let from = chain.stage();
         let facts = self.facts()?;
         stage::check_transition(from, to, &facts, &office.facts)?;
+        if from == Some(Stage::Publicized) && to != Stage::Withdrawn {
+            // The village notice must run its whole period before the review.
+            let policy = Policy::for_province(facts.domicile_township.get(..2).unwrap_or("00"))
+                .map_err(|e| CaseError::Payload(e.to_string()))?;
+            let started = chain.entered_at().map(|t| t.china_date());
+            if let Some(started) = started {
+                let ends = started + chrono::Duration::days(i64::from(policy.publicity_days));
+                if at.china_date() < ends {
+                    return Err(CaseError::Payload(format!(
+                        "公示期未满 the publicity period ({} days from {started}) runs until {ends}",
+                        policy.publicity_days
+                    )));
+                }
+            }
+        }
         check_payload(to, payload)?;
         let case_id = self.case_id()?;
         let payload_bytes =

@@ -40,7 +40,8 @@ pub struct CaseDoc {
     pub household: Household,
     /// Subsidy kinds applied for: `"living"`, `"nursing"`.
     pub subsidy_kinds: Vec<String>,
-    /// Materials by BLAKE3 content hash (hex); electronic copies only.
+    /// Materials by `kind:hash` (checklist code, then BLAKE3 content hash in hex):
+    /// the same file may serve several items; electronic copies only.
     pub materials: BTreeMap<String, Material>,
     /// The one-time notice of materials given to the applicant.
     pub materials_notice: Option<MaterialsNotice>,
@@ -86,6 +87,11 @@ pub struct Applicant {
     pub address: String,
     /// Guardian or agent, if someone applies on the applicant's behalf.
     pub agent: Option<String>,
+}
+
+/// The key of a material in [`CaseDoc::materials`].
+pub fn material_key(kind: &str, hash_hex: &str) -> String {
+    format!("{kind}:{hash_hex}")
 }
 
 impl fmt::Debug for Applicant {
@@ -158,6 +164,8 @@ pub struct Household {
 pub struct Material {
     /// Checklist code (`id_card`, `disability_certificate`, ...).
     pub kind: String,
+    /// BLAKE3 of the content (hex): its address in the node store.
+    pub hash: String,
     /// Size in bytes.
     pub size: u64,
     /// Media type, e.g. `image/jpeg`, `application/pdf`.

@@ -97,12 +97,25 @@ impl World {
         };
         let intake = form.validate(day(0)).unwrap();
         let case_id = CaseId::new(acceptance, day(0), [1, 2, 3, 4]).unwrap();
-        let (doc, _) =
-            CaseDocument::create(&case_id, &intake, &self.office(acceptance).signer(), &op(), at(0, 9)).unwrap();
+        let (doc, _) = CaseDocument::create(
+            &case_id,
+            &intake,
+            &self.office(acceptance).signer(),
+            &op(),
+            at(0, 9),
+        )
+        .unwrap();
         doc
     }
 
-    fn step(&self, doc: &mut CaseDocument, office: &str, to: Stage, when: Timestamp, payload: Payload) {
+    fn step(
+        &self,
+        doc: &mut CaseDocument,
+        office: &str,
+        to: Stage,
+        when: Timestamp,
+        payload: Payload,
+    ) {
         doc.apply(to, &self.office(office).signer(), &op(), when, &payload)
             .unwrap_or_else(|e| panic!("{office} → {to}: {e}"));
     }
@@ -150,7 +163,16 @@ fn with(outcome: Outcome, opinion: &str) -> Payload {
 fn decision(world: &World, doc: &CaseDocument) -> Payload {
     let (awards, first) = policy_awards(&doc.read().unwrap(), day(0)).unwrap();
     assert_eq!(first, "2024-03");
-    assert!(matches!(awards[..], [AwardLine { monthly_yuan: 80, .. }]), "{awards:?}");
+    assert!(
+        matches!(
+            awards[..],
+            [AwardLine {
+                monthly_yuan: 80,
+                ..
+            }]
+        ),
+        "{awards:?}"
+    );
     let _ = world;
     Payload {
         opinion: "审定通过".into(),
@@ -163,9 +185,27 @@ fn decision(world: &World, doc: &CaseDocument) -> Payload {
 
 /// Up to `received` for a cross-township case.
 fn to_received(world: &World, doc: &mut CaseDocument) {
-    world.step(doc, "440106001", Stage::Accepted, at(0, 10), Payload::default());
-    world.step(doc, "440106001", Stage::Pushed, at(0, 11), Payload::default());
-    world.step(doc, "130102001", Stage::Received, at(1, 9), Payload::default());
+    world.step(
+        doc,
+        "440106001",
+        Stage::Accepted,
+        at(0, 10),
+        Payload::default(),
+    );
+    world.step(
+        doc,
+        "440106001",
+        Stage::Pushed,
+        at(0, 11),
+        Payload::default(),
+    );
+    world.step(
+        doc,
+        "130102001",
+        Stage::Received,
+        at(1, 9),
+        Payload::default(),
+    );
 }
 
 #[test]
@@ -173,20 +213,62 @@ fn approved_then_suspended_resumed_and_terminated() {
     let world = World::new();
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
-    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("初审同意"));
-    world.step(&mut doc, "130102-dpf", Stage::DpfReviewed, at(3, 9), approve("复审同意"));
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(2, 9),
+        approve("初审同意"),
+    );
+    world.step(
+        &mut doc,
+        "130102-dpf",
+        Stage::DpfReviewed,
+        at(3, 9),
+        approve("复审同意"),
+    );
     let payload = decision(&world, &doc);
     world.step(&mut doc, "130102-ca", Stage::Decided, at(4, 9), payload);
-    world.step(&mut doc, "440106001", Stage::ResultReceived, at(4, 10), Payload::default());
+    world.step(
+        &mut doc,
+        "440106001",
+        Stage::ResultReceived,
+        at(4, 10),
+        Payload::default(),
+    );
     let notify = Payload {
         method: Some("phone".into()),
         ..Payload::default()
     };
     world.step(&mut doc, "440106001", Stage::Notified, at(5, 9), notify);
-    world.step(&mut doc, "130102-ca", Stage::Active, at(5, 10), Payload::default());
-    world.step(&mut doc, "130102-ca", Stage::Suspended, at(30, 10), with(Outcome::Reject, "动态核查：生存状态待核实"));
-    world.step(&mut doc, "130102-ca", Stage::Active, at(31, 10), Payload::default());
-    world.step(&mut doc, "130102-ca", Stage::Terminated, at(60, 10), Payload::default());
+    world.step(
+        &mut doc,
+        "130102-ca",
+        Stage::Active,
+        at(5, 10),
+        Payload::default(),
+    );
+    world.step(
+        &mut doc,
+        "130102-ca",
+        Stage::Suspended,
+        at(30, 10),
+        with(Outcome::Reject, "动态核查：生存状态待核实"),
+    );
+    world.step(
+        &mut doc,
+        "130102-ca",
+        Stage::Active,
+        at(31, 10),
+        Payload::default(),
+    );
+    world.step(
+        &mut doc,
+        "130102-ca",
+        Stage::Terminated,
+        at(60, 10),
+        Payload::default(),
+    );
     world.assert_verifies(&mut doc);
     let case = doc.read().unwrap();
     assert_eq!(case.reviews.len(), 4);
@@ -204,16 +286,58 @@ fn returned_for_correction_then_approved() {
     let world = World::new();
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
-    world.step(&mut doc, "130102001", Stage::Returned, at(2, 9), with(Outcome::Return, "缺户口簿"));
-    world.step(&mut doc, "440106001", Stage::Accepted, at(3, 9), Payload::default());
-    world.step(&mut doc, "440106001", Stage::Pushed, at(3, 10), Payload::default());
-    world.step(&mut doc, "130102001", Stage::Received, at(3, 11), Payload::default());
-    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(4, 9), approve("同意"));
-    world.step(&mut doc, "130102-dpf", Stage::DpfReviewed, at(5, 9), approve("同意"));
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::Returned,
+        at(2, 9),
+        with(Outcome::Return, "缺户口簿"),
+    );
+    world.step(
+        &mut doc,
+        "440106001",
+        Stage::Accepted,
+        at(3, 9),
+        Payload::default(),
+    );
+    world.step(
+        &mut doc,
+        "440106001",
+        Stage::Pushed,
+        at(3, 10),
+        Payload::default(),
+    );
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::Received,
+        at(3, 11),
+        Payload::default(),
+    );
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(4, 9),
+        approve("同意"),
+    );
+    world.step(
+        &mut doc,
+        "130102-dpf",
+        Stage::DpfReviewed,
+        at(5, 9),
+        approve("同意"),
+    );
     let payload = decision(&world, &doc);
     world.step(&mut doc, "130102-ca", Stage::Decided, at(7, 9), payload);
     world.assert_verifies(&mut doc);
-    let outcomes: Vec<String> = doc.read().unwrap().reviews.iter().map(|r| r.outcome.clone()).collect();
+    let outcomes: Vec<String> = doc
+        .read()
+        .unwrap()
+        .reviews
+        .iter()
+        .map(|r| r.outcome.clone())
+        .collect();
     assert_eq!(outcomes, ["return", "approve", "approve", "approve"]);
 }
 
@@ -224,23 +348,59 @@ fn rejected_at_each_level_cannot_be_activated() {
         let mut doc = world.new_case("440106001");
         to_received(&world, &mut doc);
         if level >= 1 {
-            world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("同意"));
+            world.step(
+                &mut doc,
+                "130102001",
+                Stage::InitialReviewed,
+                at(2, 9),
+                approve("同意"),
+            );
         }
         if level >= 2 {
-            world.step(&mut doc, "130102-dpf", Stage::DpfReviewed, at(3, 9), approve("同意"));
+            world.step(
+                &mut doc,
+                "130102-dpf",
+                Stage::DpfReviewed,
+                at(3, 9),
+                approve("同意"),
+            );
         }
         let rejecter = ["130102001", "130102-dpf", "130102-ca"][level];
-        world.step(&mut doc, rejecter, Stage::Rejected, at(4, 9), with(Outcome::Reject, "不符合条件"));
-        world.step(&mut doc, "440106001", Stage::ResultReceived, at(4, 10), Payload::default());
+        world.step(
+            &mut doc,
+            rejecter,
+            Stage::Rejected,
+            at(4, 9),
+            with(Outcome::Reject, "不符合条件"),
+        );
+        world.step(
+            &mut doc,
+            "440106001",
+            Stage::ResultReceived,
+            at(4, 10),
+            Payload::default(),
+        );
         let notify = Payload {
             method: Some("letter".into()),
             ..Payload::default()
         };
         world.step(&mut doc, "440106001", Stage::Notified, at(5, 9), notify);
         let refused = doc
-            .apply(Stage::Active, &world.office("130102-ca").signer(), &op(), at(5, 10), &Payload::default())
+            .apply(
+                Stage::Active,
+                &world.office("130102-ca").signer(),
+                &op(),
+                at(5, 10),
+                &Payload::default(),
+            )
             .unwrap_err();
-        assert!(matches!(refused, CaseError::Transition(TransitionError::GuardFailed { .. })), "{refused}");
+        assert!(
+            matches!(
+                refused,
+                CaseError::Transition(TransitionError::GuardFailed { .. })
+            ),
+            "{refused}"
+        );
         world.assert_verifies(&mut doc);
     }
 }
@@ -250,23 +410,68 @@ fn withdrawn_before_decision() {
     let world = World::new();
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
-    world.step(&mut doc, "440106001", Stage::Withdrawn, at(2, 9), Payload::default());
+    world.step(
+        &mut doc,
+        "440106001",
+        Stage::Withdrawn,
+        at(2, 9),
+        Payload::default(),
+    );
     world.assert_verifies(&mut doc);
-    assert!(doc.apply(Stage::InitialReviewed, &world.office("130102001").signer(), &op(), at(2, 10), &approve("x")).is_err());
+    assert!(
+        doc.apply(
+            Stage::InitialReviewed,
+            &world.office("130102001").signer(),
+            &op(),
+            at(2, 10),
+            &approve("x")
+        )
+        .is_err()
+    );
 }
 
 #[test]
 fn local_application_is_publicized_not_pushed() {
     let world = World::new();
     let mut doc = world.new_case("130102001");
-    world.step(&mut doc, "130102001", Stage::Accepted, at(0, 10), Payload::default());
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::Accepted,
+        at(0, 10),
+        Payload::default(),
+    );
     let err = doc
-        .apply(Stage::Pushed, &world.office("130102001").signer(), &op(), at(0, 11), &Payload::default())
+        .apply(
+            Stage::Pushed,
+            &world.office("130102001").signer(),
+            &op(),
+            at(0, 11),
+            &Payload::default(),
+        )
         .unwrap_err();
-    assert!(matches!(err, CaseError::Transition(TransitionError::GuardFailed { .. })), "{err}");
-    world.step(&mut doc, "130102001", Stage::Publicized, at(0, 11), Payload::default());
+    assert!(
+        matches!(
+            err,
+            CaseError::Transition(TransitionError::GuardFailed { .. })
+        ),
+        "{err}"
+    );
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::Publicized,
+        at(0, 11),
+        Payload::default(),
+    );
     // Publicity runs 7 calendar days (Hebei policy); the review follows within 3 working days.
-    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(9, 9), approve("公示无异议"));
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(9, 9),
+        approve("公示无异议"),
+    );
     world.assert_verifies(&mut doc);
 }
 
@@ -276,10 +481,19 @@ fn the_wrong_office_is_refused_and_told_which_office() {
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
     let err = doc
-        .apply(Stage::InitialReviewed, &world.office("130102002").signer(), &op(), at(2, 9), &approve("x"))
+        .apply(
+            Stage::InitialReviewed,
+            &world.office("130102002").signer(),
+            &op(),
+            at(2, 9),
+            &approve("x"),
+        )
         .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("130102001") && message.contains("户籍地乡镇"), "{message}");
+    assert!(
+        message.contains("130102001") && message.contains("户籍地乡镇"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -288,9 +502,21 @@ fn a_late_step_is_reported_as_missed() {
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
     // Received Tuesday 2024-03-05; three working days end Friday 2024-03-08.
-    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(7, 9), approve("同意"));
-    let report = doc.verify(&world.directory, &world.calendar, now()).unwrap();
-    assert!(report.has(ViolationKind::DeadlineMissed), "{:?}", report.violations);
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(7, 9),
+        approve("同意"),
+    );
+    let report = doc
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
+    assert!(
+        report.has(ViolationKind::DeadlineMissed),
+        "{:?}",
+        report.violations
+    );
     let due = doc.due(&world.calendar).unwrap().unwrap();
     assert_eq!((due.next, due.working_days), (Stage::DpfReviewed, 2));
 }
@@ -300,7 +526,13 @@ fn a_changed_payload_is_detected() {
     let world = World::new();
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
-    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("同意"));
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(2, 9),
+        approve("同意"),
+    );
     doc.update(at(2, 10), "tamper", |case| {
         for record in case.transitions.values_mut() {
             if record.to == "initial_reviewed" {
@@ -310,8 +542,14 @@ fn a_changed_payload_is_detected() {
         Ok(())
     })
     .unwrap();
-    let report = doc.verify(&world.directory, &world.calendar, now()).unwrap();
-    assert!(report.has(ViolationKind::PayloadMismatch), "{:?}", report.violations);
+    let report = doc
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
+    assert!(
+        report.has(ViolationKind::PayloadMismatch),
+        "{:?}",
+        report.violations
+    );
     assert!(!report.is_ok());
 }
 
@@ -321,16 +559,40 @@ fn concurrent_transitions_fork_and_are_kept() {
     let mut doc = world.new_case("440106001");
     to_received(&world, &mut doc);
     let mut other = CaseDocument::load(&doc.save()).unwrap();
-    world.step(&mut doc, "130102001", Stage::InitialReviewed, at(2, 9), approve("同意"));
-    world.step(&mut other, "440106001", Stage::Withdrawn, at(2, 9), Payload::default());
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(2, 9),
+        approve("同意"),
+    );
+    world.step(
+        &mut other,
+        "440106001",
+        Stage::Withdrawn,
+        at(2, 9),
+        Payload::default(),
+    );
     doc.automerge_mut().merge(other.automerge_mut()).unwrap();
     let chain = doc.chain().unwrap();
     assert!(chain.forked);
-    assert_eq!(doc.read().unwrap().transitions.len(), 6, "both signed successors are kept");
-    let report = doc.verify(&world.directory, &world.calendar, now()).unwrap();
+    assert_eq!(
+        doc.read().unwrap().transitions.len(),
+        6,
+        "both signed successors are kept"
+    );
+    let report = doc
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
     assert!(report.has(ViolationKind::Fork));
     let err = doc
-        .apply(Stage::DpfReviewed, &world.office("130102-dpf").signer(), &op(), at(3, 9), &approve("x"))
+        .apply(
+            Stage::DpfReviewed,
+            &world.office("130102-dpf").signer(),
+            &op(),
+            at(3, 9),
+            &approve("x"),
+        )
         .unwrap_err();
     assert!(matches!(err, CaseError::Chain(_)), "{err}");
 }
@@ -341,12 +603,23 @@ fn a_newer_schema_is_refused_and_bytes_that_are_not_a_case_too() {
     let mut doc = world.new_case("440106001");
     // A document written by a future Tongban.
     use automerge::transaction::Transactable;
-    doc.automerge_mut().put(automerge::ROOT, "schema_version", 99_u64).unwrap();
+    doc.automerge_mut()
+        .put(automerge::ROOT, "schema_version", 99_u64)
+        .unwrap();
     let bytes = doc.save();
-    assert!(matches!(CaseDocument::load(&bytes), Err(CaseError::NewerSchema { found: 99 })));
-    assert!(matches!(CaseDocument::load(b"not automerge"), Err(CaseError::Load(_))));
+    assert!(matches!(
+        CaseDocument::load(&bytes),
+        Err(CaseError::NewerSchema { found: 99 })
+    ));
+    assert!(matches!(
+        CaseDocument::load(b"not automerge"),
+        Err(CaseError::Load(_))
+    ));
     let mut empty = automerge::AutoCommit::new();
-    assert!(matches!(CaseDocument::load(&empty.save()), Err(CaseError::Schema(_))));
+    assert!(matches!(
+        CaseDocument::load(&empty.save()),
+        Err(CaseError::Schema(_))
+    ));
 }
 
 #[test]
@@ -362,6 +635,20 @@ fn intake_names_every_bad_field_at_once() {
     };
     let errors = form.validate(day(0)).unwrap_err();
     let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
-    assert_eq!(fields, ["name", "resident_id", "hukou_township", "certificate", "subsidy_kinds", "phone"]);
-    assert!(errors[2].message.contains("130102 长安区"), "{}", errors[2].message);
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "resident_id",
+            "hukou_township",
+            "certificate",
+            "subsidy_kinds",
+            "phone"
+        ]
+    );
+    assert!(
+        errors[2].message.contains("130102 长安区"),
+        "{}",
+        errors[2].message
+    );
 }

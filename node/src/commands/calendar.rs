@@ -154,10 +154,7 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn reject(message: &str) -> ExitCode {
-    eprintln!("输入有误 rejected: {message}");
-    super::rejected()
-}
+use super::reject;
 
 fn import(file: &Path, data: &DataDirArg) -> anyhow::Result<ExitCode> {
     let Some(dir) = data.data_dir.as_deref() else {

@@ -225,9 +225,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let content = format!("scan of {} for {case_id}", item.code);
             let hash = blake3::hash(content.as_bytes()).to_hex().to_string();
             case.materials.insert(
-                hash,
+                tongban_case::schema::material_key(&item.code, &hash),
                 tongban_case::schema::Material {
                     kind: item.code.clone(),
+                    hash: hash.clone(),
                     size: content.len() as u64,
                     media_type: "image/jpeg".into(),
                     file_name: format!("{}.jpg", item.code),

@@ -3,8 +3,13 @@
 
 mod backup;
 mod calendar;
+mod case;
 mod demo;
+mod directory;
 mod id;
+mod node;
+mod policy;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -17,6 +22,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calendar(cmd) => calendar::run(cmd),
         Command::Demo(args) => demo::run(args),
         Command::Backup(args) => backup::run(args),
+        Command::Node(cmd) => node::run(cmd),
+        Command::Directory(cmd) => directory::run(cmd),
+        Command::Case(cmd) => case::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Verify(args) => verify::run(args),
+        Command::History { case, json, data } => verify::history(&case, json, &data),
         Command::Restore { file, data } => backup::restore(&file, &data),
     }
 }
@@ -33,4 +44,28 @@ pub fn require_data_dir(data: &crate::cli::DataDirArg) -> Result<std::path::Path
 /// Exit status of a command whose input was rejected.
 pub fn rejected() -> ExitCode {
     ExitCode::from(1)
+}
+
+/// Prints a rejection and returns exit status 1.
+pub fn reject(message: &str) -> ExitCode {
+    eprintln!("输入有误 rejected: {message}");
+    rejected()
+}
+
+/// Prints a node error and returns exit status 1.
+pub fn fail(err: &tongban_node::local::NodeError) -> ExitCode {
+    if err.is_rejection() {
+        eprintln!("拒绝 refused: {err}");
+    } else {
+        eprintln!("错误 error: {err}");
+    }
+    rejected()
+}
+
+/// Opens the node of `--data-dir`, or prints why not.
+pub fn open_node(
+    data: &crate::cli::DataDirArg,
+) -> Result<tongban_node::local::LocalNode, ExitCode> {
+    let dir = require_data_dir(data)?;
+    tongban_node::local::LocalNode::open(&dir).map_err(|e| fail(&e))
 }

@@ -1,0 +1,294 @@
+//! The directory authority's files: its key, its public key and the current signed
+//! directory, in one folder the administrator keeps offline.
+//!
+//! ```text
+//! AUTH/authority.key     the authority's secret key (mode 0600)
+//! AUTH/authority.pub     its public key, hex: what every node trusts
+//! AUTH/directory.tbdir   the current signed directory (TBDIR v1)
+//! ```
+//!
+//! Every change publishes a new directory version containing all earlier entries
+//! plus the new one, signed as a whole.
+
+use std::path::{Path, PathBuf};
+
+use tongban_domain::ids::{OfficeId, Timestamp};
+use tongban_domain::stage::Role;
+use tongban_ledger::directory::{
+    Directory, DirectoryAuthority, OfficeCertificate, Revocation, SignedCertificate,
+    SignedDirectory, SignedRevocation,
+};
+use tongban_ledger::keys::{OfficeKey, PublicKey};
+
+/// File names inside the authority folder.
+pub const AUTHORITY_KEY: &str = "authority.key";
+/// The public key file.
+pub const AUTHORITY_PUB: &str = "authority.pub";
+/// The current directory.
+pub const DIRECTORY_FILE: &str = "directory.tbdir";
+
+/// Why an authority operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorityError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `init` found an existing authority.
+    #[error("{path} already holds a directory authority; refusing to overwrite its key")]
+    Exists {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A file is damaged or of the wrong kind.
+    #[error("{path}: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request is not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuthorityError + '_ {
+    move |source| AuthorityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, with `mode` on Unix.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), std::io::Error> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    let _ = mode;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a public key file (hex, one line).
+pub fn read_public_key(path: &Path) -> Result<PublicKey, AuthorityError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    PublicKey::from_hex(text.trim()).map_err(|e| AuthorityError::Damaged {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The authority folder.
+pub struct Authority {
+    dir: PathBuf,
+    authority: DirectoryAuthority,
+    current: Directory,
+}
+
+impl Authority {
+    /// Creates a new authority with an empty directory at version 1.
+    pub fn init(dir: &Path, now: Timestamp) -> Result<Authority, AuthorityError> {
+        if dir.join(AUTHORITY_KEY).exists() {
+            return Err(AuthorityError::Exists {
+                path: dir.to_path_buf(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let key = OfficeKey::generate().map_err(|e| AuthorityError::Invalid(e.to_string()))?;
+        let key_path = dir.join(AUTHORITY_KEY);
+        write_atomic(&key_path, key.to_pem_like_string().as_bytes(), Some(0o600))
+            .map_err(io(&key_path))?;
+        let pub_path = dir.join(AUTHORITY_PUB);
+        write_atomic(
+            &pub_path,
+            format!("{}\n", key.public()).as_bytes(),
+            Some(0o644),
+        )
+        .map_err(io(&pub_path))?;
+        let authority = DirectoryAuthority::new(key);
+        let signed = authority.publish(1, now, Vec::new(), Vec::new());
+        let mut this = Authority {
+            dir: dir.to_path_buf(),
+            authority,
+            current: signed.directory.clone(),
+        };
+        this.save(&signed)?;
+        Ok(this)
+    }
+
+    /// Opens an existing authority folder, verifying its directory.
+    pub fn open(dir: &Path) -> Result<Authority, AuthorityError> {
+        let key_path = dir.join(AUTHORITY_KEY);
+        let text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let key = OfficeKey::from_pem_like_str(&text).map_err(|e| AuthorityError::Damaged {
+            path: key_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let authority = DirectoryAuthority::new(key);
+        let dir_path = dir.join(DIRECTORY_FILE);
+        let bytes = std::fs::read(&dir_path).map_err(io(&dir_path))?;
+        let current = Directory::verify(&bytes, &authority.public()).map_err(|e| {
+            AuthorityError::Damaged {
+                path: dir_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Authority {
+            dir: dir.to_path_buf(),
+            authority,
+            current,
+        })
+    }
+
+    /// The authority's public key.
+    pub fn public(&self) -> PublicKey {
+        self.authority.public()
+    }
+
+    /// The current directory.
+    pub fn directory(&self) -> &Directory {
+        &self.current
+    }
+
+    /// Path of the current directory file.
+    pub fn directory_path(&self) -> PathBuf {
+        self.dir.join(DIRECTORY_FILE)
+    }
+
+    fn save(&mut self, signed: &SignedDirectory) -> Result<(), AuthorityError> {
+        let path = self.directory_path();
+        write_atomic(&path, &signed.encode(), Some(0o644)).map_err(io(&path))?;
+        self.current = signed.directory.clone();
+        Ok(())
+    }
+
+    fn next_serial(&self) -> u64 {
+        let certs = self.current.certificates.iter().map(|c| c.cert.serial);
+        let revs = self.current.revocations.iter().map(|r| r.revocation.serial);
+        certs.chain(revs).max().unwrap_or(0) + 1
+    }
+
+    fn publish(
+        &mut self,
+        now: Timestamp,
+        certificates: Vec<SignedCertificate>,
+        revocations: Vec<SignedRevocation>,
+    ) -> Result<u64, AuthorityError> {
+        let version = self.current.version + 1;
+        let signed = self
+            .authority
+            .publish(version, now, certificates, revocations);
+        self.save(&signed)?;
+        Ok(version)
+    }
+
+    /// Certifies an office key; returns the new directory version.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        office: OfficeId,
+        name: String,
+        role: Role,
+        division: String,
+        public_key: PublicKey,
+        not_before: Timestamp,
+        not_after: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, AuthorityError> {
+        if self
+            .current
+            .certificates
+            .iter()
+            .any(|c| c.cert.public_key == public_key)
+        {
+            return Err(AuthorityError::Invalid(format!(
+                "key {} is already certified; one key serves one office",
+                public_key.fingerprint()
+            )));
+        }
+        let cert = self
+            .authority
+            .issue(OfficeCertificate {
+                office,
+                name,
+                role,
+                division,
+                public_key,
+                not_before,
+                not_after,
+                serial: self.next_serial(),
+            })
+            .map_err(|e| AuthorityError::Invalid(e.to_string()))?;
+        let mut certificates = self.current.certificates.clone();
+        certificates.push(cert);
+        let revocations = self.current.revocations.clone();
+        self.publish(now, certificates, revocations)
+    }
+
+    /// Revokes every certified key of `office` (or only `key`) from `effective` on.
+    pub fn revoke(
+        &mut self,
+        office: &OfficeId,
+        key: Option<PublicKey>,
+        effective: Timestamp,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<(u64, usize), AuthorityError> {
+        let targets: Vec<PublicKey> = self
+            .current
+            .certificates
+            .iter()
+            .filter(|c| &c.cert.office == office && key.is_none_or(|k| k == c.cert.public_key))
+            .map(|c| c.cert.public_key)
+            .filter(|k| {
+                !self
+                    .current
+                    .revocations
+                    .iter()
+                    .any(|r| r.revocation.public_key == *k)
+            })
+            .collect();
+        if targets.is_empty() {
+            return Err(AuthorityError::Invalid(format!(
+                "office {office} has no certified, unrevoked key{}",
+                key.map(|k| format!(" {}", k.fingerprint()))
+                    .unwrap_or_default()
+            )));
+        }
+        let mut revocations = self.current.revocations.clone();
+        let mut serial = self.next_serial();
+        for public_key in &targets {
+            revocations.push(
+                self.authority
+                    .revoke(Revocation {
+                        office: office.clone(),
+                        public_key: *public_key,
+                        effective,
+                        reason: reason.clone(),
+                        serial,
+                    })
+                    .map_err(|e| AuthorityError::Invalid(e.to_string()))?,
+            );
+            serial += 1;
+        }
+        let certificates = self.current.certificates.clone();
+        let version = self.publish(now, certificates, revocations)?;
+        Ok((version, targets.len()))
+    }
+}

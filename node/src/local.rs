@@ -1,0 +1,717 @@
+//! One node's data directory and the operations offices run on it.
+//!
+//! ```text
+//! DIR/tongban.redb   the store (documents, change log, materials, indexes)
+//! DIR/office.key     the office's ed25519 key (mode 0600)
+//! DIR/node.toml      `office = "440106001"` and optional `operator = "..."`
+//! DIR/calendar/      imported calendar years (`tongban calendar import`)
+//! ```
+//!
+//! The trusted directory authority key, the current signed directory and the node's
+//! secret for keyed resident-ID hashes live in the store's meta table, so a backup
+//! carries them. Every case write computes the case's index metadata (stage, due
+//! date, keyed resident hash, route offices) from the document itself and writes it
+//! in the same transaction as the document.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use tongban_case::document::Due;
+use tongban_case::{CaseDocument, CaseError, FieldError, IntakeForm, Payload, SigningOffice};
+use tongban_domain::calendar::Calendar;
+use tongban_domain::ids::{CaseId, OfficeId, Operator, ResidentId, Timestamp};
+use tongban_domain::stage::{OfficeFacts, Role, Stage};
+use tongban_ledger::directory::{Directory, OfficeCertificate};
+use tongban_ledger::keys::{OfficeKey, PublicKey};
+use tongban_store::{CaseMeta, ResidentKey, Store, StoreError, StoreOptions};
+
+use crate::authority::write_atomic;
+
+/// The office key file.
+pub const KEY_FILE: &str = "office.key";
+/// The node file.
+pub const NODE_FILE: &str = "node.toml";
+const META_AUTHORITY: &str = "authority_key";
+const META_DIRECTORY: &str = "directory";
+const META_RESIDENT_SECRET: &str = "resident_key_secret";
+
+/// Why a node operation failed. `Rejected` and `Invalid` are the office's input
+/// refused by a rule (exit status 1 with the rule); the others are conditions of the
+/// node itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The case document refused.
+    #[error(transparent)]
+    Case(#[from] CaseError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `node init` has not been run here.
+    #[error(
+        "{path} is not an initialised node (run `tongban node init --data-dir {path} --office OFFICE-ID`)"
+    )]
+    NotInitialised {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// `node init` found an existing node.
+    #[error("{path} already holds a node (its key is {path}/office.key); refusing to overwrite it")]
+    AlreadyInitialised {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// No directory imported yet.
+    #[error(
+        "this node has no office directory yet: import one with `tongban node directory import FILE --authority-key KEYFILE`"
+    )]
+    NoDirectory,
+    /// The directory does not certify this node's key.
+    #[error(
+        "the directory (version {version}) holds no valid certificate for office {office} with key {fingerprint}: send the public key to the directory authority"
+    )]
+    NotCertified {
+        /// This office.
+        office: OfficeId,
+        /// Key fingerprint.
+        fingerprint: String,
+        /// Directory version.
+        version: u64,
+    },
+    /// A directory file was refused.
+    #[error("directory refused: {0}")]
+    Directory(String),
+    /// A damaged file.
+    #[error("{path}: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The case is not held here.
+    #[error("case {0} is not held by this node")]
+    UnknownCase(CaseId),
+    /// Input refused by a rule.
+    #[error("{0}")]
+    Rejected(String),
+    /// Intake fields refused, all at once.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+impl NodeError {
+    /// Whether the error is the office's input refused by a rule.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Rejected(_)
+                | NodeError::Invalid(_)
+                | NodeError::UnknownCase(_)
+                | NodeError::Case(_)
+        )
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The node file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// This node's office id.
+    pub office: OfficeId,
+    /// Default operator for stage commands.
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+/// A node's data directory, opened.
+pub struct LocalNode {
+    dir: PathBuf,
+    store: Store,
+    calendar: Calendar,
+    file: NodeFile,
+    key: OfficeKey,
+    authority: Option<PublicKey>,
+    directory: Option<Directory>,
+    resident_secret: [u8; 32],
+}
+
+/// A row of `case list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseRow {
+    /// The case.
+    pub case_id: String,
+    /// Its stage code.
+    pub stage: Stage,
+    /// Chinese stage label.
+    pub stage_zh: &'static str,
+    /// Next deadline.
+    pub due: Option<NaiveDate>,
+    /// Whether the deadline is provisional.
+    pub due_provisional: bool,
+    /// Whether the deadline has passed.
+    pub overdue: bool,
+    /// Masked applicant name.
+    pub applicant: String,
+    /// Domicile township.
+    pub hukou_township: String,
+}
+
+/// What `case new` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewCase {
+    /// The new case id.
+    pub case_id: CaseId,
+    /// The materials notice items `(code, zh)`.
+    pub notice: Vec<(String, String)>,
+    /// The province whose policy gave the notice.
+    pub policy_province: String,
+    /// Other live cases of the same person for an overlapping subsidy kind.
+    pub possible_duplicates: Vec<CaseId>,
+}
+
+impl LocalNode {
+    /// Creates a node: data directory, store, office key (0600), node file.
+    /// Returns the office's public key for the directory authority.
+    pub fn init(dir: &Path, office: OfficeId) -> Result<PublicKey, NodeError> {
+        if dir.join(KEY_FILE).exists() || dir.join(tongban_store::DB_FILE_NAME).exists() {
+            return Err(NodeError::AlreadyInitialised {
+                path: dir.to_path_buf(),
+            });
+        }
+        let options = StoreOptions {
+            create_if_missing: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, &options)?;
+        let key = OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?;
+        let secret = OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?;
+        store.set_meta(META_RESIDENT_SECRET, &secret.to_bytes())?;
+        let key_path = dir.join(KEY_FILE);
+        write_atomic(&key_path, key.to_pem_like_string().as_bytes(), Some(0o600))
+            .map_err(io(&key_path))?;
+        let node_path = dir.join(NODE_FILE);
+        let file = NodeFile {
+            office,
+            operator: None,
+        };
+        let text = toml::to_string(&file).map_err(|e| NodeError::Rejected(e.to_string()))?;
+        write_atomic(&node_path, text.as_bytes(), Some(0o644)).map_err(io(&node_path))?;
+        Ok(key.public())
+    }
+
+    /// Opens an initialised node's data directory.
+    pub fn open(dir: &Path) -> Result<LocalNode, NodeError> {
+        let node_path = dir.join(NODE_FILE);
+        if !node_path.exists() {
+            if !dir.exists() {
+                return Err(StoreError::Missing {
+                    path: dir.to_path_buf(),
+                }
+                .into());
+            }
+            return Err(NodeError::NotInitialised {
+                path: dir.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(&node_path).map_err(io(&node_path))?;
+        let file: NodeFile = toml::from_str(&text).map_err(|e| NodeError::Damaged {
+            path: node_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let key_path = dir.join(KEY_FILE);
+        let key_text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let key = OfficeKey::from_pem_like_str(&key_text).map_err(|e| NodeError::Damaged {
+            path: key_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let store = Store::open(dir, &StoreOptions::default())?;
+        let calendar = load_calendar(Some(dir)).map_err(|e| NodeError::Damaged {
+            path: dir.join("calendar"),
+            reason: e,
+        })?;
+        let secret = store
+            .meta(META_RESIDENT_SECRET)?
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| NodeError::Damaged {
+                path: dir.join(tongban_store::DB_FILE_NAME),
+                reason: "the node's resident-key secret is missing".into(),
+            })?;
+        let authority = store
+            .meta(META_AUTHORITY)?
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .map(PublicKey);
+        let directory = match (&authority, store.meta(META_DIRECTORY)?) {
+            (Some(authority), Some(bytes)) => Some(Directory::verify(&bytes, authority).map_err(
+                |e| NodeError::Damaged {
+                    path: dir.join(tongban_store::DB_FILE_NAME),
+                    reason: format!("stored directory: {e}"),
+                },
+            )?),
+            _ => None,
+        };
+        Ok(LocalNode {
+            dir: dir.to_path_buf(),
+            store,
+            calendar,
+            file,
+            key,
+            authority,
+            directory,
+            resident_secret: secret,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The calendar (shipped plus imported years).
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// This node's office id.
+    pub fn office(&self) -> &OfficeId {
+        &self.file.office
+    }
+
+    /// This node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// The office key.
+    pub fn key(&self) -> &OfficeKey {
+        &self.key
+    }
+
+    /// The default operator from the node file.
+    pub fn default_operator(&self) -> Option<&str> {
+        self.file.operator.as_deref()
+    }
+
+    /// The current directory.
+    pub fn directory(&self) -> Result<&Directory, NodeError> {
+        self.directory.as_ref().ok_or(NodeError::NoDirectory)
+    }
+
+    /// Imports a signed directory. The first import fixes the trusted authority key;
+    /// later ones must be signed by it and not be older than the one held.
+    pub fn import_directory(
+        &mut self,
+        bytes: &[u8],
+        authority: Option<PublicKey>,
+    ) -> Result<u64, NodeError> {
+        let trusted = match (self.authority, authority) {
+            (Some(held), Some(given)) if held != given => {
+                return Err(NodeError::Directory(format!(
+                    "this node trusts authority {}, not {}",
+                    held.fingerprint(),
+                    given.fingerprint()
+                )));
+            }
+            (Some(held), _) => held,
+            (None, Some(given)) => given,
+            (None, None) => {
+                return Err(NodeError::Rejected(
+                    "the first directory import needs --authority-key KEYFILE (the authority's public key)".into(),
+                ));
+            }
+        };
+        let directory =
+            Directory::verify(bytes, &trusted).map_err(|e| NodeError::Directory(e.to_string()))?;
+        if let Some(held) = &self.directory {
+            if directory.version < held.version {
+                return Err(NodeError::Directory(format!(
+                    "version {} is older than the version {} this node holds",
+                    directory.version, held.version
+                )));
+            }
+        }
+        self.store.write(|tx| {
+            tx.set_meta(META_AUTHORITY, trusted.as_bytes())?;
+            tx.set_meta(META_DIRECTORY, bytes)
+        })?;
+        let version = directory.version;
+        self.authority = Some(trusted);
+        self.directory = Some(directory);
+        Ok(version)
+    }
+
+    /// This office's certificate, valid now.
+    pub fn certificate(&self, now: Timestamp) -> Result<&OfficeCertificate, NodeError> {
+        let directory = self.directory()?;
+        directory
+            .office_for_key_at(&self.key.public(), now)
+            .filter(|c| c.office == self.file.office)
+            .ok_or_else(|| NodeError::NotCertified {
+                office: self.file.office.clone(),
+                fingerprint: self.key.public().fingerprint(),
+                version: directory.version,
+            })
+    }
+
+    fn signing(&self, now: Timestamp) -> Result<SigningOffice<'_>, NodeError> {
+        let cert = self.certificate(now)?;
+        Ok(SigningOffice {
+            key: &self.key,
+            facts: OfficeFacts {
+                office: cert.office.to_string(),
+                role: cert.role,
+                division: cert.division.clone(),
+            },
+        })
+    }
+
+    /// Loads a case held here.
+    pub fn case(&self, case: &CaseId) -> Result<CaseDocument, NodeError> {
+        let bytes = self
+            .store
+            .case_bytes(case)?
+            .ok_or_else(|| NodeError::UnknownCase(case.clone()))?;
+        Ok(CaseDocument::load(&bytes)?)
+    }
+
+    /// The keyed hash of a resident ID under this node's secret.
+    pub fn resident_key(&self, id: &str) -> ResidentKey {
+        ResidentKey(*blake3::keyed_hash(&self.resident_secret, id.as_bytes()).as_bytes())
+    }
+
+    /// The index metadata of a case document.
+    pub fn meta_of(&self, doc: &CaseDocument) -> Result<CaseMeta, NodeError> {
+        let case = doc.read()?;
+        let stage = doc.stage()?.unwrap_or(Stage::Draft);
+        let due = doc.due(&self.calendar)?.map(|d| d.date);
+        let mut offices = vec![
+            OfficeId::parse(&case.acceptance.office)
+                .map_err(|e| NodeError::Rejected(e.to_string()))?,
+        ];
+        if let Some(directory) = &self.directory {
+            let domicile = case.applicant.hukou_township.as_str();
+            for cert in directory.certificates.iter().map(|c| &c.cert) {
+                let on_route = match cert.role {
+                    Role::Township => cert.division == domicile,
+                    Role::CountyDpf | Role::CountyCivilAffairs => {
+                        domicile.starts_with(cert.division.as_str()) && cert.division.len() == 6
+                    }
+                    _ => false,
+                };
+                if on_route && !offices.contains(&cert.office) {
+                    offices.push(cert.office.clone());
+                }
+            }
+        }
+        Ok(CaseMeta {
+            stage,
+            due,
+            resident_key: self.resident_key(&case.applicant.resident_id),
+            offices,
+            subsidy_kinds: case.subsidy_kinds.clone(),
+        })
+    }
+
+    /// Stores a case document with its indexes, in one durable transaction.
+    pub fn save(&self, case: &CaseId, doc: &mut CaseDocument) -> Result<(), NodeError> {
+        let meta = self.meta_of(doc)?;
+        self.store
+            .put_document(case, doc.automerge_mut().document(), &meta)?;
+        Ok(())
+    }
+
+    /// `case new`: validates the form (every bad field at once), starts the case with
+    /// the domicile policy's materials notice, signs `draft`, and stores it.
+    pub fn new_case(
+        &self,
+        form: &IntakeForm,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<NewCase, NodeError> {
+        let intake = form
+            .validate(now.china_date())
+            .map_err(NodeError::Invalid)?;
+        let signer = self.signing(now)?;
+        if signer.facts.role != Role::Township {
+            return Err(NodeError::Rejected(format!(
+                "only a township or street office accepts applications; this node is {} ({})",
+                signer.facts.office,
+                signer.facts.role.zh()
+            )));
+        }
+        let mut random = [0u8; 4];
+        random.copy_from_slice(
+            &OfficeKey::generate()
+                .map_err(|e| NodeError::Rejected(e.to_string()))?
+                .to_bytes()[..4],
+        );
+        let case_id = CaseId::new(&signer.facts.division, now.china_date(), random)
+            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        let possible_duplicates = self.live_cases_of(&intake.resident_id, &form.subsidy_kinds)?;
+        let (mut doc, _) = CaseDocument::create(&case_id, &intake, &signer, operator, now)?;
+        self.save(&case_id, &mut doc)?;
+        let case = doc.read()?;
+        let notice = case
+            .materials_notice
+            .map(|n| (n.policy_province, n.items))
+            .unwrap_or_default();
+        Ok(NewCase {
+            case_id,
+            notice: notice.1.into_iter().map(|i| (i.code, i.zh)).collect(),
+            policy_province: notice.0,
+            possible_duplicates,
+        })
+    }
+
+    /// Live cases held here of the same person for any of `kinds`.
+    pub fn live_cases_of(
+        &self,
+        id: &ResidentId,
+        kinds: &[String],
+    ) -> Result<Vec<CaseId>, NodeError> {
+        let key = self.resident_key(id.expose());
+        let mut found = Vec::new();
+        for (case, meta) in self.store.cases_by_resident(&key)? {
+            let ended = match meta.stage {
+                Stage::Withdrawn | Stage::Terminated | Stage::Rejected => true,
+                // A rejected case that reached the applicant ends at `notified`.
+                Stage::Notified | Stage::ResultReceived => !self.case(&case)?.chain()?.approved(),
+                _ => false,
+            };
+            if !ended && meta.subsidy_kinds.iter().any(|k| kinds.contains(k)) {
+                found.push(case);
+            }
+        }
+        Ok(found)
+    }
+
+    /// `case attach`: stores the file's bytes content-addressed and records it.
+    pub fn attach(
+        &self,
+        case_id: &CaseId,
+        file: &Path,
+        kind: &str,
+        media_type: Option<&str>,
+        now: Timestamp,
+    ) -> Result<String, NodeError> {
+        let mut doc = self.case(case_id)?;
+        let case = doc.read()?;
+        let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
+        let policy = tongban_domain::policy::Policy::for_province(province)
+            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        if policy.material(kind).is_none() {
+            let codes: Vec<&str> = policy.materials.iter().map(|m| m.code.as_str()).collect();
+            return Err(NodeError::Rejected(format!(
+                "--kind {kind:?} is not a material of {} (one of: {})",
+                policy.name,
+                codes.join(", ")
+            )));
+        }
+        let reader = std::fs::File::open(file).map_err(io(file))?;
+        let put = self.store.put_material(std::io::BufReader::new(reader))?;
+        let media_type = media_type
+            .map(str::to_string)
+            .unwrap_or_else(|| guess_media_type(file));
+        let hash = put.hash.to_hex();
+        let office = self.file.office.to_string();
+        doc.update(now, "attach material", |case| {
+            case.materials.insert(
+                tongban_case::schema::material_key(kind, &hash),
+                tongban_case::schema::Material {
+                    kind: kind.to_string(),
+                    hash: hash.clone(),
+                    size: put.len,
+                    media_type,
+                    file_name: file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    added_at: now.millis(),
+                    added_by: office,
+                },
+            );
+            Ok(())
+        })?;
+        self.store.attach_material(case_id, &put.hash)?;
+        self.save(case_id, &mut doc)?;
+        Ok(hash)
+    }
+
+    /// Materials of the notice not yet attached.
+    pub fn missing_materials(
+        &self,
+        doc: &CaseDocument,
+    ) -> Result<Vec<(String, String)>, NodeError> {
+        let case = doc.read()?;
+        let Some(notice) = case.materials_notice else {
+            return Ok(Vec::new());
+        };
+        Ok(notice
+            .items
+            .into_iter()
+            .filter(|item| !case.materials.values().any(|m| m.kind == item.code))
+            .map(|item| (item.code, item.zh))
+            .collect())
+    }
+
+    /// Signs a stage transition on a case held here and stores it.
+    pub fn act(
+        &self,
+        case_id: &CaseId,
+        to: Stage,
+        payload: &Payload,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<(), NodeError> {
+        let mut doc = self.case(case_id)?;
+        if to == Stage::Accepted {
+            let missing = self.missing_materials(&doc)?;
+            if !missing.is_empty() {
+                let list: Vec<String> = missing
+                    .iter()
+                    .map(|(code, zh)| format!("{zh} ({code})"))
+                    .collect();
+                return Err(NodeError::Rejected(format!(
+                    "材料不全，不能受理 materials incomplete: {}",
+                    list.join("、")
+                )));
+            }
+        }
+        let signer = self.signing(now)?;
+        doc.apply(to, &signer, operator, now, payload)?;
+        self.save(case_id, &mut doc)
+    }
+
+    /// Records the applicant's evaluation (not a stage).
+    pub fn evaluate(
+        &self,
+        case_id: &CaseId,
+        score: u8,
+        comment: &str,
+        now: Timestamp,
+    ) -> Result<(), NodeError> {
+        if !(1..=5).contains(&score) {
+            return Err(NodeError::Rejected(format!(
+                "--score must be 1-5, found {score}"
+            )));
+        }
+        let mut doc = self.case(case_id)?;
+        doc.update(now, "evaluation", |case| {
+            case.evaluation = Some(tongban_case::schema::Evaluation {
+                score: u64::from(score),
+                comment: comment.to_string(),
+                at: now.millis(),
+            });
+            Ok(())
+        })?;
+        self.save(case_id, &mut doc)
+    }
+
+    /// Rows for `case list`, from the indexes and each listed document.
+    pub fn list(&self, stage: Option<Stage>, today: NaiveDate) -> Result<Vec<CaseRow>, NodeError> {
+        let mut rows = Vec::new();
+        let mut ids: Vec<CaseId> = Vec::new();
+        match stage {
+            Some(stage) => ids.extend(self.store.cases_in_stage(stage, None, usize::MAX)?),
+            None => {
+                let mut cursor = 0;
+                loop {
+                    let batch = self.store.changes_since(cursor, 1000)?;
+                    let Some(last) = batch.last() else { break };
+                    cursor = last.seq;
+                    ids.extend(batch.into_iter().map(|c| c.case));
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            // One damaged document must not hide every other case from the office.
+            let doc = match self.case(&id) {
+                Ok(doc) => doc,
+                Err(err) => {
+                    tracing::warn!(case = %id.short(), error = %err, "case cannot be read; left out of the list");
+                    continue;
+                }
+            };
+            let case = doc.read()?;
+            let due: Option<Due> = doc.due(&self.calendar)?;
+            let stage = doc.stage()?.unwrap_or(Stage::Draft);
+            rows.push(CaseRow {
+                case_id: id.to_string(),
+                stage,
+                stage_zh: stage.zh(),
+                due: due.as_ref().map(|d| d.date),
+                due_provisional: due.as_ref().is_some_and(|d| d.provisional),
+                overdue: due.as_ref().is_some_and(|d| d.date < today),
+                applicant: tongban_case::schema::mask_name(&case.applicant.name),
+                hukou_township: case.applicant.hukou_township,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+fn guess_media_type(file: &Path) -> String {
+    match file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("pdf") => "application/pdf",
+        Some("tif" | "tiff") => "image/tiff",
+        _ => "application/octet-stream",
+    }
+    .to_string()
+}
+
+/// Loads the shipped calendar plus every year imported into `data_dir/calendar/`.
+pub fn load_calendar(data_dir: Option<&Path>) -> Result<Calendar, String> {
+    let mut calendar =
+        Calendar::shipped().map_err(|e| format!("the shipped calendar data is damaged: {e}"))?;
+    let Some(dir) = data_dir else {
+        return Ok(calendar);
+    };
+    let cal_dir = dir.join("calendar");
+    if !cal_dir.is_dir() {
+        return Ok(calendar);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&cal_dir)
+        .map_err(|e| format!("cannot read {}: {e}", cal_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        calendar
+            .import_text(&text)
+            .map_err(|e| format!("imported calendar {} is damaged: {e}", file.display()))?;
+    }
+    Ok(calendar)
+}

@@ -272,8 +272,7 @@ impl Authority {
             )));
         }
         let mut revocations = self.current.revocations.clone();
-        let mut serial = self.next_serial();
-        for public_key in &targets {
+        for (serial, public_key) in (self.next_serial()..).zip(targets.iter()) {
             revocations.push(
                 self.authority
                     .revoke(Revocation {
@@ -285,7 +284,6 @@ impl Authority {
                     })
                     .map_err(|e| AuthorityError::Invalid(e.to_string()))?,
             );
-            serial += 1;
         }
         let certificates = self.current.certificates.clone();
         let version = self.publish(now, certificates, revocations)?;

@@ -343,13 +343,13 @@ impl LocalNode {
         };
         let directory =
             Directory::verify(bytes, &trusted).map_err(|e| NodeError::Directory(e.to_string()))?;
-        if let Some(held) = &self.directory {
-            if directory.version < held.version {
-                return Err(NodeError::Directory(format!(
-                    "version {} is older than the version {} this node holds",
-                    directory.version, held.version
-                )));
-            }
+        if let Some(held) = &self.directory
+            && directory.version < held.version
+        {
+            return Err(NodeError::Directory(format!(
+                "version {} is older than the version {} this node holds",
+                directory.version, held.version
+            )));
         }
         self.store.write(|tx| {
             tx.set_meta(META_AUTHORITY, trusted.as_bytes())?;

@@ -179,6 +179,9 @@ impl Chain {
     }
 }
 
+/// One signed transition as stored: its signed bytes and its payload bytes.
+pub type RawTransition = (Vec<u8>, Vec<u8>);
+
 /// A case document.
 pub struct CaseDocument {
     doc: AutoCommit,
@@ -356,7 +359,7 @@ impl CaseDocument {
     }
 
     /// The raw signed transitions as stored (for the verifier), with their payloads.
-    pub fn raw_transitions(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CaseError> {
+    pub fn raw_transitions(&self) -> Result<Vec<RawTransition>, CaseError> {
         let case = self.read()?;
         Ok(case
             .transitions
@@ -626,14 +629,14 @@ fn check_payload(to: Stage, payload: &Payload) -> Result<(), CaseError> {
         Stage::InitialReviewed | Stage::DpfReviewed | Stage::Decided => Some(Outcome::Approve),
         _ => None,
     };
-    if let (Some(expected), Some(found)) = (expected, payload.outcome) {
-        if expected != found {
-            return Err(CaseError::Payload(format!(
-                "{to} needs outcome {}, not {}",
-                expected.code(),
-                found.code()
-            )));
-        }
+    if let (Some(expected), Some(found)) = (expected, payload.outcome)
+        && expected != found
+    {
+        return Err(CaseError::Payload(format!(
+            "{to} needs outcome {}, not {}",
+            expected.code(),
+            found.code()
+        )));
     }
     if matches!(to, Stage::Returned | Stage::Rejected) && payload.opinion.trim().is_empty() {
         return Err(CaseError::Payload(format!(

@@ -127,10 +127,10 @@ impl IntakeForm {
         } else {
             match CertificateNumber::parse_on(&self.certificate, today) {
                 Ok(cert) => {
-                    if let Some(id) = &resident_id {
-                        if let Err(e) = cert.check_holder(id) {
-                            bad("certificate", e.to_string());
-                        }
+                    if let Some(id) = &resident_id
+                        && let Err(e) = cert.check_holder(id)
+                    {
+                        bad("certificate", e.to_string());
                     }
                     Some(cert)
                 }

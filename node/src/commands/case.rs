@@ -171,8 +171,8 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 println!("没有符合条件的案件 no cases");
             } else {
                 println!(
-                    "{:<26} {:<24} {:<14} {:<10} {}",
-                    "案件 case", "阶段 stage", "时限 due", "申请人", "户籍地"
+                    "{:<26} {:<24} {:<14} {:<10} 户籍地",
+                    "案件 case", "阶段 stage", "时限 due", "申请人"
                 );
                 for r in &rows {
                     let due = match r.due {
@@ -410,6 +410,9 @@ fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     step_on(&node, args.stage, Stage::Decided, payload)
 }
 
+/// A decision as shown: outcome, (subsidy kind, monthly amount in fen), first paid month.
+type DecisionView = (String, Vec<(String, u64)>, String);
+
 #[derive(Serialize)]
 struct ShowCase {
     case_id: String,
@@ -423,7 +426,7 @@ struct ShowCase {
     materials: Vec<(String, String, u64)>,
     missing_materials: Vec<(String, String)>,
     reviews: Vec<(String, String, String, String)>,
-    decision: Option<(String, Vec<(String, u64)>, String)>,
+    decision: Option<DecisionView>,
     notification: Option<String>,
     evaluation: Option<u64>,
 }

@@ -361,8 +361,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let report = acceptance_doc.verify(&directory, &calendar, now)?;
     println!("\n时间线 timeline（{case_id}）");
     println!(
-        "{:<18} {:<26} {:<30} {}",
-        "时间 time", "阶段 stage", "签署办公室 office", "时限 deadline"
+        "{:<18} {:<26} {:<30} 时限 deadline",
+        "时间 time", "阶段 stage", "签署办公室 office"
     );
     for entry in report.timeline().iter().flat_map(|b| b.entries.iter()) {
         let deadline = match &entry.deadline {

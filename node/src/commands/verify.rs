@@ -152,13 +152,8 @@ pub fn print_timeline(report: &Report) {
             );
         }
         println!(
-            "{:<17} {:<24} {:<28} {:<14} {:<30} {}",
-            "时间 time",
-            "阶段 stage",
-            "办公室 office",
-            "经办 operator",
-            "时限 deadline",
-            "签名 signature"
+            "{:<17} {:<24} {:<28} {:<14} {:<30} 签名 signature",
+            "时间 time", "阶段 stage", "办公室 office", "经办 operator", "时限 deadline"
         );
         for e in &branch.entries {
             let deadline = match &e.deadline {

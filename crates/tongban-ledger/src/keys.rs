@@ -1,0 +1,264 @@
+//! Office keys: the ed25519 signing key an office node holds, its public half, and
+//! the text form of a key file.
+//!
+//! Each office (and the directory authority) has one signing key at a time. Its
+//! public half is what the directory certifies; a key rotation is a new certificate
+//! for the same office with a new key. The secret never appears in `Debug` output
+//! or error messages; only [`OfficeKey::to_bytes`] and
+//! [`OfficeKey::to_pem_like_string`] reveal it, for the key file the node writes.
+//!
+//! Key file format (UTF-8 text, `\n` line ends, a trailing `\r` is tolerated):
+//!
+//! ```text
+//! TONGBAN OFFICE KEY v1
+//! <64 hex digits: the 32-byte ed25519 secret key>
+//! ```
+//!
+//! Nothing may follow the second line except one final newline. Parse errors name
+//! the 1-based line that is wrong.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::encoding::{from_hex, to_hex};
+
+/// First line of a key file.
+pub const KEY_FILE_HEADER: &str = "TONGBAN OFFICE KEY v1";
+
+/// Why a key could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The operating system's random source failed.
+    #[error("the system random source failed: {0}")]
+    Random(String),
+    /// A public key is not 64 hexadecimal digits.
+    #[error("a public key is 64 hexadecimal digits, found {found_len} characters")]
+    PublicKeyHex {
+        /// Characters found.
+        found_len: usize,
+    },
+    /// A key file line is wrong.
+    #[error("key file line {line}: {reason}")]
+    KeyFile {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong (never includes secret material).
+        reason: &'static str,
+    },
+}
+
+/// An ed25519 public key, as certified in the directory. Displayed as 64 lower-case
+/// hex digits; serialized (JSON) the same way.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A short fingerprint for people and logs: the first 8 bytes of the key's
+    /// BLAKE3 hash, as 16 hex digits.
+    pub fn fingerprint(&self) -> String {
+        let hash = blake3::hash(&self.0);
+        to_hex(hash.as_bytes().get(..8).unwrap_or_default())
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(text: &str) -> Result<PublicKey, KeyError> {
+        from_hex::<32>(text)
+            .map(PublicKey)
+            .ok_or(KeyError::PublicKeyHex {
+                found_len: text.chars().count(),
+            })
+    }
+
+    /// Whether `signature` is a valid ed25519 signature by this key over `message`.
+    /// Uses strict verification: non-canonical signatures and weak keys are refused,
+    /// so one message has one valid signature encoding per key.
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+            return false;
+        };
+        let signature = Signature::from_bytes(signature);
+        key.verify_strict(message, &signature).is_ok()
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.fingerprint())
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = KeyError;
+    fn from_str(text: &str) -> Result<PublicKey, KeyError> {
+        PublicKey::from_hex(text)
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&to_hex(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PublicKey::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An office's (or the directory authority's) secret signing key.
+///
+/// `Debug` shows only the public key's fingerprint. The inner key is zeroized on drop.
+#[derive(Clone)]
+pub struct OfficeKey {
+    key: SigningKey,
+}
+
+impl OfficeKey {
+    /// A new key from 32 bytes of the operating system's random source.
+    pub fn generate() -> Result<OfficeKey, KeyError> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|err| KeyError::Random(err.to_string()))?;
+        let key = OfficeKey::from_bytes(&secret);
+        secret.fill(0);
+        Ok(key)
+    }
+
+    /// The key with this 32-byte secret.
+    pub fn from_bytes(secret: &[u8; 32]) -> OfficeKey {
+        OfficeKey {
+            key: SigningKey::from_bytes(secret),
+        }
+    }
+
+    /// The 32-byte secret. Handle with care: this is what the key file holds.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The public half, as certified in the directory.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key().to_bytes())
+    }
+
+    /// The ed25519 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+
+    /// The key file text: the header line, then the secret as 64 hex digits.
+    pub fn to_pem_like_string(&self) -> String {
+        format!("{KEY_FILE_HEADER}\n{}\n", to_hex(&self.key.to_bytes()))
+    }
+
+    /// Parses the key file text written by [`OfficeKey::to_pem_like_string`].
+    pub fn from_pem_like_str(text: &str) -> Result<OfficeKey, KeyError> {
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        let mut lines = body
+            .split('\n')
+            .map(|line| line.strip_suffix('\r').unwrap_or(line));
+        let err = |line, reason| KeyError::KeyFile { line, reason };
+        match lines.next() {
+            Some(KEY_FILE_HEADER) => {}
+            _ => return Err(err(1, "expected the header `TONGBAN OFFICE KEY v1`")),
+        }
+        let secret = lines.next().ok_or(err(2, "missing the secret key line"))?;
+        let secret = from_hex::<32>(secret.trim())
+            .ok_or(err(2, "the secret key must be 64 hexadecimal digits"))?;
+        if lines.next().is_some() {
+            return Err(err(3, "unexpected text after the secret key line"));
+        }
+        Ok(OfficeKey::from_bytes(&secret))
+    }
+}
+
+impl FromStr for OfficeKey {
+    type Err = KeyError;
+    fn from_str(text: &str) -> Result<OfficeKey, KeyError> {
+        OfficeKey::from_pem_like_str(text)
+    }
+}
+
+impl fmt::Debug for OfficeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OfficeKey(public {})", self.public().fingerprint())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trip_and_errors() {
+        let key = OfficeKey::generate().unwrap();
+        let text = key.to_pem_like_string();
+        let back = OfficeKey::from_pem_like_str(&text).unwrap();
+        assert_eq!(back.to_bytes(), key.to_bytes());
+        assert_eq!(back.public(), key.public());
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(
+            OfficeKey::from_pem_like_str(&crlf).unwrap().public(),
+            key.public()
+        );
+
+        let check = |input: &str, expect: expect_test::Expect| {
+            expect.assert_eq(&OfficeKey::from_pem_like_str(input).unwrap_err().to_string());
+        };
+        check(
+            "",
+            expect_test::expect!["key file line 1: expected the header `TONGBAN OFFICE KEY v1`"],
+        );
+        check(
+            "TONGBAN OFFICE KEY v1\n",
+            expect_test::expect!["key file line 2: missing the secret key line"],
+        );
+        check(
+            "TONGBAN OFFICE KEY v1\nabc\n",
+            expect_test::expect!["key file line 2: the secret key must be 64 hexadecimal digits"],
+        );
+        check(
+            &format!("{text}more\n"),
+            expect_test::expect!["key file line 3: unexpected text after the secret key line"],
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let key = OfficeKey::from_bytes(&[7u8; 32]);
+        let debug = format!("{key:?}");
+        assert!(!debug.contains(&to_hex(&[7u8; 32])), "{debug}");
+        assert!(debug.contains(&key.public().fingerprint()));
+    }
+
+    #[test]
+    fn public_key_text_and_signatures() {
+        let key = OfficeKey::from_bytes(&[1u8; 32]);
+        let public = key.public();
+        assert_eq!(public.to_string().parse::<PublicKey>().unwrap(), public);
+        assert_eq!(public.fingerprint().len(), 16);
+        assert!(PublicKey::from_hex("zz").is_err());
+        let signature = key.sign(b"message");
+        assert!(public.verify(b"message", &signature));
+        assert!(!public.verify(b"messagf", &signature));
+        assert!(!PublicKey([0u8; 32]).verify(b"message", &signature));
+    }
+}

@@ -1,0 +1,10 @@
+//! The ledger's integration tests, as one test binary (one link, one run).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod decode;
+mod directory;
+mod fixture;
+mod mutation;
+mod roundtrip;
+mod verify;

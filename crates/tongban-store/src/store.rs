@@ -1,0 +1,744 @@
+//! Opening the store, and every read operation.
+
+use std::fs;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use automerge::Automerge;
+use chrono::NaiveDate;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    WriteTransaction,
+};
+use tongban_domain::ids::{CaseId, OfficeId};
+use tongban_domain::stage::Stage;
+
+use crate::cache::{CachedDoc, DocCache};
+use crate::codec::{self, CaseRecord, DecodeError, MaterialRecord};
+use crate::error::{Fail, R, StoreError, classify_io};
+use crate::tables::*;
+use crate::types::{
+    CaseInfo, CaseMeta, ChangeEntry, DueCase, MaterialHash, MaterialRemoval, ResidentKey,
+    StoreOptions, StoreStats,
+};
+
+/// The name of the database file inside the data directory.
+pub const DB_FILE_NAME: &str = "tongban.redb";
+
+/// A node's store: one redb database in a data directory. See the crate docs.
+///
+/// `Store` is `Send + Sync`; share it with `Arc`. Reads run concurrently with each
+/// other and with the one write transaction redb admits at a time.
+pub struct Store {
+    pub(crate) db: Database,
+    pub(crate) dir: PathBuf,
+    pub(crate) db_file: PathBuf,
+    pub(crate) options: StoreOptions,
+    pub(crate) cache: Mutex<DocCache>,
+    pub(crate) incarnation: [u8; 16],
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `open_inner` does about the restore marker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenPurpose {
+    Normal,
+    Restore,
+}
+
+/// Decodes a row, turning a decoding failure into a typed error naming the row.
+pub(crate) fn row<T>(
+    db_file: &Path,
+    table: &'static str,
+    key: impl std::fmt::Display,
+    decoded: Result<T, DecodeError>,
+) -> R<T> {
+    decoded.map_err(|err| {
+        Fail::Store(StoreError::CorruptRow {
+            path: db_file.to_path_buf(),
+            table,
+            key: key.to_string(),
+            detail: err.0,
+        })
+    })
+}
+
+fn random_incarnation() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: fall back to a hash of the clock and process id,
+        // which still differs between a store and its restored copy.
+        let seed = format!("{:?}-{}", std::time::SystemTime::now(), std::process::id());
+        bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+    }
+    bytes
+}
+
+impl Store {
+    /// Opens the store in data directory `dir`.
+    ///
+    /// With `options.create_if_missing` the directory and the database are created
+    /// when missing; otherwise a missing directory is [`StoreError::Missing`] and a
+    /// directory without a database is [`StoreError::NotInitialised`]. A store held
+    /// by another process or handle is [`StoreError::Locked`]. Opening reads no
+    /// document: its cost does not depend on how many the store holds (after an
+    /// unclean shutdown without `quick_repair`, redb first walks the file).
+    pub fn open(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Store, StoreError> {
+        Store::open_inner(dir.as_ref(), options, OpenPurpose::Normal)
+    }
+
+    pub(crate) fn open_inner(
+        dir: &Path,
+        options: &StoreOptions,
+        purpose: OpenPurpose,
+    ) -> Result<Store, StoreError> {
+        let dir = dir.to_path_buf();
+        let db_file = dir.join(DB_FILE_NAME);
+        match fs::metadata(&dir) {
+            Ok(meta) if !meta.is_dir() => return Err(StoreError::NotADirectory { path: dir }),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                if !options.create_if_missing {
+                    return Err(StoreError::Missing { path: dir });
+                }
+                fs::create_dir_all(&dir).map_err(|err| classify_io(&dir, &dir, err))?;
+            }
+            Err(err) => return Err(classify_io(&dir, &dir, err)),
+        }
+        let exists = match fs::metadata(&db_file) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(StoreError::Corrupt {
+                    path: db_file,
+                    detail: "not a regular file".into(),
+                });
+            }
+            Ok(_) => true,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+            Err(err) => return Err(classify_io(&dir, &db_file, err)),
+        };
+        if !exists && !options.create_if_missing {
+            return Err(StoreError::NotInitialised { path: dir });
+        }
+
+        let mut builder = Database::builder();
+        builder
+            .set_cache_size(options.page_cache_bytes)
+            .set_check_integrity_on_open(options.check_integrity_on_open)
+            .set_repair_callback(|session| {
+                tracing::warn!(
+                    progress = session.progress(),
+                    "repairing the store after an unclean shutdown"
+                );
+            });
+        // redb trusts a file that was shut down cleanly and may panic on one damaged
+        // outside it; such a panic is a corrupt store, not a crash of the node.
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if exists {
+                builder.open(&db_file)
+            } else {
+                builder.create(&db_file)
+            }
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(err)) => return Err(Fail::from(err).at(&dir, &db_file)),
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    path: db_file,
+                    detail: "redb could not read the file (it panicked while opening it)".into(),
+                });
+            }
+        };
+        let mut store = Store {
+            db,
+            dir,
+            db_file,
+            options: options.clone(),
+            cache: Mutex::new(DocCache::new(options.document_cache_capacity)),
+            incarnation: [0; 16],
+        };
+        store.incarnation = store.initialise(purpose).map_err(|f| store.fail(f))?;
+        tracing::debug!(dir = %store.dir.display(), "store opened");
+        Ok(store)
+    }
+
+    /// Creates the tables of a new store, or checks the schema of an existing one.
+    /// Returns the incarnation.
+    fn initialise(&self, purpose: OpenPurpose) -> R<[u8; 16]> {
+        let txn = self.begin_write()?;
+        let mut wrote = false;
+        let incarnation;
+        {
+            // Opening a table in a write transaction creates it.
+            let mut meta = txn.open_table(META)?;
+            let cases = txn.open_table(CASES)?;
+            txn.open_table(DOC_BASE)?;
+            txn.open_table(DOC_INCR)?;
+            txn.open_table(CHANGES)?;
+            txn.open_table(COMPACT_QUEUE)?;
+            txn.open_table(IDX_STAGE)?;
+            txn.open_table(IDX_DUE)?;
+            txn.open_table(IDX_RESIDENT)?;
+            txn.open_table(IDX_OFFICE)?;
+            txn.open_table(MATERIALS)?;
+            txn.open_table(MATERIAL_CHUNKS)?;
+            txn.open_table(CASE_MATERIALS)?;
+            txn.open_table(MATERIAL_CASES)?;
+            txn.open_table(MATERIAL_REMOVALS)?;
+            txn.open_table(PEER_CURSORS)?;
+            txn.open_table(SYNC_STATES)?;
+
+            let schema = meta.get(META_SCHEMA)?.map(|v| v.value().to_vec());
+            match schema {
+                None => {
+                    if !cases.is_empty()? {
+                        return Err(StoreError::Corrupt {
+                            path: self.db_file.clone(),
+                            detail: "the store holds cases but no schema version".into(),
+                        }
+                        .into());
+                    }
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                    wrote = true;
+                }
+                Some(bytes) => {
+                    let found = <[u8; 4]>::try_from(bytes.as_slice())
+                        .map(u32::from_le_bytes)
+                        .map_err(|_| {
+                            Fail::Store(StoreError::CorruptRow {
+                                path: self.db_file.clone(),
+                                table: "meta",
+                                key: META_SCHEMA.into(),
+                                detail: format!("{} bytes, expected 4", bytes.len()),
+                            })
+                        })?;
+                    if found != SCHEMA_VERSION {
+                        return Err(StoreError::UnsupportedSchema {
+                            path: self.db_file.clone(),
+                            found,
+                            expected: SCHEMA_VERSION,
+                        }
+                        .into());
+                    }
+                }
+            }
+            if purpose == OpenPurpose::Normal && meta.get(META_RESTORING)?.is_some() {
+                return Err(StoreError::IncompleteRestore {
+                    path: self.dir.clone(),
+                }
+                .into());
+            }
+            let stored = meta
+                .get(META_INCARNATION)?
+                .and_then(|v| <[u8; 16]>::try_from(v.value()).ok());
+            incarnation = match stored {
+                Some(bytes) => bytes,
+                None => {
+                    let fresh = random_incarnation();
+                    meta.insert(META_INCARNATION, fresh.as_slice())?;
+                    wrote = true;
+                    fresh
+                }
+            };
+        }
+        if wrote {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(incarnation)
+    }
+
+    pub(crate) fn begin_write(&self) -> R<WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_quick_repair(self.options.quick_repair);
+        Ok(txn)
+    }
+
+    pub(crate) fn begin_read(&self) -> R<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Converts an internal failure to the public error.
+    pub(crate) fn fail(&self, fail: Fail) -> StoreError {
+        fail.at(&self.dir, &self.db_file)
+    }
+
+    pub(crate) fn cache(&self) -> MutexGuard<'_, DocCache> {
+        // The cache holds no invariant a panicking holder could break: every entry
+        // is checked against the case record before use.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A random identifier of this copy of the store, made when it was created and
+    /// made anew by [`crate::restore`]. Sequence numbers are only comparable within
+    /// one incarnation: a peer that sees a new incarnation must not trust cursors it
+    /// holds into the old one.
+    pub fn incarnation(&self) -> [u8; 16] {
+        self.incarnation
+    }
+
+    pub(crate) fn get_record(
+        &self,
+        cases: &impl ReadableTable<&'static str, &'static [u8]>,
+        case: &CaseId,
+    ) -> R<Option<CaseRecord>> {
+        match cases.get(case.as_str())? {
+            None => Ok(None),
+            Some(guard) => row(
+                &self.db_file,
+                "cases",
+                case,
+                CaseRecord::decode(guard.value()),
+            )
+            .map(Some),
+        }
+    }
+
+    /// Loads a document from its full save and increments, and checks that the
+    /// result has exactly the heads the case record names: a damaged or missing
+    /// save is detected here and never returned as a document.
+    ///
+    /// The saves are concatenated and loaded in one strict `Automerge::load`,
+    /// which is several times cheaper than applying increments one by one.
+    pub(crate) fn load_doc(
+        &self,
+        base: &impl ReadableTable<&'static str, &'static [u8]>,
+        incr: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+        case: &CaseId,
+        record: &CaseRecord,
+    ) -> R<Automerge> {
+        let corrupt = |table: &'static str, detail: String| {
+            Fail::Store(StoreError::CorruptRow {
+                path: self.db_file.clone(),
+                table,
+                key: case.to_string(),
+                detail,
+            })
+        };
+        let mut all = match base.get(case.as_str())? {
+            Some(bytes) => bytes.value().to_vec(),
+            None => return Err(corrupt("doc_base", "the case has no full save".into())),
+        };
+        for item in incr.range((case.as_str(), 0u64)..=(case.as_str(), u64::MAX))? {
+            let (_, bytes) = item?;
+            all.extend_from_slice(bytes.value());
+        }
+        let doc = Automerge::load(&all)
+            .map_err(|err| corrupt("doc_base", format!("the stored saves do not load: {err}")))?;
+        let heads = doc.get_heads();
+        if heads != record.heads {
+            return Err(corrupt(
+                "doc_base",
+                format!(
+                    "the stored saves give {} head(s) that differ from the {} recorded",
+                    heads.len(),
+                    record.heads.len()
+                ),
+            ));
+        }
+        Ok(doc)
+    }
+
+    /// The cached document of a case at `record`'s state, with pending changes
+    /// applied and its heads checked, or `None` on a cache miss.
+    pub(crate) fn cached_doc(&self, case: &CaseId, record: &CaseRecord) -> Option<CachedDoc> {
+        let mut cached = self.cache().take(case, record.seq)?;
+        // Applying pending changes happens outside the cache lock.
+        match cached.settle() {
+            Ok(()) if cached.doc.get_heads() == record.heads => Some(cached),
+            _ => {
+                tracing::warn!(case = %case.short(), "cached document disagrees with the store; reloading");
+                None
+            }
+        }
+    }
+
+    /// The document of `case`, or `None` if the store does not hold the case.
+    ///
+    /// Served from the cache when it holds the latest state; otherwise loaded from
+    /// the full save and the increments after it, checked against the recorded
+    /// heads, and cached.
+    pub fn load_case(&self, case: &CaseId) -> Result<Option<Automerge>, StoreError> {
+        self.load_case_inner(case).map_err(|f| self.fail(f))
+    }
+
+    fn load_case_inner(&self, case: &CaseId) -> R<Option<Automerge>> {
+        let txn = self.begin_read()?;
+        let cases = txn.open_table(CASES)?;
+        let Some(record) = self.get_record(&cases, case)? else {
+            return Ok(None);
+        };
+        let cached = match self.cached_doc(case, &record) {
+            Some(cached) => cached,
+            None => {
+                let base = txn.open_table(DOC_BASE)?;
+                let incr = txn.open_table(DOC_INCR)?;
+                CachedDoc::new(self.load_doc(&base, &incr, case, &record)?)
+            }
+        };
+        let doc = cached.doc.clone();
+        self.cache().insert(case, record.seq, cached);
+        Ok(Some(doc))
+    }
+
+    /// The full Automerge save of `case`, for callers that cannot share an
+    /// in-memory document (a control API, a CLI export).
+    pub fn case_bytes(&self, case: &CaseId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.load_case(case)?.map(|doc| doc.save()))
+    }
+
+    /// What the store knows of `case` without reading its document.
+    pub fn case_info(&self, case: &CaseId) -> Result<Option<CaseInfo>, StoreError> {
+        let inner = || -> R<Option<CaseInfo>> {
+            let txn = self.begin_read()?;
+            let cases = txn.open_table(CASES)?;
+            Ok(self.get_record(&cases, case)?.map(|record| CaseInfo {
+                case: case.clone(),
+                seq: record.seq,
+                heads: record.heads,
+                meta: record.meta,
+                increments: record.increments,
+                increment_bytes: record.increment_bytes,
+            }))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The latest change-log sequence number (0 for an empty store).
+    pub fn latest_seq(&self) -> Result<u64, StoreError> {
+        let inner = || -> R<u64> {
+            let txn = self.begin_read()?;
+            let changes = txn.open_table(CHANGES)?;
+            Ok(changes.last()?.map(|(k, _)| k.value()).unwrap_or(0))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The cases changed after `cursor`, oldest first, at most `limit`: each case
+    /// once, with its latest seq and heads. Pass the last returned `seq` as the next
+    /// cursor. The cost is proportional to what is returned, not to the store.
+    pub fn changes_since(&self, cursor: u64, limit: usize) -> Result<Vec<ChangeEntry>, StoreError> {
+        let inner = || -> R<Vec<ChangeEntry>> {
+            let txn = self.begin_read()?;
+            let changes = txn.open_table(CHANGES)?;
+            let mut out = Vec::new();
+            let Some(start) = cursor.checked_add(1) else {
+                return Ok(out);
+            };
+            for item in changes.range(start..)?.take(limit) {
+                let (seq, value) = item?;
+                let seq = seq.value();
+                let (case, heads) = row(
+                    &self.db_file,
+                    "changes",
+                    seq,
+                    codec::decode_change(value.value()),
+                )?;
+                out.push(ChangeEntry { seq, case, heads });
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Cases in `stage`, in case-id order, after `after` (exclusive), at most `limit`.
+    pub fn cases_in_stage(
+        &self,
+        stage: Stage,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> Result<Vec<CaseId>, StoreError> {
+        let inner = || -> R<Vec<CaseId>> {
+            let txn = self.begin_read()?;
+            let idx = txn.open_table(IDX_STAGE)?;
+            let wire = stage.wire();
+            let start = after.map(CaseId::as_str).unwrap_or("");
+            let mut out = Vec::new();
+            for item in idx.range((wire, start)..)? {
+                let (key, _) = item?;
+                let (key_stage, case) = key.value();
+                if key_stage != wire || out.len() >= limit {
+                    break;
+                }
+                if Some(case) == after.map(CaseId::as_str) {
+                    continue;
+                }
+                out.push(row(&self.db_file, "idx_stage", case, parse_case(case))?);
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Cases whose route includes `office`, with their stage, in case-id order,
+    /// after `after` (exclusive), at most `limit`.
+    pub fn cases_for_office(
+        &self,
+        office: &OfficeId,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> Result<Vec<(CaseId, Stage)>, StoreError> {
+        let inner = || -> R<Vec<(CaseId, Stage)>> {
+            let txn = self.begin_read()?;
+            let idx = txn.open_table(IDX_OFFICE)?;
+            let start = after.map(CaseId::as_str).unwrap_or("");
+            let mut out = Vec::new();
+            for item in idx.range((office.as_str(), start)..)? {
+                let (key, value) = item?;
+                let (key_office, case) = key.value();
+                if key_office != office.as_str() || out.len() >= limit {
+                    break;
+                }
+                if Some(case) == after.map(CaseId::as_str) {
+                    continue;
+                }
+                let case_id = row(&self.db_file, "idx_office", case, parse_case(case))?;
+                let stage = row(
+                    &self.db_file,
+                    "idx_office",
+                    case,
+                    codec::stage_from_wire(value.value()),
+                )?;
+                out.push((case_id, stage));
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Every case of the resident with this keyed hash, with its metadata: the
+    /// duplicate check of the domicile office.
+    pub fn cases_by_resident(
+        &self,
+        key: &ResidentKey,
+    ) -> Result<Vec<(CaseId, CaseMeta)>, StoreError> {
+        let inner = || -> R<Vec<(CaseId, CaseMeta)>> {
+            let txn = self.begin_read()?;
+            let idx = txn.open_table(IDX_RESIDENT)?;
+            let cases = txn.open_table(CASES)?;
+            let mut out = Vec::new();
+            for item in idx.range((key.0, "")..)? {
+                let (k, _) = item?;
+                let (resident, case) = k.value();
+                if resident != key.0 {
+                    break;
+                }
+                let case_id = row(&self.db_file, "idx_resident", case, parse_case(case))?;
+                let Some(record) = self.get_record(&cases, &case_id)? else {
+                    return Err(StoreError::CorruptRow {
+                        path: self.db_file.clone(),
+                        table: "idx_resident",
+                        key: case.to_string(),
+                        detail: "indexes a case that is not stored".into(),
+                    }
+                    .into());
+                };
+                out.push((case_id, record.meta));
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Cases due before `as_of` (`due < as_of`) whose stage is not final, earliest
+    /// first, at most `limit`. Reads only the due-date index, never a document.
+    pub fn overdue(&self, as_of: NaiveDate, limit: usize) -> Result<Vec<DueCase>, StoreError> {
+        let inner = || -> R<Vec<DueCase>> {
+            let txn = self.begin_read()?;
+            let idx = txn.open_table(IDX_DUE)?;
+            let mut out = Vec::new();
+            for item in idx.range(..(codec::date_key(as_of), ""))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = item?;
+                let (days, case) = key.value();
+                let stage = row(
+                    &self.db_file,
+                    "idx_due",
+                    case,
+                    codec::stage_from_wire(value.value()),
+                )?;
+                if stage.is_final() {
+                    continue;
+                }
+                out.push(DueCase {
+                    case: row(&self.db_file, "idx_due", case, parse_case(case))?,
+                    due: row(&self.db_file, "idx_due", case, codec::date_from_key(days))?,
+                    stage,
+                });
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The sync cursor stored for `peer`.
+    pub fn peer_cursor(&self, peer: &OfficeId) -> Result<Option<u64>, StoreError> {
+        let inner = || -> R<Option<u64>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(PEER_CURSORS)?;
+            Ok(table.get(peer.as_str())?.map(|v| v.value()))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The Automerge sync state stored for (`peer`, `case`).
+    pub fn sync_state(
+        &self,
+        peer: &OfficeId,
+        case: &CaseId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = || -> R<Option<Vec<u8>>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(SYNC_STATES)?;
+            Ok(table
+                .get((peer.as_str(), case.as_str()))?
+                .map(|v| v.value().to_vec()))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// A value of the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = || -> R<Option<Vec<u8>>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(META)?;
+            Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    pub(crate) fn material_record(
+        &self,
+        txn: &ReadTransaction,
+        hash: &MaterialHash,
+    ) -> R<Option<MaterialRecord>> {
+        let table = txn.open_table(MATERIALS)?;
+        match table.get(hash.0)? {
+            None => Ok(None),
+            Some(v) => row(
+                &self.db_file,
+                "materials",
+                hash,
+                MaterialRecord::decode(v.value()),
+            )
+            .map(Some),
+        }
+    }
+
+    /// Whether the material is stored.
+    pub fn has_material(&self, hash: &MaterialHash) -> Result<bool, StoreError> {
+        Ok(self.material_len(hash)?.is_some())
+    }
+
+    /// The length of a stored material.
+    pub fn material_len(&self, hash: &MaterialHash) -> Result<Option<u64>, StoreError> {
+        let inner = || -> R<Option<u64>> {
+            let txn = self.begin_read()?;
+            Ok(self.material_record(&txn, hash)?.map(|r| r.len))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The materials `case` references (stored or not yet received).
+    pub fn case_materials(&self, case: &CaseId) -> Result<Vec<MaterialHash>, StoreError> {
+        let inner = || -> R<Vec<MaterialHash>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(CASE_MATERIALS)?;
+            let mut out = Vec::new();
+            for item in table.range((case.as_str(), [0u8; 32])..=(case.as_str(), [0xff; 32]))? {
+                let (key, _) = item?;
+                out.push(MaterialHash(key.value().1));
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The cases referencing a material.
+    pub fn material_cases(&self, hash: &MaterialHash) -> Result<Vec<CaseId>, StoreError> {
+        let inner = || -> R<Vec<CaseId>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(MATERIAL_CASES)?;
+            let mut out = Vec::new();
+            for item in table.range((hash.0, "")..)? {
+                let (key, _) = item?;
+                let (h, case) = key.value();
+                if h != hash.0 {
+                    break;
+                }
+                out.push(row(
+                    &self.db_file,
+                    "material_cases",
+                    case,
+                    parse_case(case),
+                )?);
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The record of a material's removal, if it was removed.
+    pub fn material_removal(
+        &self,
+        hash: &MaterialHash,
+    ) -> Result<Option<MaterialRemoval>, StoreError> {
+        let inner = || -> R<Option<MaterialRemoval>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(MATERIAL_REMOVALS)?;
+            let Some(v) = table.get(hash.0)? else {
+                return Ok(None);
+            };
+            let (len, at_ms, reason) = row(
+                &self.db_file,
+                "material_removals",
+                hash,
+                codec::decode_removal(v.value()),
+            )?;
+            Ok(Some(MaterialRemoval {
+                hash: *hash,
+                len,
+                at_ms,
+                reason,
+            }))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Counts for a status display. Reads table lengths only.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let inner = || -> R<StoreStats> {
+            let txn = self.begin_read()?;
+            let changes = txn.open_table(CHANGES)?;
+            Ok(StoreStats {
+                cases: txn.open_table(CASES)?.len()?,
+                materials: txn.open_table(MATERIALS)?.len()?,
+                latest_seq: changes.last()?.map(|(k, _)| k.value()).unwrap_or(0),
+                pending_compactions: txn.open_table(COMPACT_QUEUE)?.len()?,
+                file_bytes: fs::metadata(&self.db_file).map(|m| m.len()).unwrap_or(0),
+            })
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+}
+
+pub(crate) fn parse_case(text: &str) -> Result<CaseId, DecodeError> {
+    CaseId::parse(text).map_err(|e| DecodeError(e.to_string()))
+}

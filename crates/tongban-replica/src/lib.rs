@@ -1,0 +1,369 @@
+//! The replica of Tongban (通办): a node's case documents as the sync protocol sees
+//! them, over the node's redb store.
+//!
+//! [`Replica`] implements `tongban_sync::store::SyncStore` over a shared
+//! `tongban_store::Store`, and [`put_case`] is the one way a case document is
+//! written — by the office's own commands and by sync alike — so that every write
+//! carries the same index metadata ([`case_meta`]: stage, due date, keyed
+//! resident hash, route offices) and the case's route in the meta table, and the
+//! sync layer can route a case from the change log without loading it.
+//!
+//! The sync crate's `SyncStore` contract maps onto the store like this:
+//!
+//! - the change log and its incarnation are the store's own;
+//! - a case write is `put_document` with the index metadata, plus the route in the
+//!   meta table (`sync.route.<case>`: acceptance and domicile township, 18 ASCII
+//!   digits), written in the same transaction;
+//! - a cursor is the store's peer cursor plus `sync.cursor.<peer>` in the meta
+//!   table (the peer's log incarnation, 16 bytes, and the sequence number, 8 bytes
+//!   big-endian), written in one transaction;
+//! - the directory is the meta value `directory`, where the node keeps it.
+//!
+//! # What it must never do
+//!
+//! It opens no sockets and runs no protocol: it only maps. It never writes a case
+//! without its index metadata and route in the same transaction, and never stores
+//! a resident ID number in clear (only its keyed hash).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use automerge::Automerge;
+use tongban_case::CaseDocument;
+use tongban_domain::calendar::Calendar;
+use tongban_domain::division::DivisionCode;
+use tongban_domain::ids::{CaseId, OfficeId};
+use tongban_domain::stage::{Role, Stage};
+use tongban_ledger::directory::SignedDirectory;
+use tongban_store::{CaseMeta, ResidentKey, Store, StoreError, StoreOptions, WriteTx};
+use tongban_sync::route::CaseRoute;
+use tongban_sync::store::{LogEntry, StoreWrite, SyncStore};
+use tongban_sync::wire::{Cursor, Hash32, Incarnation};
+
+/// The meta key of the signed directory (shared with the node).
+pub const META_DIRECTORY: &str = "directory";
+
+/// A `SyncStore` over a real `tongban_store::Store`.
+pub struct Replica {
+    store: Arc<Store>,
+    calendar: Arc<Calendar>,
+    resident_secret: [u8; 32],
+    /// (role, division, office) of every certified office, for the route offices
+    /// of the index metadata.
+    offices: Vec<(Role, String, OfficeId)>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn route_key(case: &CaseId) -> String {
+    format!("sync.route.{case}")
+}
+
+fn cursor_key(peer: &OfficeId) -> String {
+    format!("sync.cursor.{peer}")
+}
+
+/// The offices of a directory as `(role, division, office)`, which is all
+/// [`case_meta`] needs of it.
+pub type OfficeList = Vec<(Role, String, OfficeId)>;
+
+/// The offices a signed directory certifies, for [`case_meta`].
+pub fn offices_of(directory: &[u8]) -> OfficeList {
+    SignedDirectory::decode(directory)
+        .map(|signed| {
+            signed
+                .directory
+                .certificates
+                .iter()
+                .map(|c| (c.cert.role, c.cert.division.clone(), c.cert.office.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The keyed hash of a resident ID under a node's secret: duplicate detection
+/// without the number in clear.
+pub fn resident_key(secret: &[u8; 32], resident_id: &str) -> ResidentKey {
+    ResidentKey(*blake3::keyed_hash(secret, resident_id.as_bytes()).as_bytes())
+}
+
+/// The route of a case document: its acceptance township (from the case id) and
+/// the applicant's domicile township.
+pub fn route_of(case: &CaseId, document: &CaseDocument) -> Option<CaseRoute> {
+    let domicile = document.read().ok()?.applicant.hukou_township;
+    let acceptance = DivisionCode::parse(case.acceptance_township()).ok()?;
+    CaseRoute::new(acceptance, DivisionCode::parse(&domicile).ok()?).ok()
+}
+
+/// The index metadata of a case document: stage, next due date, keyed resident
+/// hash, subsidy kinds and the offices on its route (the acceptance office, and
+/// the domicile's township, DPF and civil affairs offices the directory names). A
+/// document that does not read as a case (a partly delivered one) gets minimal
+/// metadata; the next write corrects it.
+pub fn case_meta(
+    document: &CaseDocument,
+    domicile: &str,
+    offices: &[(Role, String, OfficeId)],
+    calendar: &Calendar,
+    resident_secret: &[u8; 32],
+) -> CaseMeta {
+    let mut meta = CaseMeta {
+        stage: Stage::Draft,
+        due: None,
+        resident_key: ResidentKey([0; 32]),
+        offices: Vec::new(),
+        subsidy_kinds: Vec::new(),
+    };
+    if let Ok(case) = document.read() {
+        meta.resident_key = resident_key(resident_secret, &case.applicant.resident_id);
+        meta.subsidy_kinds = case.subsidy_kinds.clone();
+        if let Ok(office) = OfficeId::parse(&case.acceptance.office) {
+            meta.offices.push(office);
+        }
+    }
+    meta.stage = document.stage().ok().flatten().unwrap_or(Stage::Draft);
+    meta.due = document.due(calendar).ok().flatten().map(|d| d.date);
+    for (role, division, office) in offices {
+        let on = match role {
+            Role::Township => *division == domicile,
+            Role::CountyDpf | Role::CountyCivilAffairs => {
+                division.len() == 6 && domicile.starts_with(division.as_str())
+            }
+            _ => false,
+        };
+        if on && !meta.offices.contains(office) {
+            meta.offices.push(office.clone());
+        }
+    }
+    meta
+}
+
+/// Writes a case document in `tx` with its index metadata and its route: the one
+/// way a case is stored, by local commands and by sync alike.
+pub fn put_case(
+    tx: &mut WriteTx<'_>,
+    case: &CaseId,
+    doc: &Automerge,
+    meta: &CaseMeta,
+    route: &CaseRoute,
+) -> Result<(), StoreError> {
+    tx.put_document(case, doc, meta)?;
+    let value = format!("{}{}", route.acceptance(), route.domicile());
+    tx.set_meta(&route_key(case), value.as_bytes())
+}
+
+impl Replica {
+    /// A replica over an open store. When the store holds no directory yet,
+    /// `directory` (if any) is stored.
+    pub fn new(
+        store: Arc<Store>,
+        calendar: Arc<Calendar>,
+        resident_secret: [u8; 32],
+        directory: Option<&[u8]>,
+    ) -> Result<Replica, StoreError> {
+        if let Some(directory) = directory
+            && store.meta(META_DIRECTORY)?.is_none()
+        {
+            store.set_meta(META_DIRECTORY, directory)?;
+        }
+        let bytes = store.meta(META_DIRECTORY)?.unwrap_or_default();
+        Ok(Replica {
+            offices: offices_of(&bytes),
+            store,
+            calendar,
+            resident_secret,
+        })
+    }
+
+    /// Opens (creating if needed) a small-cache store in `dir`, as the simulator
+    /// runs many nodes at once. When the store holds no directory yet,
+    /// `directory` is stored.
+    pub fn open(
+        dir: &Path,
+        calendar: Arc<Calendar>,
+        resident_secret: [u8; 32],
+        directory: &[u8],
+    ) -> Result<Replica, StoreError> {
+        let options = StoreOptions {
+            create_if_missing: true,
+            page_cache_bytes: 1 << 20,
+            document_cache_capacity: 64,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(dir, &options)?);
+        Replica::new(store, calendar, resident_secret, Some(directory))
+    }
+
+    /// The store.
+    pub fn inner(&self) -> &Store {
+        &self.store
+    }
+
+    /// The shared store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Reloads the office list after the directory changed outside the sync
+    /// protocol (a `directory-import` through the node).
+    pub fn refresh_directory(&mut self) -> Result<(), StoreError> {
+        let bytes = self.store.meta(META_DIRECTORY)?.unwrap_or_default();
+        self.offices = offices_of(&bytes);
+        Ok(())
+    }
+
+    fn meta_of(&self, doc: &Automerge, route: &CaseRoute) -> CaseMeta {
+        match CaseDocument::load(&doc.save()) {
+            Ok(document) => case_meta(
+                &document,
+                &route.domicile().to_string(),
+                &self.offices,
+                &self.calendar,
+                &self.resident_secret,
+            ),
+            Err(_) => CaseMeta {
+                stage: Stage::Draft,
+                due: None,
+                resident_key: ResidentKey([0; 32]),
+                offices: Vec::new(),
+                subsidy_kinds: Vec::new(),
+            },
+        }
+    }
+
+    /// Every case the store holds, from the change log (one entry per case).
+    pub fn all_cases(&self) -> Result<Vec<CaseId>, StoreError> {
+        let mut out: Vec<CaseId> = self
+            .store
+            .changes_since(0, usize::MAX)?
+            .into_iter()
+            .map(|e| e.case)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn parse_route(bytes: &[u8]) -> Option<CaseRoute> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let acceptance = DivisionCode::parse(text.get(..9)?).ok()?;
+    let domicile = DivisionCode::parse(text.get(9..)?).ok()?;
+    CaseRoute::new(acceptance, domicile).ok()
+}
+
+impl SyncStore for Replica {
+    type Error = StoreError;
+
+    fn incarnation(&self) -> Incarnation {
+        self.store.incarnation()
+    }
+
+    fn latest_seq(&self) -> Result<u64, StoreError> {
+        self.store.latest_seq()
+    }
+
+    fn changes_since(&self, cursor: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        self.store
+            .changes_since(cursor, limit)?
+            .into_iter()
+            .map(|entry| {
+                let route = self.route(&entry.case)?;
+                Ok(LogEntry {
+                    seq: entry.seq,
+                    heads: entry.heads.iter().map(|h| h.0).collect(),
+                    case: entry.case,
+                    route,
+                })
+            })
+            .collect()
+    }
+
+    fn route(&self, case: &CaseId) -> Result<Option<CaseRoute>, StoreError> {
+        Ok(self
+            .store
+            .meta(&route_key(case))?
+            .as_deref()
+            .and_then(parse_route))
+    }
+
+    fn heads(&self, case: &CaseId) -> Result<Option<Vec<Hash32>>, StoreError> {
+        Ok(self
+            .store
+            .case_info(case)?
+            .map(|info| info.heads.iter().map(|h| h.0).collect()))
+    }
+
+    fn load(&self, case: &CaseId) -> Result<Option<Automerge>, StoreError> {
+        self.store.load_case(case)
+    }
+
+    fn cursor(&self, peer: &OfficeId) -> Result<Option<Cursor>, StoreError> {
+        let Some(bytes) = self.store.meta(&cursor_key(peer))? else {
+            return Ok(None);
+        };
+        if bytes.len() != 24 {
+            return Ok(None);
+        }
+        let mut incarnation = [0u8; 16];
+        incarnation.copy_from_slice(&bytes[..16]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[16..]);
+        Ok(Some(Cursor {
+            incarnation,
+            seq: u64::from_be_bytes(seq),
+        }))
+    }
+
+    fn sync_state(&self, peer: &OfficeId, case: &CaseId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.sync_state(peer, case)
+    }
+
+    fn directory(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.meta(META_DIRECTORY)
+    }
+
+    fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), StoreError> {
+        let metas: Vec<Option<CaseMeta>> = writes
+            .iter()
+            .map(|w| match w {
+                StoreWrite::Case { doc, route, .. } => Some(self.meta_of(doc, route)),
+                _ => None,
+            })
+            .collect();
+        let mut new_directory = None;
+        self.store.write(|tx| {
+            for (write, meta) in writes.iter().zip(metas) {
+                match write {
+                    StoreWrite::Case { case, route, doc } => {
+                        let meta = meta.unwrap_or_else(|| self.meta_of(doc, route));
+                        put_case(tx, case, doc, &meta, route)?;
+                    }
+                    StoreWrite::Cursor { peer, cursor } => {
+                        tx.set_peer_cursor(peer, cursor.seq)?;
+                        let mut value = cursor.incarnation.to_vec();
+                        value.extend_from_slice(&cursor.seq.to_be_bytes());
+                        tx.set_meta(&cursor_key(peer), &value)?;
+                    }
+                    StoreWrite::SyncState { peer, case, state } => {
+                        tx.put_sync_state(peer, case, state)?
+                    }
+                    StoreWrite::Directory { bytes } => {
+                        tx.set_meta(META_DIRECTORY, bytes)?;
+                        new_directory = Some(bytes.clone());
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(bytes) = new_directory {
+            self.offices = offices_of(&bytes);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The invariants checked after a simulation healed.
+//!
+//! 1. Every node of a case's route holds the case, and they all hold the same
+//!    document (the same Automerge heads).
+//! 2. No node holds a case off its route.
+//! 3. Every signed transition made — by a clerk or as a receipt — is present on
+//!    every node of the route.
+//! 4. The verifier passes (no error-severity finding) on every node's copy, against
+//!    that node's directory and clock.
+//! 5. No case went backwards on any node (checked while running, by
+//!    `Sim::observe`: a node's set of signed transitions only grows).
+//! 6. Every node computes the same deadline for every case.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tongban_case::CaseDocument;
+use tongban_ledger::directory::Directory;
+use tongban_ledger::verify::{CaseHistory, Severity, VerifyContext, verify_case};
+use tongban_sync::admit;
+use tongban_sync::route::on_route;
+use tongban_sync::store::{SyncStore, heads_of};
+
+use crate::sim::Sim;
+
+/// Checks the invariants; returns every violation found.
+pub fn check(sim: &Sim) -> Vec<String> {
+    let mut out = Vec::new();
+    // 2: nothing off route, on any node.
+    let route_of: BTreeMap<_, _> = sim.cases.iter().map(|c| (c.id.clone(), c.route)).collect();
+    for idx in sim.nodes() {
+        let office = sim.office(idx);
+        let Some(store) = sim.store(idx) else {
+            out.push(format!("{} is down after healing", office.id));
+            continue;
+        };
+        match store.all_cases() {
+            Ok(cases) => {
+                for case in cases {
+                    match route_of.get(&case) {
+                        Some(route) if on_route(&office.place, route) => {}
+                        Some(_) => out.push(format!(
+                            "{} holds {case}, which is off its route",
+                            office.id
+                        )),
+                        None => out.push(format!("{} holds unknown case {case}", office.id)),
+                    }
+                }
+            }
+            Err(err) => out.push(format!("{}: store: {err}", office.id)),
+        }
+    }
+    let directory = match Directory::verify(&sim.world.directory, &sim.world.authority) {
+        Ok(directory) => directory,
+        Err(err) => {
+            out.push(format!("directory: {err}"));
+            return out;
+        }
+    };
+    for track in &sim.cases {
+        let route_nodes: Vec<usize> = track
+            .route
+            .nodes()
+            .iter()
+            .filter_map(|p| sim.world.at(p))
+            .collect();
+        let mut heads = BTreeMap::new();
+        let mut transitions: BTreeMap<usize, BTreeSet<[u8; 32]>> = BTreeMap::new();
+        let mut dues = BTreeMap::new();
+        for &idx in &route_nodes {
+            let office = &sim.office(idx).id;
+            let Some(store) = sim.store(idx) else {
+                continue;
+            };
+            let doc = match store.load(&track.id) {
+                Ok(Some(doc)) => doc,
+                Ok(None) => {
+                    out.push(format!(
+                        "{office} is on the route of {} but does not hold it",
+                        track.id
+                    ));
+                    continue;
+                }
+                Err(err) => {
+                    out.push(format!("{office}: store: {err}"));
+                    continue;
+                }
+            };
+            heads.insert(idx, heads_of(&doc));
+            let signed = admit::transitions_of(&doc);
+            transitions.insert(
+                idx,
+                signed.iter().map(|b| *blake3::hash(b).as_bytes()).collect(),
+            );
+            // 4: the verifier.
+            let has_head = |h: &[u8; 32]| {
+                use automerge::ReadDoc;
+                doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some()
+            };
+            let ctx =
+                VerifyContext::new(&directory, &sim.world.calendar, sim.clock(idx), &has_head);
+            let report = verify_case(
+                &CaseHistory {
+                    case: track.id.clone(),
+                    transitions: signed,
+                    domicile_township: track.route.domicile().to_string(),
+                },
+                &ctx,
+            );
+            for violation in report
+                .violations
+                .iter()
+                .filter(|v| v.severity == Severity::Error)
+            {
+                out.push(format!("{office}: verifier on {}: {violation}", track.id));
+            }
+            // 6: deadlines.
+            match CaseDocument::load(&doc.save()).and_then(|d| d.due(&sim.world.calendar)) {
+                Ok(due) => {
+                    dues.insert(idx, format!("{due:?}"));
+                }
+                Err(err) => out.push(format!("{office}: case {} does not read: {err}", track.id)),
+            }
+        }
+        // 1: convergence.
+        let distinct: BTreeSet<_> = heads.values().collect();
+        if distinct.len() > 1 {
+            let who: Vec<String> = heads
+                .iter()
+                .map(|(idx, h)| format!("{}:{}", sim.office(*idx).id, h.len()))
+                .collect();
+            out.push(format!("{} did not converge: {}", track.id, who.join(" ")));
+        }
+        // 3: every transition everywhere.
+        let all: BTreeSet<[u8; 32]> = transitions.values().flatten().copied().collect();
+        for missing in track.made.difference(&all) {
+            out.push(format!(
+                "{}: transition {} made but held nowhere",
+                track.id,
+                tongban_ledger::hex(&missing[..6])
+            ));
+        }
+        for (idx, held) in &transitions {
+            let lacking = all.difference(held).count();
+            if lacking > 0 {
+                out.push(format!(
+                    "{}: {} lacks {lacking} signed transition(s)",
+                    track.id,
+                    sim.office(*idx).id
+                ));
+            }
+        }
+        let distinct_dues: BTreeSet<_> = dues.values().collect();
+        if distinct_dues.len() > 1 {
+            out.push(format!(
+                "{}: nodes compute different deadlines: {distinct_dues:?}",
+                track.id
+            ));
+        }
+    }
+    out
+}

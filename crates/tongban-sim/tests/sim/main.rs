@@ -1,0 +1,5 @@
+//! The simulation tests: one binary, several modules.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod campaign;

@@ -1,0 +1,221 @@
+//! Admission: what a node checks before it stores a case document that came from
+//! a peer, and the receipts it signs when a case reaches it.
+//!
+//! The sender of a document proves nothing: a hub relays what offices signed. So
+//! every receiver (1) reads the case's route from the document itself and refuses
+//! a case that is not on its own route, whatever the inventory claimed, and (2)
+//! runs the ledger's verifier against its directory. It refuses a document carrying
+//! any transition whose authority fails — undecodable, bad signature, a key the
+//! directory does not certify for that office at that time, a revoked key, a signer
+//! without the role or jurisdiction, an illegal stage change, a transition for
+//! another case, a vouched-for head that is missing — because nothing such a
+//! transition says is authenticated. It keeps, and reports, what an honest history
+//! can contain: forks (two signed successors, which must be surfaced and resolved,
+//! never dropped), time-order findings (office clocks drift), missed deadlines, and
+//! the chain gaps a partly delivered document shows until the rest arrives.
+//!
+//! Documents are read through Automerge's `ReadDoc` with the field names of the
+//! case schema (`docs/case-schema.md`), without hydrating the whole document.
+
+use automerge::{Automerge, ChangeHash, ObjType, ReadDoc, ScalarValue, Value};
+use tongban_domain::calendar::Calendar;
+use tongban_domain::division::DivisionCode;
+use tongban_domain::ids::{CaseId, Timestamp};
+use tongban_domain::stage::Stage;
+use tongban_ledger::directory::Directory;
+use tongban_ledger::transition::SignedTransition;
+use tongban_ledger::verify::{CaseHistory, VerifyContext, ViolationKind, verify_case};
+
+use crate::route::CaseRoute;
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The document lacks a field routing needs, or it is malformed.
+    #[error("the document does not name its {0}")]
+    MissingField(&'static str),
+    /// The document names another case than the one it was sent as.
+    #[error("the document is for case {found}, not {expected}")]
+    WrongCase {
+        /// The case it was sent as.
+        expected: CaseId,
+        /// The case it names.
+        found: String,
+    },
+    /// The acceptance township in the document differs from the case id's.
+    #[error("the acceptance township {found} differs from the case id's {expected}")]
+    AcceptanceMismatch {
+        /// From the case id.
+        expected: String,
+        /// From the document.
+        found: String,
+    },
+    /// The case is not on this node's route.
+    #[error("the case is not on this node's route")]
+    OffRoute,
+    /// A transition's authority fails.
+    #[error("transition refused ({kind:?}): {reason}")]
+    Authority {
+        /// The verifier's finding.
+        kind: ViolationKind,
+        /// Its reason.
+        reason: String,
+    },
+    /// Automerge refused the bytes.
+    #[error("automerge: {0}")]
+    Automerge(String),
+}
+
+/// What admission found in an accepted document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// The verifier reports a fork.
+    pub forked: bool,
+    /// Kept findings, by kind (time order, deadlines, transient chain gaps).
+    pub kept: Vec<ViolationKind>,
+}
+
+fn scalar(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Option<ScalarValue> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Scalar(value), _))) => Some(value.into_owned()),
+        _ => None,
+    }
+}
+
+fn string(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Option<String> {
+    match scalar(doc, obj, key)? {
+        ScalarValue::Str(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn map(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Option<automerge::ObjId> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
+        _ => None,
+    }
+}
+
+/// The case id the document names.
+pub fn case_id_of(doc: &Automerge) -> Option<String> {
+    string(doc, &automerge::ROOT, "case_id")
+}
+
+/// The route the document itself gives: its acceptance township and the
+/// applicant's household-registration township. Checks that the document is for
+/// `case` and that its acceptance township is the case id's.
+pub fn route_of(doc: &Automerge, case: &CaseId) -> Result<CaseRoute, Refusal> {
+    let found = case_id_of(doc).ok_or(Refusal::MissingField("case id"))?;
+    if found != case.as_str() {
+        return Err(Refusal::WrongCase {
+            expected: case.clone(),
+            found,
+        });
+    }
+    let acceptance = map(doc, &automerge::ROOT, "acceptance")
+        .and_then(|obj| string(doc, &obj, "township"))
+        .ok_or(Refusal::MissingField("acceptance township"))?;
+    if acceptance != case.acceptance_township() {
+        return Err(Refusal::AcceptanceMismatch {
+            expected: case.acceptance_township().to_string(),
+            found: acceptance,
+        });
+    }
+    let domicile = map(doc, &automerge::ROOT, "applicant")
+        .and_then(|obj| string(doc, &obj, "hukou_township"))
+        .ok_or(Refusal::MissingField("domicile township"))?;
+    let parse =
+        |text: &str, what| DivisionCode::parse(text).map_err(|_| Refusal::MissingField(what));
+    CaseRoute::new(
+        parse(&acceptance, "acceptance township")?,
+        parse(&domicile, "domicile township")?,
+    )
+    .map_err(|_| Refusal::MissingField("township-level route"))
+}
+
+/// The encoded signed transitions the document carries, in key order.
+pub fn transitions_of(doc: &Automerge) -> Vec<Vec<u8>> {
+    let Some(obj) = map(doc, &automerge::ROOT, "transitions") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for key in doc.keys(&obj) {
+        if let Some(record) = map(doc, &obj, &key)
+            && let Some(ScalarValue::Bytes(bytes)) = scalar(doc, &record, "signed")
+        {
+            out.push(bytes);
+        }
+    }
+    out
+}
+
+/// Whether a finding means the document carries an unauthenticated claim.
+fn refuses(kind: ViolationKind) -> bool {
+    matches!(
+        kind,
+        ViolationKind::Undecodable
+            | ViolationKind::BadSignature
+            | ViolationKind::WrongCase
+            | ViolationKind::UnknownKey
+            | ViolationKind::KeyNotValidAtTime
+            | ViolationKind::RevokedKey
+            | ViolationKind::WrongSigner
+            | ViolationKind::IllegalTransition
+    )
+}
+
+/// Verifies the document's transitions against the directory (see the module
+/// documentation for what is refused and what is kept).
+pub fn verify(
+    doc: &Automerge,
+    case: &CaseId,
+    route: &CaseRoute,
+    directory: &Directory,
+    calendar: &Calendar,
+    now: Timestamp,
+) -> Result<Findings, Refusal> {
+    let history = CaseHistory {
+        case: case.clone(),
+        transitions: transitions_of(doc),
+        domicile_township: route.domicile().to_string(),
+    };
+    let has_head = |hash: &[u8; 32]| doc.get_change_by_hash(&ChangeHash(*hash)).is_some();
+    let ctx = VerifyContext::new(directory, calendar, now, &has_head);
+    let report = verify_case(&history, &ctx);
+    let mut findings = Findings::default();
+    for violation in report.violations {
+        if refuses(violation.kind) {
+            return Err(Refusal::Authority {
+                kind: violation.kind,
+                reason: violation.reason,
+            });
+        }
+        if violation.kind == ViolationKind::Fork {
+            findings.forked = true;
+        }
+        findings.kept.push(violation.kind);
+    }
+    Ok(findings)
+}
+
+/// The stages at the tips of the signed chain (more than one at a fork), from the
+/// transitions as decoded. Signatures are not checked here: a receipt is signed
+/// through `CaseDocument::apply`, which follows the same chain, and admission has
+/// already verified every transition.
+pub fn tip_stages(doc: &Automerge) -> Vec<Stage> {
+    let decoded: Vec<SignedTransition> = transitions_of(doc)
+        .iter()
+        .filter_map(|bytes| SignedTransition::decode(bytes).ok())
+        .collect();
+    let hashes: Vec<[u8; 32]> = decoded.iter().map(SignedTransition::hash).collect();
+    let mut tips: Vec<Stage> = decoded
+        .iter()
+        .zip(&hashes)
+        .filter(|(_, hash)| !decoded.iter().any(|t| t.transition.prev == Some(**hash)))
+        .map(|(t, _)| t.transition.to)
+        .collect();
+    tips.sort();
+    tips.dedup();
+    tips
+}

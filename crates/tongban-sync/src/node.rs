@@ -1,0 +1,1455 @@
+//! [`SyncNode`]: the protocol state of one node and its sessions with peers.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{ActorId, Automerge, ReadDoc, SaveOptions};
+use tongban_case::{CaseDocument, Payload, SigningOffice};
+use tongban_domain::calendar::Calendar;
+use tongban_domain::division::DivisionCode;
+use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
+use tongban_domain::stage::{OfficeFacts, Stage};
+use tongban_ledger::directory::{Directory, DirectoryError};
+use tongban_ledger::keys::{OfficeKey, PublicKey};
+
+use crate::admit::{self, Refusal};
+use crate::route::{CaseRoute, Place, RouteError, on_route};
+use crate::store::{StoreWrite, SyncStore, heads_of};
+use crate::wire::{
+    Cursor, GoodbyeReason, Hash32, Hello, Incarnation, Inventory, InventoryEntry, MAX_HEADS,
+    MAX_WANTS, Message, PROTOCOL_VERSION, WireError,
+};
+
+/// The operator named in receipts the node signs by itself.
+pub const RECEIPT_OPERATOR: &str = "auto-receipt";
+
+/// Tunable limits of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most log entries one inventory covers.
+    pub batch_entries: usize,
+    /// Most inventories in flight (sent, not acknowledged) per session.
+    pub window: usize,
+    /// After this long without progress, a session repeats what it is waiting for
+    /// (its hello, its unacknowledged inventories, its document requests).
+    pub stall_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            batch_entries: 512,
+            window: 4,
+            stall_ms: 30_000,
+        }
+    }
+}
+
+/// What a node needs to run the protocol.
+#[derive(Clone)]
+pub struct Config {
+    /// This node's office id.
+    pub office: OfficeId,
+    /// This node's office key: it signs the receipts (`received`,
+    /// `result_received`) and nothing else.
+    pub key: Arc<OfficeKey>,
+    /// The directory authority every directory must be signed by.
+    pub authority: PublicKey,
+    /// The working-day calendar the verifier counts deadlines with.
+    pub calendar: Arc<Calendar>,
+    /// Protocol limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("office", &self.office)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Identifies one session (one connection to one peer) within a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Bytes to send on a session, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The session.
+    pub session: SessionId,
+    /// One encoded frame.
+    pub bytes: Vec<u8>,
+}
+
+/// Something the application may want to know or show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Both hellos were exchanged.
+    Connected {
+        /// The session.
+        session: SessionId,
+        /// The peer.
+        peer: OfficeId,
+    },
+    /// New changes of a case from a peer were verified and stored.
+    CaseStored {
+        /// The case.
+        case: CaseId,
+        /// The peer it came from.
+        peer: OfficeId,
+    },
+    /// This node signed a receipt into a case.
+    ReceiptSigned {
+        /// The case.
+        case: CaseId,
+        /// `received` or `result_received`.
+        stage: Stage,
+    },
+    /// A stored case carries a fork: two signed successors of one transition. It
+    /// is kept and must be resolved by the offices concerned.
+    Forked {
+        /// The case.
+        case: CaseId,
+    },
+    /// A message, document or case from a peer was refused.
+    Refused {
+        /// The peer.
+        peer: OfficeId,
+        /// The case concerned, if any.
+        case: Option<CaseId>,
+        /// Why.
+        reason: String,
+    },
+    /// A newer directory was verified and adopted.
+    DirectoryUpdated {
+        /// Its version.
+        version: u64,
+    },
+    /// The session ended.
+    Closed {
+        /// The session.
+        session: SessionId,
+        /// The peer.
+        peer: OfficeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Counters, for tests, benchmarks and status displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames queued for sending.
+    pub frames_sent: u64,
+    /// Bytes of those frames.
+    pub bytes_sent: u64,
+    /// Inventories sent.
+    pub inventories_sent: u64,
+    /// Inventory entries sent.
+    pub entries_sent: u64,
+    /// Whole documents sent.
+    pub docs_sent: u64,
+    /// Automerge sync messages sent.
+    pub doc_syncs_sent: u64,
+    /// Cases written to the store from peers.
+    pub cases_stored: u64,
+    /// Refusals.
+    pub refusals: u64,
+    /// Receipts signed.
+    pub receipts: u64,
+}
+
+/// Why a node operation failed. Misbehaviour of a peer is never an error: it is
+/// an [`Event::Refused`] and, when the session cannot go on, a goodbye.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The store failed; the caller should stop the node and restart it from the
+    /// store (nothing unacknowledged was lost: peers will resend).
+    #[error("store: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store holds no directory.
+    #[error("the store holds no office directory")]
+    NoDirectory,
+    /// The stored directory does not verify.
+    #[error("the stored directory is refused: {0}")]
+    Directory(#[from] DirectoryError),
+    /// The directory does not certify this node's office.
+    #[error("the directory does not certify office {0}")]
+    NotCertified(OfficeId),
+    /// The peer is not in the directory, or has no place in the hub tree.
+    #[error("peer {0} is not a node of the hub tree in the directory")]
+    UnknownPeer(OfficeId),
+    /// This node's certificate names no place in the hub tree.
+    #[error(transparent)]
+    NoPlace(#[from] RouteError),
+}
+
+fn store_err<E: std::error::Error + Send + Sync + 'static>(err: E) -> SyncError {
+    SyncError::Store(Box::new(err))
+}
+
+/// What the peer told in its hello.
+#[derive(Debug, Clone, Copy)]
+struct Remote {
+    incarnation: Incarnation,
+    directory_version: u64,
+}
+
+/// Where one session stands, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// The peer.
+    pub peer: OfficeId,
+    /// Whether the peer's hello arrived.
+    pub established: bool,
+    /// How far the peer acknowledged this node's log.
+    pub out_acked: u64,
+    /// How far this node has offered its log to the peer.
+    pub out_sent: u64,
+    /// How far this node consumed the peer's log.
+    pub in_seq: u64,
+    /// Documents being fetched from the peer.
+    pub fetching: usize,
+}
+
+/// An inventory being consumed: the cases of it still missing here.
+#[derive(Debug, Clone)]
+struct InBatch {
+    upto: u64,
+    pending: BTreeMap<CaseId, Vec<Hash32>>,
+}
+
+/// A document this node is fetching from the peer.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    asked_at: Timestamp,
+}
+
+#[derive(Debug)]
+struct Session {
+    peer: OfficeId,
+    peer_place: Place,
+    hello_at: Timestamp,
+    remote: Option<Remote>,
+    // Outbound: this node's log towards the peer.
+    out_acked: u64,
+    out_sent: u64,
+    inflight: VecDeque<u64>,
+    out_progress_at: Timestamp,
+    /// Heads the peer is known to hold, so its own changes are not echoed back.
+    peer_has: BTreeMap<CaseId, Vec<Hash32>>,
+    // Inbound: the peer's log towards this node.
+    stored_cursor: Option<Cursor>,
+    in_seq: u64,
+    batches: BTreeMap<u64, InBatch>,
+    work: BTreeMap<CaseId, Work>,
+    sync_states: BTreeMap<CaseId, sync::State>,
+}
+
+/// The sync protocol of one node: its sessions with peers, routing, admission of
+/// incoming documents, receipts. Sans-IO: it owns no socket, reads no clock and
+/// opens no file; the store is passed to every call that needs it.
+///
+/// # Driving it
+///
+/// ```text
+/// let mut node = SyncNode::new(config, &store)?;
+/// // The transport authenticated a peer (directory key) and opened a stream:
+/// let session = node.connect(&store, peer_office, now)?;
+/// loop {
+///     // Inputs, in any order, each with the caller's `now`:
+///     node.handle_message(&mut store, session, &frame, now)?; // each frame received
+///     node.handle_timeout(&mut store, now)?;      // when now >= poll_timeout()
+///     node.handle_local_change(&mut store, now)?; // after the application wrote cases
+///     node.disconnect(session);                   // the connection is gone
+///     // Outputs, drained after every input:
+///     while let Some(t) = node.poll_transmit() { /* send t.bytes on t.session, in order */ }
+///     while let Some(e) = node.poll_event() { /* show or log */ }
+///     let wake_at = node.poll_timeout();          // call handle_timeout then
+/// }
+/// ```
+///
+/// Frames of one session must be delivered to the peer in the order
+/// [`SyncNode::poll_transmit`] gives them for the protocol to be efficient; it stays
+/// correct when frames are lost, duplicated or reordered (every message is
+/// idempotent, and a session that stops making progress repeats itself after
+/// [`Limits::stall_ms`]).
+///
+/// # The protocol, per session
+///
+/// Both sides send a hello carrying their log's incarnation, their directory
+/// version and their cursor into the other's log. Each side then pushes its own
+/// change log to the other as inventories (case, domicile, heads) of the entries
+/// on the peer's route since the peer's cursor. The receiver of an inventory asks
+/// for the saves of cases it has nothing of, runs the Automerge sync protocol for
+/// cases it has in part, verifies every incoming document before storing it, and
+/// once every case of an inventory is stored, records the inventory's end as its
+/// cursor into the sender's log and acknowledges it. A reconnect resumes from
+/// that cursor, so it costs what changed since, not what either side holds.
+pub struct SyncNode {
+    office: OfficeId,
+    key: Arc<OfficeKey>,
+    facts: OfficeFacts,
+    place: Place,
+    authority: PublicKey,
+    calendar: Arc<Calendar>,
+    limits: Limits,
+    directory: Directory,
+    directory_bytes: Vec<u8>,
+    incarnation: Incarnation,
+    sessions: BTreeMap<SessionId, Session>,
+    next_session: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    receipt_operator: Operator,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for SyncNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncNode")
+            .field("office", &self.office)
+            .field("place", &self.place)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The receipt this node signs automatically when a case with these chain tips
+/// reaches it, if any: the domicile township signs `received` for a pushed case,
+/// the acceptance office `result_received` for a decision. A forked chain gets no
+/// automatic receipt: the fork must be resolved first.
+pub fn receipt_for(place: &Place, route: &CaseRoute, tips: &[Stage]) -> Option<Stage> {
+    let [tip] = tips else { return None };
+    match (place, tip) {
+        (Place::Township(t), Stage::Pushed) if *t == route.domicile() => Some(Stage::Received),
+        (Place::Township(t), Stage::Decided | Stage::Rejected) if *t == route.acceptance() => {
+            Some(Stage::ResultReceived)
+        }
+        _ => None,
+    }
+}
+
+/// The route a case id and a domicile give.
+fn route_from(case: &CaseId, domicile: DivisionCode) -> Option<CaseRoute> {
+    let acceptance = DivisionCode::parse(case.acceptance_township()).ok()?;
+    CaseRoute::new(acceptance, domicile).ok()
+}
+
+impl SyncNode {
+    /// A node with the directory held by `store` (which must certify
+    /// `config.office`). Reads the store; writes nothing.
+    pub fn new<S: SyncStore>(config: Config, store: &S) -> Result<SyncNode, SyncError> {
+        let directory_bytes = store
+            .directory()
+            .map_err(store_err)?
+            .ok_or(SyncError::NoDirectory)?;
+        let directory = Directory::verify(&directory_bytes, &config.authority)?;
+        let cert = directory
+            .certificate_for_key(&config.office, &config.key.public())
+            .ok_or_else(|| SyncError::NotCertified(config.office.clone()))?;
+        let place = Place::from_certificate(cert.role, &cert.division)?;
+        let facts = OfficeFacts {
+            office: cert.office.to_string(),
+            role: cert.role,
+            division: cert.division.clone(),
+        };
+        let receipt_operator = Operator::parse(RECEIPT_OPERATOR)
+            .map_err(|_| SyncError::NotCertified(config.office.clone()))?;
+        Ok(SyncNode {
+            office: config.office,
+            key: config.key,
+            facts,
+            place,
+            authority: config.authority,
+            calendar: config.calendar,
+            limits: config.limits,
+            directory,
+            directory_bytes,
+            incarnation: store.incarnation(),
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            receipt_operator,
+            stats: Stats::default(),
+        })
+    }
+
+    /// This node's office.
+    pub fn office(&self) -> &OfficeId {
+        &self.office
+    }
+
+    /// This node's place in the hub tree.
+    pub fn place(&self) -> Place {
+        self.place
+    }
+
+    /// The directory in force.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Counters since the node was made.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The place of `office` according to the directory.
+    pub fn place_of(&self, office: &OfficeId) -> Option<Place> {
+        let cert = self.directory.certificates_of(office).pop()?;
+        Place::from_certificate(cert.role, &cert.division).ok()
+    }
+
+    /// The open sessions and their peers.
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &OfficeId)> {
+        self.sessions.iter().map(|(id, s)| (*id, &s.peer))
+    }
+
+    /// Where a session stands.
+    pub fn session_status(&self, session: SessionId) -> Option<SessionStatus> {
+        self.sessions.get(&session).map(|s| SessionStatus {
+            peer: s.peer.clone(),
+            established: s.remote.is_some(),
+            out_acked: s.out_acked,
+            out_sent: s.out_sent,
+            in_seq: s.in_seq,
+            fetching: s.work.len(),
+        })
+    }
+
+    /// Whether every session is idle: hellos exchanged, nothing in flight, nothing
+    /// being fetched, and everything this node's log holds offered to the peer.
+    pub fn is_idle<S: SyncStore>(&self, store: &S) -> Result<bool, SyncError> {
+        let latest = store.latest_seq().map_err(store_err)?;
+        Ok(self.sessions.values().all(|s| {
+            s.remote.is_some()
+                && s.inflight.is_empty()
+                && s.work.is_empty()
+                && s.batches.is_empty()
+                && s.out_sent >= latest
+        }))
+    }
+
+    /// Opens a session with `peer`, whom the transport has authenticated with its
+    /// directory key. Queues the hello.
+    pub fn connect<S: SyncStore>(
+        &mut self,
+        store: &S,
+        peer: OfficeId,
+        now: Timestamp,
+    ) -> Result<SessionId, SyncError> {
+        let peer_place = self
+            .place_of(&peer)
+            .ok_or_else(|| SyncError::UnknownPeer(peer.clone()))?;
+        let stored_cursor = store.cursor(&peer).map_err(store_err)?;
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        self.sessions.insert(
+            id,
+            Session {
+                peer,
+                peer_place,
+                hello_at: now,
+                remote: None,
+                out_acked: 0,
+                out_sent: 0,
+                inflight: VecDeque::new(),
+                out_progress_at: now,
+                peer_has: BTreeMap::new(),
+                stored_cursor,
+                in_seq: 0,
+                batches: BTreeMap::new(),
+                work: BTreeMap::new(),
+                sync_states: BTreeMap::new(),
+            },
+        );
+        self.send_hello(id);
+        Ok(id)
+    }
+
+    /// Forgets a session whose connection is gone. Everything acknowledged is in the
+    /// store; everything else will be offered again on the next session.
+    pub fn disconnect(&mut self, session: SessionId) {
+        self.sessions.remove(&session);
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`SyncNode::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let stall = self.limits.stall_ms;
+        self.sessions
+            .values()
+            .filter_map(|s| {
+                let mut at: Option<i64> = None;
+                let mut consider = |t: i64| at = Some(at.map_or(t, |a| a.min(t)));
+                if s.remote.is_none() {
+                    consider(s.hello_at.0 + stall);
+                }
+                if !s.inflight.is_empty() {
+                    consider(s.out_progress_at.0 + stall);
+                }
+                if let Some(oldest) = s.work.values().map(|w| w.asked_at.0).min() {
+                    consider(oldest + stall);
+                }
+                at
+            })
+            .min()
+            .map(Timestamp)
+    }
+
+    /// The application wrote cases to the store: offer them to the peers.
+    pub fn handle_local_change<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        self.pump_all(store, now)
+    }
+
+    /// Repeats whatever a session has waited for longer than [`Limits::stall_ms`].
+    pub fn handle_timeout<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let stall = self.limits.stall_ms;
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if s.remote.is_none() && now.0 - s.hello_at.0 >= stall {
+                s.hello_at = now;
+                self.send_hello(id);
+            }
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if !s.inflight.is_empty() && now.0 - s.out_progress_at.0 >= stall {
+                // Inventories or their acknowledgements were lost: offer again from
+                // what the peer acknowledged.
+                s.inflight.clear();
+                s.out_sent = s.out_acked;
+                self.fill_outbound(store, id, now)?;
+            }
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let stale: Vec<CaseId> = s
+                .work
+                .iter()
+                .filter(|(_, w)| now.0 - w.asked_at.0 >= stall)
+                .map(|(case, _)| case.clone())
+                .collect();
+            if !stale.is_empty() {
+                self.request(store, id, stale, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One frame received on `session`.
+    pub fn handle_message<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        frame: &[u8],
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        if !self.sessions.contains_key(&session) {
+            return Ok(());
+        }
+        let message = match Message::decode(frame) {
+            Ok(message) => message,
+            Err(err) => {
+                self.violation(session, None, format!("undecodable frame: {err}"));
+                return Ok(());
+            }
+        };
+        match message {
+            Message::Hello(hello) => self.on_hello(store, session, hello, now),
+            Message::Inventory(inventory) => self.on_inventory(store, session, inventory, now),
+            Message::WantDocs { cases } => self.on_want_docs(store, session, cases),
+            Message::Doc { case, bytes } => self.on_doc(store, session, case, bytes, now),
+            Message::DocSync { case, message } => {
+                self.on_doc_sync(store, session, case, message, now)
+            }
+            Message::Ack { incarnation, upto } => {
+                self.on_ack(store, session, incarnation, upto, now)
+            }
+            Message::Directory { bytes } => self.on_directory(store, session, bytes, now),
+            Message::MaterialRequest { case, .. } => {
+                // Material transfer is not part of this protocol version yet.
+                self.refused(
+                    session,
+                    Some(case),
+                    "material transfer is not supported yet".into(),
+                );
+                Ok(())
+            }
+            Message::MaterialChunk { .. } => Ok(()),
+            Message::Goodbye { reason, detail } => {
+                if let Some(s) = self.sessions.remove(&session) {
+                    self.events.push_back(Event::Closed {
+                        session,
+                        peer: s.peer,
+                        reason: format!("peer said goodbye ({reason:?}): {detail}"),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&mut self, session: SessionId, message: &Message) -> Result<(), WireError> {
+        let bytes = message.encode()?;
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.transmits.push_back(Transmit { session, bytes });
+        Ok(())
+    }
+
+    fn refused(&mut self, session: SessionId, case: Option<CaseId>, reason: String) {
+        self.stats.refusals += 1;
+        if let Some(s) = self.sessions.get(&session) {
+            tracing::warn!(peer = %s.peer, case = case.as_ref().map(CaseId::short), reason, "refused");
+            self.events.push_back(Event::Refused {
+                peer: s.peer.clone(),
+                case,
+                reason,
+            });
+        }
+    }
+
+    /// A violation that ends the session.
+    fn violation(&mut self, session: SessionId, case: Option<CaseId>, reason: String) {
+        self.refused(session, case, reason.clone());
+        self.goodbye(session, GoodbyeReason::ProtocolViolation, reason);
+    }
+
+    fn goodbye(&mut self, session: SessionId, reason: GoodbyeReason, detail: String) {
+        let mut detail = detail;
+        detail.truncate(crate::wire::MAX_REASON);
+        while !detail.is_char_boundary(detail.len()) {
+            detail.pop();
+        }
+        let _ = self.send(
+            session,
+            &Message::Goodbye {
+                reason,
+                detail: detail.clone(),
+            },
+        );
+        if let Some(s) = self.sessions.remove(&session) {
+            self.events.push_back(Event::Closed {
+                session,
+                peer: s.peer,
+                reason: detail,
+            });
+        }
+    }
+
+    fn send_hello(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let hello = Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            node: self.office.clone(),
+            incarnation: self.incarnation,
+            directory_version: self.directory.version,
+            cursor: s.stored_cursor,
+        });
+        let _ = self.send(session, &hello);
+    }
+
+    fn on_hello<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        hello: Hello,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            let detail = format!(
+                "protocol version {} is not this node's {PROTOCOL_VERSION}",
+                hello.protocol_version
+            );
+            self.goodbye(session, GoodbyeReason::VersionMismatch, detail);
+            return Ok(());
+        }
+        if hello.node != s.peer {
+            let detail = format!(
+                "hello names {}, the transport authenticated {}",
+                hello.node, s.peer
+            );
+            self.goodbye(session, GoodbyeReason::UnknownPeer, detail);
+            return Ok(());
+        }
+        let acked = hello
+            .cursor
+            .filter(|c| c.incarnation == self.incarnation)
+            .map_or(0, |c| c.seq);
+        if let Some(remote) = &mut s.remote {
+            // A repeated hello (the peer did not see ours in time, or the network
+            // duplicated it): it may only move things forward.
+            remote.directory_version = remote.directory_version.max(hello.directory_version);
+            if hello.incarnation == remote.incarnation && acked > s.out_acked {
+                s.out_acked = acked;
+                s.out_sent = s.out_sent.max(acked);
+            }
+            return Ok(());
+        }
+        s.remote = Some(Remote {
+            incarnation: hello.incarnation,
+            directory_version: hello.directory_version,
+        });
+        s.in_seq = s
+            .stored_cursor
+            .filter(|c| c.incarnation == hello.incarnation)
+            .map_or(0, |c| c.seq);
+        s.out_acked = acked;
+        s.out_sent = acked;
+        s.out_progress_at = now;
+        let peer = s.peer.clone();
+        if hello.directory_version < self.directory.version {
+            let bytes = self.directory_bytes.clone();
+            let _ = self.send(session, &Message::Directory { bytes });
+        }
+        self.events.push_back(Event::Connected { session, peer });
+        self.fill_outbound(store, session, now)
+    }
+
+    /// Sends inventories while the window allows and the log has more.
+    fn fill_outbound<S: SyncStore>(
+        &mut self,
+        store: &S,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let latest = store.latest_seq().map_err(store_err)?;
+        loop {
+            let Some(s) = self.sessions.get_mut(&session) else {
+                return Ok(());
+            };
+            if s.remote.is_none() || s.inflight.len() >= self.limits.window || s.out_sent >= latest
+            {
+                return Ok(());
+            }
+            let log = store
+                .changes_since(s.out_sent, self.limits.batch_entries)
+                .map_err(store_err)?;
+            let Some(upto) = log.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            let mut entries = Vec::new();
+            for entry in log {
+                let Some(route) = entry.route else { continue };
+                if !on_route(&s.peer_place, &route) || entry.heads.len() > MAX_HEADS {
+                    continue;
+                }
+                if s.peer_has.get(&entry.case) == Some(&entry.heads) {
+                    s.peer_has.remove(&entry.case);
+                    continue;
+                }
+                entries.push(InventoryEntry {
+                    case: entry.case,
+                    domicile: route.domicile(),
+                    heads: entry.heads,
+                });
+            }
+            let inventory = Inventory {
+                incarnation: self.incarnation,
+                from: s.out_sent,
+                upto,
+                entries,
+            };
+            if s.inflight.is_empty() {
+                s.out_progress_at = now;
+            }
+            s.inflight.push_back(upto);
+            s.out_sent = upto;
+            self.stats.inventories_sent += 1;
+            self.stats.entries_sent += inventory.entries.len() as u64;
+            let _ = self.send(session, &Message::Inventory(inventory));
+        }
+    }
+
+    fn pump_all<S: SyncStore>(&mut self, store: &S, now: Timestamp) -> Result<(), SyncError> {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.fill_outbound(store, id, now)?;
+        }
+        Ok(())
+    }
+
+    fn on_ack<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        incarnation: Incarnation,
+        upto: u64,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        if incarnation != self.incarnation || upto <= s.out_acked {
+            return Ok(());
+        }
+        s.out_acked = upto;
+        s.out_sent = s.out_sent.max(upto);
+        s.inflight.retain(|end| *end > upto);
+        s.out_progress_at = now;
+        self.fill_outbound(store, session, now)
+    }
+
+    fn on_inventory<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        inventory: Inventory,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        let Some(remote) = s.remote else {
+            // The peer's hello was lost or overtaken: it will repeat the inventory.
+            return Ok(());
+        };
+        if inventory.incarnation != remote.incarnation {
+            return Ok(());
+        }
+        if inventory.upto <= s.in_seq {
+            // Already consumed (a repeat after a lost acknowledgement): acknowledge
+            // again.
+            let ack = Message::Ack {
+                incarnation: remote.incarnation,
+                upto: s.in_seq,
+            };
+            let _ = self.send(session, &ack);
+            return Ok(());
+        }
+        let mut pending = BTreeMap::new();
+        let mut wants = Vec::new();
+        let mut syncs = Vec::new();
+        let mut off_route = Vec::new();
+        for entry in inventory.entries {
+            let Some(route) = route_from(&entry.case, entry.domicile) else {
+                continue;
+            };
+            if !on_route(&self.place, &route) {
+                off_route.push(entry.case);
+                continue;
+            }
+            if store
+                .contains(&entry.case, &entry.heads)
+                .map_err(store_err)?
+            {
+                s.peer_has.insert(entry.case, entry.heads);
+                continue;
+            }
+            if !s.work.contains_key(&entry.case) {
+                if store.heads(&entry.case).map_err(store_err)?.is_none() {
+                    wants.push(entry.case.clone());
+                } else {
+                    syncs.push(entry.case.clone());
+                }
+                s.work.insert(entry.case.clone(), Work { asked_at: now });
+            }
+            pending.insert(entry.case, entry.heads);
+        }
+        s.batches.insert(
+            inventory.from,
+            InBatch {
+                upto: inventory.upto,
+                pending,
+            },
+        );
+        for case in off_route {
+            self.refused(
+                session,
+                Some(case),
+                "inventory offers a case off this node's route".into(),
+            );
+        }
+        for chunk in wants.chunks(MAX_WANTS) {
+            let _ = self.send(
+                session,
+                &Message::WantDocs {
+                    cases: chunk.to_vec(),
+                },
+            );
+        }
+        for case in syncs {
+            self.start_sync(store, session, &case)?;
+        }
+        self.advance_cursor(store, session)
+    }
+
+    /// Asks again for documents still missing: their saves when nothing is held
+    /// here, a fresh Automerge sync otherwise.
+    fn request<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        cases: Vec<CaseId>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let mut wants = Vec::new();
+        for case in cases {
+            let Some(s) = self.sessions.get_mut(&session) else {
+                return Ok(());
+            };
+            s.work.insert(case.clone(), Work { asked_at: now });
+            if store.heads(&case).map_err(store_err)?.is_none() {
+                wants.push(case);
+            } else {
+                self.start_sync(store, session, &case)?;
+            }
+        }
+        for chunk in wants.chunks(MAX_WANTS) {
+            let _ = self.send(
+                session,
+                &Message::WantDocs {
+                    cases: chunk.to_vec(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The sync state of (peer, case) as persisted, or a new one.
+    fn persisted_state<S: SyncStore>(
+        &self,
+        store: &S,
+        peer: &OfficeId,
+        case: &CaseId,
+    ) -> Result<sync::State, SyncError> {
+        Ok(store
+            .sync_state(peer, case)
+            .map_err(store_err)?
+            .and_then(|bytes| sync::State::decode(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    /// Opens (or reopens) the Automerge sync of one document with the peer, from
+    /// the persisted state, so only changes since the last shared heads are
+    /// summarised.
+    fn start_sync<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        case: &CaseId,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get(&session) else {
+            return Ok(());
+        };
+        let mut state = self.persisted_state(store, &s.peer, case)?;
+        let doc = store.load(case).map_err(store_err)?.unwrap_or_default();
+        let message = doc.generate_sync_message(&mut state);
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.sync_states.insert(case.clone(), state);
+        }
+        if let Some(message) = message {
+            self.stats.doc_syncs_sent += 1;
+            let _ = self.send(
+                session,
+                &Message::DocSync {
+                    case: case.clone(),
+                    message: message.encode(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves the cursor into the peer's log over every inventory fully stored,
+    /// persists it and acknowledges it.
+    fn advance_cursor<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        let Some(remote) = s.remote else {
+            return Ok(());
+        };
+        let start = s.in_seq;
+        loop {
+            let in_seq = s.in_seq;
+            s.batches.retain(|_, b| b.upto > in_seq);
+            let next = s
+                .batches
+                .range(..=in_seq)
+                .filter(|(_, b)| b.pending.is_empty())
+                .map(|(_, b)| b.upto)
+                .max();
+            match next {
+                Some(upto) => s.in_seq = upto,
+                None => break,
+            }
+        }
+        // Fetches no inventory still needs are over.
+        let needed: BTreeSet<&CaseId> = s.batches.values().flat_map(|b| b.pending.keys()).collect();
+        s.work.retain(|case, _| needed.contains(case));
+        if s.in_seq == start {
+            return Ok(());
+        }
+        let cursor = Cursor {
+            incarnation: remote.incarnation,
+            seq: s.in_seq,
+        };
+        s.stored_cursor = Some(cursor);
+        let peer = s.peer.clone();
+        store
+            .commit(vec![StoreWrite::Cursor { peer, cursor }])
+            .map_err(store_err)?;
+        let _ = self.send(
+            session,
+            &Message::Ack {
+                incarnation: cursor.incarnation,
+                upto: cursor.seq,
+            },
+        );
+        Ok(())
+    }
+
+    fn on_want_docs<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        cases: Vec<CaseId>,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get(&session) else {
+            return Ok(());
+        };
+        let peer_place = s.peer_place;
+        for case in cases {
+            let route = store.route(&case).map_err(store_err)?;
+            if !route.is_some_and(|r| on_route(&peer_place, &r)) {
+                // Never send a case off the peer's route, whatever it asks.
+                continue;
+            }
+            let Some(bytes) = store.saved(&case).map_err(store_err)? else {
+                continue;
+            };
+            self.stats.docs_sent += 1;
+            if let Err(err) = self.send(
+                session,
+                &Message::Doc {
+                    case: case.clone(),
+                    bytes,
+                },
+            ) {
+                self.refused(
+                    session,
+                    Some(case),
+                    format!("document too large to send: {err}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn on_doc<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        case: CaseId,
+        bytes: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let stored = store.load(&case).map_err(store_err)?;
+        let old_heads = stored.as_ref().map(heads_of);
+        let loaded = match stored {
+            Some(mut doc) => doc.load_incremental(&bytes).map(|_| doc),
+            None => Automerge::load(&bytes),
+        };
+        let doc = match loaded {
+            Ok(doc) => doc,
+            Err(err) => {
+                self.refused(
+                    session,
+                    Some(case),
+                    format!("document does not load: {err}"),
+                );
+                return Ok(());
+            }
+        };
+        // Both sides now share at least the sent document's heads: record that, so
+        // a later Automerge sync of this document starts from there.
+        let shared = Automerge::load(&bytes)
+            .map(|d| d.get_heads())
+            .unwrap_or_default();
+        let mut state = sync::State::new();
+        state.shared_heads = shared;
+        let Some(s) = self.sessions.get(&session) else {
+            return Ok(());
+        };
+        let extra = vec![StoreWrite::SyncState {
+            peer: s.peer.clone(),
+            case: case.clone(),
+            state: state.encode(),
+        }];
+        self.admit_and_store(store, session, &case, doc, old_heads, extra, now)?;
+        Ok(())
+    }
+
+    fn on_doc_sync<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        case: CaseId,
+        bytes: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        let peer = s.peer.clone();
+        let peer_place = s.peer_place;
+        let known_route = store.route(&case).map_err(store_err)?;
+        if known_route.is_some_and(|r| !on_route(&peer_place, &r)) {
+            self.refused(
+                session,
+                Some(case),
+                "sync message about a case off the peer's route".into(),
+            );
+            return Ok(());
+        }
+        let message = match sync::Message::decode(&bytes) {
+            Ok(message) => message,
+            Err(err) => {
+                self.refused(
+                    session,
+                    Some(case),
+                    format!("sync message does not decode: {err}"),
+                );
+                return Ok(());
+            }
+        };
+        let mut state = match s.sync_states.remove(&case) {
+            Some(state) => state,
+            None => self.persisted_state(store, &peer, &case)?,
+        };
+        let stored = store.load(&case).map_err(store_err)?;
+        let old_heads = stored.as_ref().map(heads_of);
+        let mut doc = stored.unwrap_or_default();
+        if let Err(err) = doc.receive_sync_message(&mut state, message) {
+            self.refused(
+                session,
+                Some(case),
+                format!("sync message refused by automerge: {err}"),
+            );
+            return Ok(());
+        }
+        let new_heads = heads_of(&doc);
+        let mut reply_doc = doc;
+        if old_heads.as_ref() != Some(&new_heads) && !new_heads.is_empty() {
+            let extra = vec![StoreWrite::SyncState {
+                peer: peer.clone(),
+                case: case.clone(),
+                state: state.encode(),
+            }];
+            match self.admit_and_store(store, session, &case, reply_doc, old_heads, extra, now)? {
+                Some(stored) => reply_doc = stored,
+                None => {
+                    // Refused: forget this exchange; a later one starts afresh.
+                    return Ok(());
+                }
+            }
+        }
+        // Answer only about a case the peer may hold.
+        let route = store.route(&case).map_err(store_err)?;
+        if route.is_some_and(|r| !on_route(&peer_place, &r)) {
+            return Ok(());
+        }
+        let reply = reply_doc.generate_sync_message(&mut state);
+        let held = route.is_some();
+        match reply {
+            Some(reply) => {
+                self.stats.doc_syncs_sent += 1;
+                let _ = self.send(
+                    session,
+                    &Message::DocSync {
+                        case: case.clone(),
+                        message: reply.encode(),
+                    },
+                );
+            }
+            None if held => {
+                // The exchange is at rest: keep its shared heads for next time.
+                store
+                    .commit(vec![StoreWrite::SyncState {
+                        peer: peer.clone(),
+                        case: case.clone(),
+                        state: state.encode(),
+                    }])
+                    .map_err(store_err)?;
+            }
+            None => {}
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.sync_states.insert(case, state);
+        }
+        Ok(())
+    }
+
+    /// Verifies a document that changed through a peer, signs a receipt if one is
+    /// due, stores it (with `extra` writes, atomically) and updates every session
+    /// waiting for it. Returns the stored document, or `None` when it was refused.
+    #[allow(clippy::too_many_arguments)]
+    fn admit_and_store<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        case: &CaseId,
+        mut doc: Automerge,
+        old_heads: Option<Vec<Hash32>>,
+        extra: Vec<StoreWrite>,
+        now: Timestamp,
+    ) -> Result<Option<Automerge>, SyncError> {
+        let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
+            return Ok(None);
+        };
+        if !doc.get_missing_deps(&[]).is_empty() {
+            // A partly delivered sync queues changes whose dependencies have not
+            // arrived; the store takes only complete history, and the sync fetches
+            // the rest.
+            let complete = doc.save_with_options(SaveOptions {
+                deflate: true,
+                retain_orphans: false,
+            });
+            match Automerge::load(&complete) {
+                Ok(stripped) => doc = stripped,
+                Err(err) => {
+                    self.refused(
+                        session,
+                        Some(case.clone()),
+                        format!("document does not reload: {err}"),
+                    );
+                    return Ok(None);
+                }
+            }
+            if doc.get_heads().is_empty() {
+                return Ok(None);
+            }
+        }
+        if old_heads.as_ref() == Some(&heads_of(&doc)) {
+            self.case_settled(store, case, &doc)?;
+            return Ok(Some(doc));
+        }
+        let checked = admit::route_of(&doc, case).and_then(|route| {
+            if on_route(&self.place, &route) {
+                Ok(route)
+            } else {
+                Err(Refusal::OffRoute)
+            }
+        });
+        let route = match checked {
+            Ok(route) => route,
+            Err(refusal) => {
+                self.refused(session, Some(case.clone()), refusal.to_string());
+                return Ok(None);
+            }
+        };
+        let findings = match admit::verify(&doc, case, &route, &self.directory, &self.calendar, now)
+        {
+            Ok(findings) => findings,
+            Err(refusal) => {
+                self.refused(session, Some(case.clone()), refusal.to_string());
+                return Ok(None);
+            }
+        };
+        if findings.forked {
+            tracing::warn!(case = case.short(), "case carries a fork");
+            self.events.push_back(Event::Forked { case: case.clone() });
+        }
+        let tips = admit::tip_stages(&doc);
+        if let Some(stage) = receipt_for(&self.place, &route, &tips) {
+            match self.sign_receipt(&doc, case, stage, now) {
+                Ok(signed) => {
+                    doc = signed;
+                    self.stats.receipts += 1;
+                    self.events.push_back(Event::ReceiptSigned {
+                        case: case.clone(),
+                        stage,
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(case = case.short(), %err, "automatic receipt not signed");
+                }
+            }
+        }
+        let mut writes = vec![StoreWrite::Case {
+            case: case.clone(),
+            route,
+            doc: Box::new(doc.clone()),
+        }];
+        writes.extend(extra);
+        store.commit(writes).map_err(store_err)?;
+        self.stats.cases_stored += 1;
+        tracing::debug!(case = case.short(), peer = %peer, "case stored");
+        self.events.push_back(Event::CaseStored {
+            case: case.clone(),
+            peer,
+        });
+        self.case_settled(store, case, &doc)?;
+        self.pump_all(store, now)?;
+        Ok(Some(doc))
+    }
+
+    /// Every session waiting for changes of `case` that `doc` now holds stops
+    /// waiting; cursors move where they can.
+    fn case_settled<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        case: &CaseId,
+        doc: &Automerge,
+    ) -> Result<(), SyncError> {
+        let has = |heads: &Vec<Hash32>| {
+            heads
+                .iter()
+                .all(|h| doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some())
+        };
+        let mut touched = Vec::new();
+        for (id, s) in self.sessions.iter_mut() {
+            let mut hit = false;
+            for batch in s.batches.values_mut() {
+                if batch.pending.get(case).is_some_and(has) {
+                    if let Some(heads) = batch.pending.remove(case) {
+                        s.peer_has.insert(case.clone(), heads);
+                    }
+                    hit = true;
+                }
+            }
+            if hit {
+                touched.push(*id);
+            }
+        }
+        for id in touched {
+            self.advance_cursor(store, id)?;
+        }
+        Ok(())
+    }
+
+    /// Signs `stage` into the case with this node's key, through the case
+    /// document (which checks the stage machine), with an actor id fixed by this
+    /// office and case, so the same inputs give the same document.
+    fn sign_receipt(
+        &self,
+        doc: &Automerge,
+        case: &CaseId,
+        stage: Stage,
+        now: Timestamp,
+    ) -> Result<Automerge, String> {
+        let mut document = CaseDocument::load(&doc.save()).map_err(|e| e.to_string())?;
+        let actor = blake3_actor(&self.office, case);
+        document.automerge_mut().set_actor(actor);
+        let signing = SigningOffice {
+            key: &self.key,
+            facts: self.facts.clone(),
+        };
+        document
+            .apply(
+                stage,
+                &signing,
+                &self.receipt_operator,
+                now,
+                &Payload::default(),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(document.automerge_mut().document().clone())
+    }
+
+    fn on_directory<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        bytes: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let directory = match Directory::verify(&bytes, &self.authority) {
+            Ok(directory) => directory,
+            Err(err) => {
+                self.refused(session, None, format!("directory refused: {err}"));
+                return Ok(());
+            }
+        };
+        let version = directory.version;
+        if let Some(remote) = self
+            .sessions
+            .get_mut(&session)
+            .and_then(|s| s.remote.as_mut())
+        {
+            remote.directory_version = remote.directory_version.max(version);
+        }
+        if version <= self.directory.version {
+            return Ok(());
+        }
+        store
+            .commit(vec![StoreWrite::Directory {
+                bytes: bytes.clone(),
+            }])
+            .map_err(store_err)?;
+        self.directory = directory;
+        self.directory_bytes = bytes;
+        self.events.push_back(Event::DirectoryUpdated { version });
+        // Pass it on, and retry at once what an older directory refused.
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get(&id) else {
+                continue;
+            };
+            if s.remote.is_some_and(|r| r.directory_version < version) {
+                let bytes = self.directory_bytes.clone();
+                let _ = self.send(id, &Message::Directory { bytes });
+                if let Some(remote) = self.sessions.get_mut(&id).and_then(|s| s.remote.as_mut()) {
+                    remote.directory_version = version;
+                }
+            }
+            let waiting: Vec<CaseId> = self
+                .sessions
+                .get(&id)
+                .map(|s| s.work.keys().cloned().collect())
+                .unwrap_or_default();
+            if !waiting.is_empty() {
+                self.request(store, id, waiting, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A 16-byte Automerge actor id derived from the office and the case.
+fn blake3_actor(office: &OfficeId, case: &CaseId) -> ActorId {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"tongban-sync receipt actor\0");
+    hasher.update(office.as_str().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(case.as_str().as_bytes());
+    ActorId::from(&hasher.finalize().as_bytes()[..16])
+}

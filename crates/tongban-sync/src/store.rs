@@ -1,0 +1,332 @@
+//! What the sync protocol needs of a node's store, as a trait the caller
+//! implements: the protocol core never opens a file itself.
+//!
+//! The real implementation wraps `tongban_store::Store` (the simulator's
+//! `tongban_sim::RedbStore` does; the node can reuse it). [`MemStore`] keeps
+//! everything in memory, for unit tests and the benchmark.
+//!
+//! The contract the protocol relies on:
+//!
+//! - **A change log.** Every write of a case that changes its heads gives the case
+//!   a new, higher sequence number; [`SyncStore::changes_since`] lists each changed
+//!   case once, at its latest sequence number, oldest first. The log belongs to one
+//!   [`SyncStore::incarnation`]: a restored backup gets a new one, so peers do not
+//!   trust cursors into the old log.
+//! - **Atomic, durable commits.** When [`SyncStore::commit`] returns `Ok`, every write
+//!   of the batch survives a crash; when it fails, none does. The protocol sends an
+//!   acknowledgement only after the commit that makes it true.
+//! - **Cheap routing facts.** [`LogEntry::route`] and [`SyncStore::route`] answer
+//!   without loading a document, so building an inventory costs per entry, not per
+//!   document byte.
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use tongban_domain::ids::{CaseId, OfficeId};
+
+use crate::route::CaseRoute;
+use crate::wire::{Cursor, Hash32, Incarnation};
+
+/// One entry of the local change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The case.
+    pub case: CaseId,
+    /// The case's heads at `seq`, sorted.
+    pub heads: Vec<Hash32>,
+    /// The case's route; `None` when the store has no route for it (it is then
+    /// never sent).
+    pub route: Option<CaseRoute>,
+}
+
+/// One write of a [`SyncStore::commit`] batch.
+#[derive(Debug, Clone)]
+pub enum StoreWrite {
+    /// Store the state of `doc` as the document of `case` (merging into what is
+    /// stored; new changes get a new log sequence number). The store computes its
+    /// own index metadata from the document.
+    Case {
+        /// The case.
+        case: CaseId,
+        /// Its route, to be answered by [`SyncStore::route`] and [`LogEntry::route`].
+        route: CaseRoute,
+        /// The document.
+        doc: Box<Automerge>,
+    },
+    /// Record how far this node has durably consumed `peer`'s change log.
+    Cursor {
+        /// The peer.
+        peer: OfficeId,
+        /// The cursor.
+        cursor: Cursor,
+    },
+    /// Persist the Automerge sync state of (`peer`, `case`) (`State::encode`).
+    SyncState {
+        /// The peer.
+        peer: OfficeId,
+        /// The case.
+        case: CaseId,
+        /// The encoded state.
+        state: Vec<u8>,
+    },
+    /// Replace the stored signed directory.
+    Directory {
+        /// `SignedDirectory::encode` output, already verified.
+        bytes: Vec<u8>,
+    },
+}
+
+/// A node's store, as the sync protocol uses it. Reads take `&self`; the one write
+/// method, [`SyncStore::commit`], is atomic and durable.
+pub trait SyncStore {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The incarnation of the change log.
+    fn incarnation(&self) -> Incarnation;
+
+    /// The latest sequence number of the change log (0 when empty).
+    fn latest_seq(&self) -> Result<u64, Self::Error>;
+
+    /// The cases changed after `cursor`, oldest first, each once at its latest
+    /// sequence number, at most `limit`.
+    fn changes_since(&self, cursor: u64, limit: usize) -> Result<Vec<LogEntry>, Self::Error>;
+
+    /// The route of a stored case.
+    fn route(&self, case: &CaseId) -> Result<Option<CaseRoute>, Self::Error>;
+
+    /// The heads of a stored case, sorted.
+    fn heads(&self, case: &CaseId) -> Result<Option<Vec<Hash32>>, Self::Error>;
+
+    /// The document of a stored case.
+    fn load(&self, case: &CaseId) -> Result<Option<Automerge>, Self::Error>;
+
+    /// The whole saved document (`Automerge::save` format). The default loads and
+    /// saves; a store that keeps a full save can return it directly.
+    fn saved(&self, case: &CaseId) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self.load(case)?.map(|doc| doc.save()))
+    }
+
+    /// Whether the stored document of `case` contains every change in `heads`.
+    /// The default compares with the stored heads, then loads the document.
+    fn contains(&self, case: &CaseId, heads: &[Hash32]) -> Result<bool, Self::Error> {
+        let Some(stored) = self.heads(case)? else {
+            return Ok(heads.is_empty());
+        };
+        if heads.iter().all(|h| stored.contains(h)) {
+            return Ok(true);
+        }
+        Ok(self.load(case)?.is_some_and(|doc| {
+            heads
+                .iter()
+                .all(|h| doc.get_change_by_hash(&ChangeHash(*h)).is_some())
+        }))
+    }
+
+    /// This node's cursor into `peer`'s change log.
+    fn cursor(&self, peer: &OfficeId) -> Result<Option<Cursor>, Self::Error>;
+
+    /// The persisted Automerge sync state of (`peer`, `case`).
+    fn sync_state(&self, peer: &OfficeId, case: &CaseId) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// The stored signed directory.
+    fn directory(&self) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// Applies the writes atomically and durably.
+    fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), Self::Error>;
+}
+
+/// Sorted change hashes as raw bytes.
+pub fn heads_of(doc: &Automerge) -> Vec<Hash32> {
+    let mut heads: Vec<Hash32> = doc.get_heads().into_iter().map(|h| h.0).collect();
+    heads.sort_unstable();
+    heads
+}
+
+/// [`MemStore`] never fails; its error type has no values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the in-memory store does not fail")]
+pub enum Never {}
+
+#[derive(Debug, Clone)]
+struct MemCase {
+    doc: Automerge,
+    saved: Option<Vec<u8>>,
+    heads: Vec<Hash32>,
+    route: CaseRoute,
+    seq: u64,
+}
+
+/// A [`SyncStore`] in memory, for tests and benchmarks: the same contract as the
+/// real store, without durability (dropping it is losing everything).
+#[derive(Debug, Clone, Default)]
+pub struct MemStore {
+    incarnation: Incarnation,
+    cases: HashMap<CaseId, MemCase>,
+    log: BTreeMap<u64, CaseId>,
+    next_seq: u64,
+    cursors: HashMap<OfficeId, Cursor>,
+    sync_states: HashMap<(OfficeId, CaseId), Vec<u8>>,
+    directory: Option<Vec<u8>>,
+    /// Number of commits, for tests that count round trips to the store.
+    pub commits: u64,
+}
+
+impl MemStore {
+    /// An empty store with this incarnation.
+    pub fn new(incarnation: Incarnation) -> MemStore {
+        MemStore {
+            incarnation,
+            next_seq: 1,
+            ..MemStore::default()
+        }
+    }
+
+    /// Number of cases held.
+    pub fn len(&self) -> usize {
+        self.cases.len()
+    }
+
+    /// Whether no case is held.
+    pub fn is_empty(&self) -> bool {
+        self.cases.is_empty()
+    }
+
+    /// Every case id held, sorted.
+    pub fn case_ids(&self) -> Vec<CaseId> {
+        let mut ids: Vec<CaseId> = self.cases.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Stores a document as a local write (what the office application does).
+    pub fn put_local(&mut self, case: &CaseId, route: CaseRoute, doc: Automerge) {
+        let _ = self.commit(vec![StoreWrite::Case {
+            case: case.clone(),
+            route,
+            doc: Box::new(doc),
+        }]);
+    }
+}
+
+impl SyncStore for MemStore {
+    type Error = Never;
+
+    fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    fn latest_seq(&self) -> Result<u64, Never> {
+        Ok(self.log.keys().next_back().copied().unwrap_or(0))
+    }
+
+    fn changes_since(&self, cursor: u64, limit: usize) -> Result<Vec<LogEntry>, Never> {
+        let Some(start) = cursor.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .log
+            .range(start..)
+            .take(limit)
+            .filter_map(|(seq, case)| {
+                let held = self.cases.get(case)?;
+                Some(LogEntry {
+                    seq: *seq,
+                    case: case.clone(),
+                    heads: held.heads.clone(),
+                    route: Some(held.route),
+                })
+            })
+            .collect())
+    }
+
+    fn route(&self, case: &CaseId) -> Result<Option<CaseRoute>, Never> {
+        Ok(self.cases.get(case).map(|c| c.route))
+    }
+
+    fn heads(&self, case: &CaseId) -> Result<Option<Vec<Hash32>>, Never> {
+        Ok(self.cases.get(case).map(|c| c.heads.clone()))
+    }
+
+    fn load(&self, case: &CaseId) -> Result<Option<Automerge>, Never> {
+        Ok(self.cases.get(case).map(|c| c.doc.clone()))
+    }
+
+    fn saved(&self, case: &CaseId) -> Result<Option<Vec<u8>>, Never> {
+        Ok(self
+            .cases
+            .get(case)
+            .map(|c| c.saved.clone().unwrap_or_else(|| c.doc.save())))
+    }
+
+    fn cursor(&self, peer: &OfficeId) -> Result<Option<Cursor>, Never> {
+        Ok(self.cursors.get(peer).copied())
+    }
+
+    fn sync_state(&self, peer: &OfficeId, case: &CaseId) -> Result<Option<Vec<u8>>, Never> {
+        Ok(self.sync_states.get(&(peer.clone(), case.clone())).cloned())
+    }
+
+    fn directory(&self) -> Result<Option<Vec<u8>>, Never> {
+        Ok(self.directory.clone())
+    }
+
+    fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), Never> {
+        self.commits += 1;
+        for write in writes {
+            match write {
+                StoreWrite::Case { case, route, doc } => {
+                    let heads = heads_of(&doc);
+                    let previous = self.cases.get(&case).map(|c| (c.heads.clone(), c.seq));
+                    let merged = match self.cases.remove(&case) {
+                        Some(mut held) if held.heads != heads => {
+                            // Merge rather than replace, as the real store does.
+                            let changes = doc.save_after(&held.doc.get_heads());
+                            let _ = held.doc.load_incremental(&changes);
+                            held.doc
+                        }
+                        Some(held) => held.doc,
+                        None => *doc,
+                    };
+                    let heads = heads_of(&merged);
+                    let seq = match previous {
+                        Some((old, seq)) if old == heads => seq,
+                        Some((_, old_seq)) => {
+                            self.log.remove(&old_seq);
+                            let seq = self.next_seq;
+                            self.next_seq += 1;
+                            self.log.insert(seq, case.clone());
+                            seq
+                        }
+                        None => {
+                            let seq = self.next_seq.max(1);
+                            self.next_seq = seq + 1;
+                            self.log.insert(seq, case.clone());
+                            seq
+                        }
+                    };
+                    self.cases.insert(
+                        case,
+                        MemCase {
+                            saved: None,
+                            doc: merged,
+                            heads,
+                            route,
+                            seq,
+                        },
+                    );
+                }
+                StoreWrite::Cursor { peer, cursor } => {
+                    self.cursors.insert(peer, cursor);
+                }
+                StoreWrite::SyncState { peer, case, state } => {
+                    self.sync_states.insert((peer, case), state);
+                }
+                StoreWrite::Directory { bytes } => self.directory = Some(bytes),
+            }
+        }
+        Ok(())
+    }
+}

@@ -178,6 +178,21 @@ pub enum NodeCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Run this office's node: sync with its hubs over QUIC, accept children,
+    /// serve the control API; stops cleanly on Ctrl-C or SIGTERM.
+    Run {
+        /// The node's config file (tongban.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show each peer, when it last synced, and what is waiting to go.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Import a signed directory published by the authority.
     #[command(name = "directory-import")]
     DirectoryImport {
@@ -373,6 +388,20 @@ pub enum CaseCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Write a self-contained signed archive of one case (备份以供查阅): document,
+    /// signed transitions, directory and optionally materials.
+    Export {
+        /// The case id.
+        case: String,
+        /// The archive file to write (TBARC v1).
+        #[arg(long)]
+        out: PathBuf,
+        /// Include the case's materials (every one the document records).
+        #[arg(long)]
+        with_materials: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Show one case.
     Show {
         /// The case id.
@@ -506,11 +535,17 @@ pub enum PolicyCommand {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The case id.
-    #[arg(required_unless_present_any = ["all"], conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "archive"], conflicts_with_all = ["all", "archive"])]
     pub case: Option<String>,
     /// Every case held here.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "archive")]
     pub all: bool,
+    /// A case archive (`tongban case export`), verified without a data directory.
+    #[arg(long, requires = "authority_key")]
+    pub archive: Option<PathBuf>,
+    /// The directory authority's public key file (authority.pub), for --archive.
+    #[arg(long, requires = "archive")]
+    pub authority_key: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -10,5 +10,9 @@
 //! This crate must never log personal data in clear, and never write to the store
 //! outside `LocalNode`'s methods, which keep each case's indexes in step with it.
 
+pub mod archive;
 pub mod authority;
+pub mod client;
+pub mod control;
+pub mod daemon;
 pub mod local;

@@ -14,6 +14,7 @@
 //! in the same transaction as the document.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,14 @@ pub enum NodeError {
     /// Intake fields refused, all at once.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
+    /// The running daemon answered with an error.
+    #[error("{message}")]
+    Daemon {
+        /// The daemon's message.
+        message: String,
+        /// Whether it was the office's input refused by a rule.
+        rejection: bool,
+    },
 }
 
 impl NodeError {
@@ -118,6 +127,10 @@ impl NodeError {
                 | NodeError::Invalid(_)
                 | NodeError::UnknownCase(_)
                 | NodeError::Case(_)
+                | NodeError::Daemon {
+                    rejection: true,
+                    ..
+                }
         )
     }
 }
@@ -143,7 +156,7 @@ pub struct NodeFile {
 /// A node's data directory, opened.
 pub struct LocalNode {
     dir: PathBuf,
-    store: Store,
+    store: Arc<Store>,
     calendar: Calendar,
     file: NodeFile,
     key: OfficeKey,
@@ -152,15 +165,24 @@ pub struct LocalNode {
     resident_secret: [u8; 32],
 }
 
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNode")
+            .field("dir", &self.dir)
+            .field("office", &self.file.office)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A row of `case list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseRow {
     /// The case.
     pub case_id: String,
     /// Its stage code.
     pub stage: Stage,
     /// Chinese stage label.
-    pub stage_zh: &'static str,
+    pub stage_zh: String,
     /// Next deadline.
     pub due: Option<NaiveDate>,
     /// Whether the deadline is provisional.
@@ -174,7 +196,7 @@ pub struct CaseRow {
 }
 
 /// What `case new` produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewCase {
     /// The new case id.
     pub case_id: CaseId,
@@ -230,6 +252,15 @@ impl LocalNode {
                 path: dir.to_path_buf(),
             });
         }
+        let store = Arc::new(Store::open(dir, &StoreOptions::default())?);
+        LocalNode::open_with(dir, store)
+    }
+
+    /// Opens an initialised node's data directory over a store this process
+    /// already holds open (the daemon shares one store between its control API and
+    /// the sync protocol).
+    pub fn open_with(dir: &Path, store: Arc<Store>) -> Result<LocalNode, NodeError> {
+        let node_path = dir.join(NODE_FILE);
         let text = std::fs::read_to_string(&node_path).map_err(io(&node_path))?;
         let file: NodeFile = toml::from_str(&text).map_err(|e| NodeError::Damaged {
             path: node_path.clone(),
@@ -241,7 +272,6 @@ impl LocalNode {
             path: key_path.clone(),
             reason: e.to_string(),
         })?;
-        let store = Store::open(dir, &StoreOptions::default())?;
         let calendar = load_calendar(Some(dir)).map_err(|e| NodeError::Damaged {
             path: dir.join("calendar"),
             reason: e,
@@ -286,6 +316,21 @@ impl LocalNode {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The shared store.
+    pub fn shared_store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The directory authority's public key, once a directory was imported.
+    pub fn authority(&self) -> Option<PublicKey> {
+        self.authority
+    }
+
+    /// The secret of the keyed resident-ID hashes.
+    pub fn resident_secret(&self) -> [u8; 32] {
+        self.resident_secret
     }
 
     /// The calendar (shipped plus imported years).
@@ -361,6 +406,18 @@ impl LocalNode {
         Ok(version)
     }
 
+    /// Re-reads the directory from the store after sync adopted a newer one.
+    pub fn reload_directory(&mut self) -> Result<(), NodeError> {
+        let (Some(authority), Some(bytes)) = (self.authority, self.store.meta(META_DIRECTORY)?)
+        else {
+            return Ok(());
+        };
+        let directory = Directory::verify(&bytes, &authority)
+            .map_err(|e| NodeError::Directory(e.to_string()))?;
+        self.directory = Some(directory);
+        Ok(())
+    }
+
     /// This office's certificate, valid now.
     pub fn certificate(&self, now: Timestamp) -> Result<&OfficeCertificate, NodeError> {
         let directory = self.directory()?;
@@ -397,47 +454,45 @@ impl LocalNode {
 
     /// The keyed hash of a resident ID under this node's secret.
     pub fn resident_key(&self, id: &str) -> ResidentKey {
-        ResidentKey(*blake3::keyed_hash(&self.resident_secret, id.as_bytes()).as_bytes())
+        tongban_replica::resident_key(&self.resident_secret, id)
     }
 
-    /// The index metadata of a case document.
+    fn offices(&self) -> tongban_replica::OfficeList {
+        self.directory
+            .as_ref()
+            .map(|d| {
+                d.certificates
+                    .iter()
+                    .map(|c| (c.cert.role, c.cert.division.clone(), c.cert.office.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The index metadata of a case document, as sync computes it.
     pub fn meta_of(&self, doc: &CaseDocument) -> Result<CaseMeta, NodeError> {
         let case = doc.read()?;
-        let stage = doc.stage()?.unwrap_or(Stage::Draft);
-        let due = doc.due(&self.calendar)?.map(|d| d.date);
-        let mut offices = vec![
-            OfficeId::parse(&case.acceptance.office)
-                .map_err(|e| NodeError::Rejected(e.to_string()))?,
-        ];
-        if let Some(directory) = &self.directory {
-            let domicile = case.applicant.hukou_township.as_str();
-            for cert in directory.certificates.iter().map(|c| &c.cert) {
-                let on_route = match cert.role {
-                    Role::Township => cert.division == domicile,
-                    Role::CountyDpf | Role::CountyCivilAffairs => {
-                        domicile.starts_with(cert.division.as_str()) && cert.division.len() == 6
-                    }
-                    _ => false,
-                };
-                if on_route && !offices.contains(&cert.office) {
-                    offices.push(cert.office.clone());
-                }
-            }
-        }
-        Ok(CaseMeta {
-            stage,
-            due,
-            resident_key: self.resident_key(&case.applicant.resident_id),
-            offices,
-            subsidy_kinds: case.subsidy_kinds.clone(),
-        })
+        Ok(tongban_replica::case_meta(
+            doc,
+            &case.applicant.hukou_township,
+            &self.offices(),
+            &self.calendar,
+            &self.resident_secret,
+        ))
     }
 
-    /// Stores a case document with its indexes, in one durable transaction.
+    /// Stores a case document with its indexes and route, in one durable
+    /// transaction, through the same write path sync uses.
     pub fn save(&self, case: &CaseId, doc: &mut CaseDocument) -> Result<(), NodeError> {
         let meta = self.meta_of(doc)?;
+        let route = tongban_replica::route_of(case, doc).ok_or_else(|| {
+            NodeError::Rejected(format!(
+                "case {case} has no valid route (acceptance, domicile)"
+            ))
+        })?;
+        let am = doc.automerge_mut().document();
         self.store
-            .put_document(case, doc.automerge_mut().document(), &meta)?;
+            .write(|tx| tongban_replica::put_case(tx, case, am, &meta, &route))?;
         Ok(())
     }
 
@@ -515,6 +570,35 @@ impl LocalNode {
         media_type: Option<&str>,
         now: Timestamp,
     ) -> Result<String, NodeError> {
+        let reader = std::fs::File::open(file).map_err(io(file))?;
+        let media_type = media_type
+            .map(str::to_string)
+            .unwrap_or_else(|| guess_media_type(file));
+        let file_name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.attach_reader(
+            case_id,
+            std::io::BufReader::new(reader),
+            &file_name,
+            kind,
+            &media_type,
+            now,
+        )
+    }
+
+    /// Stores a material streamed from `reader` content-addressed and records it
+    /// in the case (the control API's upload path).
+    pub fn attach_reader(
+        &self,
+        case_id: &CaseId,
+        reader: impl std::io::Read,
+        file_name: &str,
+        kind: &str,
+        media_type: &str,
+        now: Timestamp,
+    ) -> Result<String, NodeError> {
         let mut doc = self.case(case_id)?;
         let case = doc.read()?;
         let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
@@ -528,11 +612,7 @@ impl LocalNode {
                 codes.join(", ")
             )));
         }
-        let reader = std::fs::File::open(file).map_err(io(file))?;
-        let put = self.store.put_material(std::io::BufReader::new(reader))?;
-        let media_type = media_type
-            .map(str::to_string)
-            .unwrap_or_else(|| guess_media_type(file));
+        let put = self.store.put_material(reader)?;
         let hash = put.hash.to_hex();
         let office = self.file.office.to_string();
         doc.update(now, "attach material", |case| {
@@ -542,11 +622,8 @@ impl LocalNode {
                     kind: kind.to_string(),
                     hash: hash.clone(),
                     size: put.len,
-                    media_type,
-                    file_name: file
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    media_type: media_type.to_string(),
+                    file_name: file_name.to_string(),
                     added_at: now.millis(),
                     added_by: office,
                 },
@@ -563,18 +640,8 @@ impl LocalNode {
         &self,
         doc: &CaseDocument,
     ) -> Result<Vec<(String, String)>, NodeError> {
-        let case = doc.read()?;
-        let Some(notice) = case.materials_notice else {
-            return Ok(Vec::new());
-        };
-        Ok(notice
-            .items
-            .into_iter()
-            .filter(|item| !case.materials.values().any(|m| m.kind == item.code))
-            .map(|item| (item.code, item.zh))
-            .collect())
+        missing_materials(doc)
     }
-
     /// Signs a stage transition on a case held here and stores it.
     pub fn act(
         &self,
@@ -661,7 +728,7 @@ impl LocalNode {
             rows.push(CaseRow {
                 case_id: id.to_string(),
                 stage,
-                stage_zh: stage.zh(),
+                stage_zh: stage.zh().to_string(),
                 due: due.as_ref().map(|d| d.date),
                 due_provisional: due.as_ref().is_some_and(|d| d.provisional),
                 overdue: due.as_ref().is_some_and(|d| d.date < today),
@@ -673,7 +740,40 @@ impl LocalNode {
     }
 }
 
-fn guess_media_type(file: &Path) -> String {
+/// Materials of a case's notice (一次性告知) not yet attached: `(code, zh)`.
+pub fn missing_materials(doc: &CaseDocument) -> Result<Vec<(String, String)>, NodeError> {
+    let case = doc.read()?;
+    let Some(notice) = case.materials_notice else {
+        return Ok(Vec::new());
+    };
+    Ok(notice
+        .items
+        .into_iter()
+        .filter(|item| !case.materials.values().any(|m| m.kind == item.code))
+        .map(|item| (item.code, item.zh))
+        .collect())
+}
+
+/// Reads `node.toml` of a data directory without opening the store; `None` when
+/// the directory holds no node.
+pub fn read_node_file(dir: &Path) -> Result<Option<crate::client::NodeFileView>, NodeError> {
+    let node_path = dir.join(NODE_FILE);
+    if !node_path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&node_path).map_err(io(&node_path))?;
+    let file: NodeFile = toml::from_str(&text).map_err(|e| NodeError::Damaged {
+        path: node_path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(crate::client::NodeFileView {
+        office: file.office,
+        operator: file.operator,
+    }))
+}
+
+/// The media type a file name suggests.
+pub fn guess_media_type(file: &Path) -> String {
     match file
         .extension()
         .and_then(|e| e.to_str())

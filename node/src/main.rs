@@ -15,7 +15,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    init_logging(args.verbose);
+    let configured = match &args.command {
+        cli::Command::Node(cli::NodeCommand::Run { config }) => {
+            tongban_node::daemon::NodeConfig::load(config)
+                .ok()
+                .and_then(|c| c.log)
+        }
+        _ => None,
+    };
+    init_logging(args.verbose, configured.as_deref());
     match commands::run(args) {
         Ok(code) => code,
         Err(err) => {
@@ -25,12 +33,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; the level comes from `RUST_LOG`, else `-v` flags. Personal data
-/// is never logged in clear: the domain types display masked.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+/// Logs go to stderr; the level comes from `RUST_LOG`, else `-v` flags, else the
+/// node config's `log`. Personal data is never logged in clear: the domain types
+/// display masked.
+fn init_logging(verbose: u8, configured: Option<&str>) {
+    let default = match (verbose, configured) {
+        (0, Some(level)) => level,
+        (0, None) => "warn",
+        (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -29,7 +29,31 @@ fn the_demo_carries_a_case_through_every_stage_and_verifies() {
     assert!(!text.contains("missed"), "{text}");
     assert!(text.contains("全部验证通过"), "{text}");
     assert!(keep.join("authority.pub").is_file());
-    assert!(keep.join("440106001").join("case.automerge").is_file());
+    // Each node's data directory is kept, and verifies with the CLI afterwards.
+    for office in [
+        "hub-cn",
+        "hub-44",
+        "hub-13",
+        "hub-440106",
+        "hub-130102",
+        "440106001",
+        "130102001",
+        "130102-dpf",
+        "130102-ca",
+    ] {
+        let data = keep.join(office);
+        assert!(data.join("tongban.redb").is_file(), "{office}");
+        let out = tongban(&[
+            "verify",
+            "--all",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{office}: {}", stdout(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["cases"], 1, "{office}");
+    }
     // The applicant's ID never appears in clear.
     assert!(!text.contains("19680512"), "{text}");
 }

@@ -2,8 +2,10 @@
 //! an administrator would run it, in temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod archive;
 mod backup;
 mod calendar;
+mod daemon;
 mod demo;
 mod id;
 mod js_interop;

@@ -10,13 +10,13 @@ use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::ids::{CaseId, Operator, Timestamp};
 use tongban_domain::policy::SubsidyKind;
 use tongban_domain::stage::Stage;
-use tongban_node::local::LocalNode;
+use tongban_node::client::Target;
 
-use super::{fail, open_node, reject};
+use super::{fail, open_node, open_target, reject};
 use crate::cli::{CaseCommand, DecideArgs, NewCaseArgs, OperatorArg, ReviewArgs, StageArgs};
 use crate::output::print_json;
 
-fn operator(node: &LocalNode, arg: &OperatorArg) -> Result<Operator, ExitCode> {
+fn operator(node: &Target, arg: &OperatorArg) -> Result<Operator, ExitCode> {
     let Some(text) = arg.operator.as_deref().or(node.default_operator()) else {
         return Err(reject(
             "--operator NAME is required (or set `operator` in node.toml)",
@@ -48,7 +48,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             media_type,
             data,
         } => {
-            let node = tryx!(open_node(&data));
+            let node = tryx!(open_target(&data));
             let id = tryx!(case_id(&case));
             match node.attach(&id, &file, &kind, media_type.as_deref(), Timestamp::now()) {
                 Ok(hash) => {
@@ -118,7 +118,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             comment,
             data,
         } => {
-            let node = tryx!(open_node(&data));
+            let node = tryx!(open_target(&data));
             let id = tryx!(case_id(&case));
             match node.evaluate(&id, score, &comment, Timestamp::now()) {
                 Ok(()) => {
@@ -143,7 +143,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             json,
             data,
         } => {
-            let node = tryx!(open_node(&data));
+            let node = tryx!(open_target(&data));
             let stage = match stage.as_deref().map(|s| Stage::from_code(s).ok_or(s)) {
                 None => None,
                 Some(Ok(s)) => Some(s),
@@ -196,11 +196,67 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CaseCommand::Show { case, json, data } => show(&case, json, &data),
+        CaseCommand::Export {
+            case,
+            out,
+            with_materials,
+            data,
+        } => export(&case, &out, with_materials, &data),
     }
 }
 
+/// `case export`: the signed archive of one case. Reads the store, writes only
+/// `out` (through a temporary file, mode 0600: the archive holds personal data).
+fn export(
+    case: &str,
+    out: &std::path::Path,
+    with_materials: bool,
+    data: &crate::cli::DataDirArg,
+) -> anyhow::Result<ExitCode> {
+    let node = tryx!(open_node(data));
+    let id = tryx!(case_id(case));
+    let archive = match tongban_node::archive::export(&node, &id, with_materials, Timestamp::now())
+    {
+        Ok(archive) => archive,
+        Err(e) => {
+            if e.is_rejection() {
+                eprintln!("拒绝 refused: {e}");
+            } else {
+                eprintln!("错误 error: {e}");
+            }
+            return Ok(super::rejected());
+        }
+    };
+    let bytes = archive.encode();
+    if let Err(e) = tongban_node::authority::write_atomic(out, &bytes, Some(0o600)) {
+        eprintln!("错误 error: cannot write {}: {e}", out.display());
+        return Ok(super::rejected());
+    }
+    let digest = tongban_node::archive::content_digest(&bytes)
+        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .unwrap_or_default();
+    println!("已导出 exported {id} → {}", out.display());
+    println!(
+        "  {} 字节 bytes，BLAKE3 {}，{} 条签名转换 signed transitions，{} 个材料 materials{}",
+        bytes.len(),
+        digest,
+        archive.transitions.len(),
+        archive.materials.len(),
+        if with_materials {
+            ""
+        } else {
+            "（未包含 not included）"
+        }
+    );
+    println!(
+        "  验证 verify: tongban verify --archive {} --authority-key authority.pub",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn new_case(args: NewCaseArgs) -> anyhow::Result<ExitCode> {
-    let node = tryx!(open_node(&args.data));
+    let node = tryx!(open_target(&args.data));
     let op = tryx!(operator(&node, &args.operator));
     let form = match &args.from_json {
         Some(path) => {
@@ -254,12 +310,12 @@ fn new_case(args: NewCaseArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn step(args: StageArgs, to: Stage, payload: Payload) -> anyhow::Result<ExitCode> {
-    let node = tryx!(open_node(&args.data));
+    let node = tryx!(open_target(&args.data));
     step_on(&node, args, to, payload)
 }
 
 fn step_on(
-    node: &LocalNode,
+    node: &Target,
     args: StageArgs,
     to: Stage,
     payload: Payload,
@@ -281,7 +337,7 @@ fn step_on(
 }
 
 fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
-    let node = tryx!(open_node(&args.stage.data));
+    let node = tryx!(open_target(&args.stage.data));
     let id = tryx!(case_id(&args.stage.case));
     let stage = match node.case(&id).and_then(|d| Ok(d.stage()?)) {
         Ok(s) => s,
@@ -336,7 +392,7 @@ fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
             },
         );
     }
-    let node = tryx!(open_node(&args.stage.data));
+    let node = tryx!(open_target(&args.stage.data));
     let id = tryx!(case_id(&args.stage.case));
     let doc = match node.case(&id) {
         Ok(d) => d,
@@ -432,7 +488,7 @@ struct ShowCase {
 }
 
 fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
-    let node = tryx!(open_node(data));
+    let node = tryx!(open_target(data));
     let id = tryx!(case_id(case));
     let result = (|| -> Result<ShowCase, tongban_node::local::NodeError> {
         let doc = node.case(&id)?;

@@ -1,62 +1,121 @@
 //! `tongban demo`: a Hebei resident living in Guangzhou applies at a Tianhe street
 //! office; the Chang'an (Shijiazhuang) offices review, decide and pay.
 //!
-//! At this stage of the product the demo runs the real domain rules, keys, signed
-//! directory, Automerge case documents and verifier, with each office holding its
-//! own copy of the case and copies meeting along the hub route by Automerge merge.
+//! The demo starts nine real office nodes in this process — each with its own data
+//! directory, redb store, office key and QUIC endpoint on 127.0.0.1 — in the hub
+//! tree of DESIGN.md §7: the national hub, the Guangdong and Hebei province hubs,
+//! the Tianhe and Chang'an county hubs, the Tianhe street office (acceptance), the
+//! Chang'an street office (domicile), and the Chang'an DPF and civil affairs
+//! bureau. The domicile office reaches its county hub through a UDP relay that
+//! the demo partitions for part of the run. Every step is signed at the office the
+//! stage machine names and travels by the sync protocol; the receipts are signed
+//! by the receiving nodes themselves.
+//!
 //! The business clock is simulated (it starts the Monday before the 2026 National
-//! Day holiday, so deadlines cross the holiday and its adjusted weekend); the QUIC
-//! nodes of the later transport issue replace the in-process merge.
+//! Day holiday, so deadlines cross the holiday and its adjusted weekend): every
+//! node signs with the demo's clock, while QUIC runs in real time.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{NaiveDate, NaiveTime, Timelike};
 use tongban_case::document::{AwardLine, policy_awards};
-use tongban_case::{CaseDocument, IntakeForm, Outcome, Payload, SigningOffice};
+use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::{DivisionCode, Divisions};
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp, resident_id_check_char};
-use tongban_domain::stage::{OfficeFacts, Role, Stage};
+use tongban_domain::stage::{Role, Stage};
 use tongban_ledger::directory::{Directory, DirectoryAuthority, OfficeCertificate};
 use tongban_ledger::keys::OfficeKey;
+use tongban_node::daemon::{Clock, Daemon, DaemonHandle, NodeConfig, StartOptions, Upstream};
+use tongban_node::local::LocalNode;
+use tongban_transport::relay::FaultRelay;
 
 use crate::cli::DemoArgs;
 
-struct Office {
-    id: &'static str,
-    name: String,
-    role: Role,
-    division: &'static str,
-    key: OfficeKey,
-    doc: Option<CaseDocument>,
-    online: bool,
-}
+/// One demo office: id, name (None: from the division table), role, division,
+/// and the hub it connects to.
+type OfficeSpec = (
+    &'static str,
+    Option<&'static str>,
+    Role,
+    &'static str,
+    Option<&'static str>,
+);
 
-impl Office {
-    fn facts(&self) -> OfficeFacts {
-        OfficeFacts {
-            office: self.id.to_string(),
-            role: self.role,
-            division: self.division.to_string(),
-        }
-    }
-}
-
-/// The route of the demo case, in hub order: each adjacent pair is a link.
-const ROUTE: [&str; 7] = [
-    "440106001",
-    "hub-440106",
-    "hub-44",
-    "hub-cn",
-    "hub-13",
-    "hub-130102",
-    "130102001",
+/// The offices, from the root of the hub tree down.
+const OFFICES: [OfficeSpec; 9] = [
+    ("hub-cn", Some("全国枢纽"), Role::Hub, "00", None),
+    (
+        "hub-44",
+        Some("广东省枢纽"),
+        Role::Hub,
+        "44",
+        Some("hub-cn"),
+    ),
+    (
+        "hub-13",
+        Some("河北省枢纽"),
+        Role::Hub,
+        "13",
+        Some("hub-cn"),
+    ),
+    (
+        "hub-440106",
+        Some("天河区枢纽"),
+        Role::Hub,
+        "440106",
+        Some("hub-44"),
+    ),
+    (
+        "hub-130102",
+        Some("长安区枢纽"),
+        Role::Hub,
+        "130102",
+        Some("hub-13"),
+    ),
+    (
+        "440106001",
+        None,
+        Role::Township,
+        "440106001",
+        Some("hub-440106"),
+    ),
+    (
+        "130102-dpf",
+        Some("石家庄市长安区残疾人联合会"),
+        Role::CountyDpf,
+        "130102",
+        Some("hub-130102"),
+    ),
+    (
+        "130102-ca",
+        Some("石家庄市长安区民政局"),
+        Role::CountyCivilAffairs,
+        "130102",
+        Some("hub-130102"),
+    ),
+    (
+        "130102001",
+        None,
+        Role::Township,
+        "130102001",
+        Some("hub-130102"),
+    ),
 ];
-/// County offices hang off the Chang'an county hub.
-const COUNTY_LINKS: [(&str, &str); 2] = [("hub-130102", "130102-dpf"), ("hub-130102", "130102-ca")];
+
+const ACCEPTANCE: &str = "440106001";
+const DOMICILE: &str = "130102001";
+const DPF: &str = "130102-dpf";
+const CIVIL: &str = "130102-ca";
+
+/// How long one hop of sync may take before the demo gives up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A Beijing wall-clock time on the simulated business clock.
 fn at(date: NaiveDate, hh: u32, mm: u32) -> Timestamp {
@@ -65,8 +124,128 @@ fn at(date: NaiveDate, hh: u32, mm: u32) -> Timestamp {
     Timestamp(start.0 + i64::from(time.num_seconds_from_midnight()) * 1000)
 }
 
+fn review(opinion: &str) -> Payload {
+    Payload {
+        opinion: opinion.into(),
+        outcome: Some(Outcome::Approve),
+        ..Payload::default()
+    }
+}
+
+struct Demo {
+    clock: Arc<AtomicI64>,
+    nodes: BTreeMap<&'static str, (String, Daemon)>,
+    started: Instant,
+}
+
+impl Demo {
+    fn set_clock(&self, t: Timestamp) {
+        self.clock.store(t.0, Ordering::SeqCst);
+    }
+
+    fn handle(&self, office: &str) -> anyhow::Result<DaemonHandle> {
+        Ok(self
+            .nodes
+            .get(office)
+            .with_context(|| format!("no node {office}"))?
+            .1
+            .handle())
+    }
+
+    fn name(&self, office: &str) -> String {
+        self.nodes
+            .get(office)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| office.to_string())
+    }
+
+    /// The stage of `case` at `office`, if it holds the case.
+    async fn stage_at(&self, office: &str, case: &CaseId) -> anyhow::Result<Option<Stage>> {
+        let case = case.clone();
+        Ok(self
+            .handle(office)?
+            .exec(move |node, _| node.case(&case).ok().and_then(|d| d.stage().ok().flatten()))
+            .await?)
+    }
+
+    /// Waits until `office` holds `case` at `stage` or later on the path.
+    async fn wait_for(&self, office: &str, case: &CaseId, stage: Stage) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let held = self.stage_at(office, case).await?;
+            if let Some(held) = held
+                && (held == stage || reached(held, stage))
+            {
+                return Ok(());
+            }
+            if start.elapsed() > STEP_TIMEOUT {
+                bail!(
+                    "{office} did not reach {} within {STEP_TIMEOUT:?} (holds {:?})",
+                    stage.code(),
+                    held.map(|s| s.code())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Signs `to` on `case` at `office` with the business clock at `when`.
+    async fn act(
+        &self,
+        office: &str,
+        case: &CaseId,
+        operator: &str,
+        to: Stage,
+        when: Timestamp,
+        payload: Payload,
+    ) -> anyhow::Result<()> {
+        self.set_clock(when);
+        let case = case.clone();
+        let operator = Operator::parse(operator)?;
+        self.handle(office)?
+            .exec(move |node, now| node.act(&case, to, &payload, &operator, now))
+            .await?
+            .with_context(|| format!("{office} cannot sign {}", to.code()))?;
+        println!(
+            "  {:>6.2}s  {} 签署 {} {}",
+            self.started.elapsed().as_secs_f64(),
+            self.name(office),
+            to.zh(),
+            to.code()
+        );
+        Ok(())
+    }
+}
+
+/// Whether a case at `held` has passed `wanted` on the approval path.
+fn reached(held: Stage, wanted: Stage) -> bool {
+    const PATH: [Stage; 11] = [
+        Stage::Draft,
+        Stage::Accepted,
+        Stage::Pushed,
+        Stage::Received,
+        Stage::InitialReviewed,
+        Stage::DpfReviewed,
+        Stage::Decided,
+        Stage::ResultReceived,
+        Stage::Notified,
+        Stage::Active,
+        Stage::Terminated,
+    ];
+    let pos = |s: Stage| PATH.iter().position(|p| *p == s);
+    matches!((pos(held), pos(wanted)), (Some(h), Some(w)) if h >= w)
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let calendar = Calendar::shipped()?;
     let divisions = Divisions::national()?;
     let name_of = |code: &str| {
@@ -75,92 +254,179 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .and_then(|c| divisions.full_name(&c))
             .unwrap_or_default()
     };
+    let (base, _temp): (PathBuf, Option<tempfile::TempDir>) = match &args.keep {
+        Some(dir) => {
+            if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+                bail!("--keep {}: the directory is not empty", dir.display());
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            (dir.clone(), None)
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix("tongban-demo-").tempdir()?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
 
     println!(
         "通办 Tongban 演示 demo — 跨省通办：河北户籍、居住广州的申请人在天河区五山街道申请两项补贴"
     );
     println!(
-        "（本阶段为单进程演示：各办公节点各持一份案件文档，沿枢纽路由以 Automerge 合并同步；业务时钟为模拟时钟）\n"
+        "九个办公节点在本机回环地址上以 QUIC 互联，各自持有 redb 存储与办公室密钥；目录 {}",
+        base.display()
     );
+    println!("（业务时钟为模拟时钟，自 2026-09-28 起，跨国庆假期；网络为真实时钟）\n");
 
-    // The directory authority certifies every office of the route.
+    // Each office makes its node and key; the authority certifies the keys.
     let authority = DirectoryAuthority::new(OfficeKey::generate()?);
-    let specs: [(&'static str, String, Role, &'static str); 10] = [
-        (
-            "440106001",
-            format!("{}办事处", name_of("440106001")),
-            Role::Township,
-            "440106001",
-        ),
-        ("hub-440106", "天河区枢纽".into(), Role::Hub, "440106"),
-        ("hub-44", "广东省枢纽".into(), Role::Hub, "44"),
-        ("hub-cn", "全国枢纽".into(), Role::Hub, "00"),
-        ("hub-13", "河北省枢纽".into(), Role::Hub, "13"),
-        ("hub-130102", "长安区枢纽".into(), Role::Hub, "130102"),
-        (
-            "130102001",
-            format!("{}办事处", name_of("130102001")),
-            Role::Township,
-            "130102001",
-        ),
-        (
-            "130102-dpf",
-            "石家庄市长安区残疾人联合会".into(),
-            Role::CountyDpf,
-            "130102",
-        ),
-        (
-            "130102-ca",
-            "石家庄市长安区民政局".into(),
-            Role::CountyCivilAffairs,
-            "130102",
-        ),
-        (
-            "13-supervisor",
-            "河北省民政厅".into(),
-            Role::Supervisor,
-            "13",
-        ),
-    ];
     let valid_from =
         Timestamp::start_of_china_date(NaiveDate::from_ymd_opt(2026, 1, 1).context("date")?);
     let valid_to =
         Timestamp::start_of_china_date(NaiveDate::from_ymd_opt(2031, 1, 1).context("date")?);
-    let mut offices: BTreeMap<&'static str, Office> = BTreeMap::new();
     let mut certificates = Vec::new();
-    for (serial, (id, name, role, division)) in specs.into_iter().enumerate() {
-        let key = OfficeKey::generate()?;
+    let mut names = BTreeMap::new();
+    for (serial, (id, name, role, division, _)) in OFFICES.iter().enumerate() {
+        let office = OfficeId::parse(id)?;
+        let dir = base.join(id);
+        let public = LocalNode::init(&dir, office.clone())?;
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}办事处", name_of(division)));
+        names.insert(*id, name.clone());
         certificates.push(authority.issue(OfficeCertificate {
-            office: OfficeId::parse(id)?,
-            name: name.clone(),
-            role,
+            office,
+            name,
+            role: *role,
             division: division.to_string(),
-            public_key: key.public(),
+            public_key: public,
             not_before: valid_from,
             not_after: valid_to,
             serial: serial as u64 + 1,
         })?);
-        offices.insert(
-            id,
-            Office {
-                id,
-                name,
-                role,
-                division,
-                key,
-                doc: None,
-                online: true,
-            },
-        );
     }
     let signed_directory = authority.publish(1, valid_from, certificates, Vec::new());
-    let directory = Directory::verify(&signed_directory.encode(), &authority.public())?;
+    let directory_bytes = signed_directory.encode();
+    let directory = Directory::verify(&directory_bytes, &authority.public())?;
+    for (id, ..) in OFFICES {
+        let mut node = LocalNode::open(&base.join(id))?;
+        node.import_directory(&directory_bytes, Some(authority.public()))?;
+    }
+    std::fs::write(
+        base.join("authority.pub"),
+        format!("{}\n", authority.public()),
+    )?;
     println!(
         "目录 directory: 版本 1，{} 个办公节点证书，签发机构公钥指纹 {}",
-        offices.len(),
+        OFFICES.len(),
         authority.public().fingerprint()
     );
 
+    // Start the nodes from the root of the tree down.
+    let day0 = NaiveDate::from_ymd_opt(2026, 9, 28).context("date")?;
+    let clock = Arc::new(AtomicI64::new(at(day0, 9, 0).0));
+    let options = StartOptions {
+        clock: Clock::Manual(clock.clone()),
+        control_api: false,
+        min_backoff: Duration::from_millis(50),
+        ..StartOptions::default()
+    };
+    let mut demo = Demo {
+        clock,
+        nodes: BTreeMap::new(),
+        started,
+    };
+    let mut relay: Option<FaultRelay> = None;
+    for (id, _, _, _, hub) in OFFICES {
+        let mut upstream = Vec::new();
+        if let Some(hub) = hub {
+            let hub_addr = demo
+                .nodes
+                .get(hub)
+                .with_context(|| format!("hub {hub} not started"))?
+                .1
+                .listen_addr();
+            let address = if id == DOMICILE {
+                // The domicile office's link runs through a relay the demo can cut.
+                let r = FaultRelay::start(hub_addr, 7).await?;
+                let address = r.local_addr();
+                relay = Some(r);
+                address
+            } else {
+                hub_addr
+            };
+            upstream.push(Upstream {
+                office: hub.to_string(),
+                address,
+            });
+        }
+        let config = NodeConfig {
+            data_dir: base.join(id),
+            listen: Some("127.0.0.1:0".parse()?),
+            upstream,
+            control: None,
+            log: None,
+            operator: None,
+            max_backoff_secs: Some(1),
+        };
+        let daemon = Daemon::start(&config, options.clone())
+            .await
+            .with_context(|| format!("node {id} cannot start"))?;
+        println!(
+            "  节点 node {:<11} {:<22} QUIC {}",
+            id,
+            names[id],
+            daemon.listen_addr()
+        );
+        demo.nodes.insert(id, (names[id].clone(), daemon));
+    }
+    let relay = relay.context("the domicile relay")?;
+    let result = walk(&demo, &relay, &calendar, &directory, day0, &name_of).await;
+    let mut stopped_ok = true;
+    for (id, (_, daemon)) in std::mem::take(&mut demo.nodes) {
+        if let Err(err) = daemon.shutdown().await {
+            println!("  节点 {id} 停止时出错 error at shutdown: {err}");
+            stopped_ok = false;
+        }
+    }
+    let all_ok = match result {
+        Ok(ok) => ok && stopped_ok,
+        Err(err) => {
+            println!("\n演示失败 demo failed: {err:#}");
+            false
+        }
+    };
+    if args.keep.is_some() {
+        println!(
+            "\n保留目录 kept: {}（各节点数据目录 <office-id>/，签发机构公钥 authority.pub）",
+            base.display()
+        );
+    }
+    println!(
+        "\n用时 elapsed {:.2?}；结果 result: {}",
+        started.elapsed(),
+        if all_ok {
+            "全部验证通过 all verified"
+        } else {
+            "存在失败 FAILED"
+        }
+    );
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The case's way through the stages; returns whether every check held.
+async fn walk(
+    demo: &Demo,
+    relay: &FaultRelay,
+    calendar: &Calendar,
+    directory: &Directory,
+    day0: NaiveDate,
+    name_of: &dyn Fn(&str) -> String,
+) -> anyhow::Result<bool> {
     // Intake at the Tianhe street office: a Hebei resident (hukou 130102001).
     let first17 = "13010219680512031";
     let resident_id = format!(
@@ -170,7 +436,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let form = IntakeForm {
         name: "张建国".into(),
         resident_id: resident_id.clone(),
-        hukou_township: "130102001".into(),
+        hukou_township: DOMICILE.into(),
         certificate: format!("{resident_id}44"),
         dibao: true,
         long_term_care: true,
@@ -179,139 +445,151 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         address: "广州市天河区五山路".into(),
         ..IntakeForm::default()
     };
-    let day0 = NaiveDate::from_ymd_opt(2026, 9, 28).context("date")?;
-    let intake = form.validate(day0).map_err(|errs| {
-        anyhow::anyhow!(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
-    let case_id = CaseId::new("440106001", day0, random4()?)?;
-    let clerk = Operator::parse("天河五山-窗口01")?;
-    let (mut doc, _) = {
-        let office = &offices["440106001"];
-        CaseDocument::create(
-            &case_id,
-            &intake,
-            &SigningOffice {
-                key: &office.key,
-                facts: office.facts(),
-            },
-            &clerk,
-            at(day0, 9, 10),
-        )?
-    };
+    let clerk = "天河五山-窗口01";
+    // The domicile office's link is down for the first days.
+    relay.set_partitioned(true);
     println!(
-        "\n案件 case {case_id} 申请人 {}（身份证 {}），户籍 {}",
-        tongban_case::schema::mask_name(&intake.name),
-        intake.resident_id,
-        name_of("130102001")
+        "\n链路中断 link down: {} 离线，直至 9 月 30 日",
+        demo.name(DOMICILE)
     );
-    let notice = doc.read()?.materials_notice.context("notice")?;
+    demo.set_clock(at(day0, 9, 10));
+    let operator = Operator::parse(clerk)?;
+    let made = demo
+        .handle(ACCEPTANCE)?
+        .exec(move |node, now| node.new_case(&form, &operator, now))
+        .await??;
+    let case_id = made.case_id.clone();
+    println!(
+        "\n案件 case {case_id}：申请人 {}（身份证 {}），户籍 {}",
+        tongban_case::schema::mask_name("张建国"),
+        tongban_case::schema::mask_id(&resident_id),
+        name_of(DOMICILE)
+    );
     println!(
         "一次性告知 materials notice（{} 政策）：{}",
-        notice.policy_province,
-        notice
-            .items
+        made.policy_province,
+        made.notice
             .iter()
-            .map(|i| i.zh.as_str())
+            .map(|(_, zh)| zh.as_str())
             .collect::<Vec<_>>()
             .join("、")
     );
-    doc.update(at(day0, 9, 40), "materials", |case| {
-        for item in &notice.items {
-            let content = format!("scan of {} for {case_id}", item.code);
-            let hash = blake3::hash(content.as_bytes()).to_hex().to_string();
-            case.materials.insert(
-                tongban_case::schema::material_key(&item.code, &hash),
-                tongban_case::schema::Material {
-                    kind: item.code.clone(),
-                    hash: hash.clone(),
-                    size: content.len() as u64,
-                    media_type: "image/jpeg".into(),
-                    file_name: format!("{}.jpg", item.code),
-                    added_at: at(day0, 9, 40).millis(),
-                    added_by: "440106001".into(),
-                },
-            );
-        }
-        Ok(())
-    })?;
-    sign(
-        &mut doc,
-        &offices["440106001"],
-        &clerk,
+    demo.set_clock(at(day0, 9, 40));
+    let notice = made.notice.clone();
+    let case = case_id.clone();
+    demo.handle(ACCEPTANCE)?
+        .exec(move |node, now| -> anyhow::Result<()> {
+            for (code, _) in &notice {
+                let scan = format!("scan of {code} for {case}");
+                node.attach_reader(
+                    &case,
+                    scan.as_bytes(),
+                    &format!("{code}.jpg"),
+                    code,
+                    "image/jpeg",
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+        .await??;
+    println!(
+        "材料已齐 materials attached: {} 项，内容哈希存储",
+        made.notice.len()
+    );
+
+    println!("\n办理过程 steps（左列为实际用时）");
+    demo.act(
+        ACCEPTANCE,
+        &case_id,
+        clerk,
         Stage::Accepted,
         at(day0, 10, 0),
         Payload::default(),
-    )?;
-    offices.get_mut("440106001").context("office")?.doc = Some(doc);
+    )
+    .await?;
 
-    // The domicile office's link is down for the first days.
-    offices.get_mut("130102001").context("office")?.online = false;
-    println!(
-        "\n链路中断 link down: {} 离线（推送到达县级枢纽后等待）",
-        offices["130102001"].name
-    );
-    act(
-        &mut offices,
-        "440106001",
-        &clerk,
+    demo.act(
+        ACCEPTANCE,
+        &case_id,
+        clerk,
         Stage::Pushed,
         at(day0, 10, 5),
         Payload::default(),
-    )?;
-    sync(&mut offices, &calendar, at(day0, 10, 6))?;
-    let waiting_at_hub = offices["hub-130102"].doc.is_some();
-    let at_domicile = offices["130102001"].doc.is_some();
-    println!(
-        "推送后 after push: 长安区枢纽持有案件 {waiting_at_hub}，户籍地办事处持有案件 {at_domicile}"
-    );
-    if !waiting_at_hub || at_domicile {
-        bail!("the pushed case should wait at the county hub while the domicile office is offline");
+    )
+    .await?;
+    for office in ["hub-130102", DPF, CIVIL] {
+        demo.wait_for(office, &case_id, Stage::Pushed).await?;
     }
+    let at_domicile = demo.stage_at(DOMICILE, &case_id).await?;
+    println!(
+        "  {:>6.2}s  推送已到长安区枢纽及县级部门；户籍地办事处持有案件：{}",
+        demo.started.elapsed().as_secs_f64(),
+        if at_domicile.is_some() {
+            "是"
+        } else {
+            "否（离线）"
+        }
+    );
+    if at_domicile.is_some() {
+        bail!("the domicile office received the case while its link was cut");
+    }
+    // Work goes on elsewhere while the link is down: the applicant's evaluation of
+    // the window service is recorded at the acceptance office.
+    demo.set_clock(at(day0, 16, 0));
+    let case = case_id.clone();
+    demo.handle(ACCEPTANCE)?
+        .exec(move |node, now| node.evaluate(&case, 5, "窗口服务热情", now))
+        .await??;
+    println!("  离线期间受理地照常办理：记录申请人评价 evaluation recorded");
 
     // Two days later the link comes back; the domicile node signs `received`.
     let day2 = NaiveDate::from_ymd_opt(2026, 9, 30).context("date")?;
-    offices.get_mut("130102001").context("office")?.online = true;
-    println!("链路恢复 link restored {day2} 08:30，自动签收 received");
-    sync(&mut offices, &calendar, at(day2, 8, 30))?;
+    demo.set_clock(at(day2, 8, 30));
+    relay.set_partitioned(false);
+    println!("  链路恢复 link restored（业务时间 {day2} 08:30）");
+    demo.wait_for(DOMICILE, &case_id, Stage::Received).await?;
+    demo.wait_for(ACCEPTANCE, &case_id, Stage::Received).await?;
+    println!(
+        "  {:>6.2}s  {} 自动签收 received，签收回执已回到受理地",
+        demo.started.elapsed().as_secs_f64(),
+        demo.name(DOMICILE)
+    );
 
-    let reviewer = Operator::parse("长安建北-初审02")?;
-    act(
-        &mut offices,
-        "130102001",
-        &reviewer,
+    demo.act(
+        DOMICILE,
+        &case_id,
+        "长安建北-初审02",
         Stage::InitialReviewed,
         at(day2, 15, 0),
         review("经初审，申请人户籍、低保及残疾情况属实，同意上报。"),
-    )?;
-    sync(&mut offices, &calendar, at(day2, 15, 1))?;
+    )
+    .await?;
+    demo.wait_for(DPF, &case_id, Stage::InitialReviewed).await?;
     // The county DPF works after the holiday, on its deadline day.
     let dpf_day = calendar.deadline_from_receipt(day2, 2).date;
-    act(
-        &mut offices,
-        "130102-dpf",
-        &Operator::parse("长安残联-复审01")?,
+    demo.act(
+        DPF,
+        &case_id,
+        "长安残联-复审01",
         Stage::DpfReviewed,
         at(dpf_day, 10, 0),
         review("经残疾人证信息管理系统比对，证件有效，四级肢体残疾，同意。"),
-    )?;
-    sync(&mut offices, &calendar, at(dpf_day, 10, 1))?;
+    )
+    .await?;
+    demo.wait_for(CIVIL, &case_id, Stage::DpfReviewed).await?;
     let decide_day = calendar.add_working_days(dpf_day, 3).date;
-    let (awards, first_month) = {
-        let case = offices["130102-ca"]
-            .doc
-            .as_ref()
-            .context("case at civil affairs")?
-            .read()?;
-        let (mut awards, first) = policy_awards(&case, day0)?;
-        // Level 4 physical disability is outside the nursing subsidy: award living only.
-        awards.retain(|a: &AwardLine| a.kind == tongban_domain::policy::SubsidyKind::Living);
-        (awards, first)
-    };
+    let case = case_id.clone();
+    let (awards, first_month) = demo
+        .handle(CIVIL)?
+        .exec(move |node, _| -> anyhow::Result<(Vec<AwardLine>, String)> {
+            let case = node.case(&case)?.read()?;
+            let (mut awards, first) = policy_awards(&case, day0)?;
+            // Level 4 physical disability is outside the nursing subsidy: living only.
+            awards.retain(|a: &AwardLine| a.kind == tongban_domain::policy::SubsidyKind::Living);
+            Ok((awards, first))
+        })
+        .await??;
     let decision = Payload {
         opinion: "审定通过：发放困难残疾人生活补贴；护理补贴不符合条件（四级肢体残疾）。".into(),
         outcome: Some(Outcome::Approve),
@@ -319,20 +597,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         first_paid_month: Some(first_month),
         method: None,
     };
-    act(
-        &mut offices,
-        "130102-ca",
-        &Operator::parse("长安民政-审定03")?,
+    demo.act(
+        CIVIL,
+        &case_id,
+        "长安民政-审定03",
         Stage::Decided,
         at(decide_day, 11, 0),
         decision,
-    )?;
-    sync(&mut offices, &calendar, at(decide_day, 11, 1))?;
+    )
+    .await?;
+    demo.wait_for(ACCEPTANCE, &case_id, Stage::ResultReceived)
+        .await?;
+    println!(
+        "  {:>6.2}s  {} 收到审定结果，自动签收 result_received",
+        demo.started.elapsed().as_secs_f64(),
+        demo.name(ACCEPTANCE)
+    );
     let notify_day = calendar.add_working_days(decide_day, 1).date;
-    act(
-        &mut offices,
-        "440106001",
-        &clerk,
+    demo.act(
+        ACCEPTANCE,
+        &case_id,
+        clerk,
         Stage::Notified,
         at(notify_day, 9, 30),
         Payload {
@@ -340,25 +625,37 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             opinion: "电话告知审定结果及发放标准".into(),
             ..Payload::default()
         },
-    )?;
-    sync(&mut offices, &calendar, at(notify_day, 9, 31))?;
-    act(
-        &mut offices,
-        "130102-ca",
-        &Operator::parse("长安民政-发放01")?,
+    )
+    .await?;
+    demo.wait_for(CIVIL, &case_id, Stage::Notified).await?;
+    demo.act(
+        CIVIL,
+        &case_id,
+        "长安民政-发放01",
         Stage::Active,
         at(notify_day, 14, 0),
         Payload::default(),
-    )?;
-    sync(&mut offices, &calendar, at(notify_day, 14, 1))?;
+    )
+    .await?;
+    for (id, ..) in OFFICES {
+        demo.wait_for(id, &case_id, Stage::Active).await?;
+    }
+    println!(
+        "  {:>6.2}s  九个节点均已收到 active（发放中）",
+        demo.started.elapsed().as_secs_f64()
+    );
 
-    // Timeline and verification on every node that holds the case.
+    // Timeline and verification on every node.
     let now = Timestamp::now();
-    let acceptance_doc = offices
-        .get_mut("440106001")
-        .and_then(|o| o.doc.as_mut())
-        .context("acceptance copy")?;
-    let report = acceptance_doc.verify(&directory, &calendar, now)?;
+    let case = case_id.clone();
+    let dir2 = directory.clone();
+    let cal2 = calendar.clone();
+    let report = demo
+        .handle(ACCEPTANCE)?
+        .exec(move |node, _| -> anyhow::Result<_> {
+            Ok(node.case(&case)?.verify(&dir2, &cal2, now)?)
+        })
+        .await??;
     println!("\n时间线 timeline（{case_id}）");
     println!(
         "{:<18} {:<26} {:<30} 时限 deadline",
@@ -393,209 +690,44 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let mut all_ok = report.is_ok();
     println!("\n逐节点验证 verification on every node:");
-    for office in offices.values_mut() {
-        let Some(doc) = office.doc.as_mut() else {
-            println!(
-                "  {:<14} {}：不在路由上，未持有案件 (off route)",
-                office.id, office.name
-            );
-            continue;
-        };
-        let report = doc.verify(&directory, &calendar, now)?;
-        let heads = doc.heads();
+    for (id, ..) in OFFICES {
+        let case = case_id.clone();
+        let dir2 = directory.clone();
+        let cal2 = calendar.clone();
+        let (n, ok, violations, head) = demo
+            .handle(id)?
+            .exec(move |node, _| -> anyhow::Result<_> {
+                let mut doc = node.case(&case)?;
+                let report = doc.verify(&dir2, &cal2, now)?;
+                let head = doc.heads().first().copied().unwrap_or([0; 32]);
+                Ok((
+                    report.n_entries,
+                    report.is_ok(),
+                    report
+                        .violations
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>(),
+                    head,
+                ))
+            })
+            .await??;
         println!(
-            "  {:<14} {}：{} 条签名转换，{}，文档头 {}",
-            office.id,
-            office.name,
-            report.n_entries,
-            if report.is_ok() {
+            "  {:<11} {:<24} {} 条签名转换，{}，文档头 {}",
+            id,
+            demo.name(id),
+            n,
+            if ok {
                 "验证通过 ok"
             } else {
                 "验证失败 FAILED"
             },
-            tongban_ledger::keys::PublicKey(heads.first().copied().unwrap_or([0; 32]))
-                .fingerprint()
+            tongban_ledger::keys::PublicKey(head).fingerprint()
         );
-        for violation in &report.violations {
+        for violation in &violations {
             println!("      {violation}");
         }
-        all_ok &= report.is_ok();
+        all_ok &= ok;
     }
-    if let Some(dir) = args.keep {
-        keep(&dir, &authority, &mut offices)?;
-    }
-    println!(
-        "\n用时 elapsed {:.2?}；结果 result: {}",
-        started.elapsed(),
-        if all_ok {
-            "全部验证通过 all verified"
-        } else {
-            "存在验证失败 verification failed"
-        }
-    );
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-fn random4() -> anyhow::Result<[u8; 4]> {
-    let key = OfficeKey::generate()?;
-    let bytes = key.public().0;
-    Ok([bytes[0], bytes[1], bytes[2], bytes[3]])
-}
-
-fn review(opinion: &str) -> Payload {
-    Payload {
-        opinion: opinion.into(),
-        outcome: Some(Outcome::Approve),
-        ..Payload::default()
-    }
-}
-
-fn sign(
-    doc: &mut CaseDocument,
-    office: &Office,
-    operator: &Operator,
-    to: Stage,
-    when: Timestamp,
-    payload: Payload,
-) -> anyhow::Result<()> {
-    doc.apply(
-        to,
-        &SigningOffice {
-            key: &office.key,
-            facts: office.facts(),
-        },
-        operator,
-        when,
-        &payload,
-    )
-    .with_context(|| format!("{} cannot sign {}", office.id, to.code()))?;
-    Ok(())
-}
-
-fn act(
-    offices: &mut BTreeMap<&'static str, Office>,
-    id: &str,
-    operator: &Operator,
-    to: Stage,
-    when: Timestamp,
-    payload: Payload,
-) -> anyhow::Result<()> {
-    let office = offices.get_mut(id).context("office")?;
-    let mut doc = office
-        .doc
-        .take()
-        .with_context(|| format!("{id} does not hold the case"))?;
-    let result = sign(&mut doc, office, operator, to, when, payload);
-    office.doc = Some(doc);
-    result
-}
-
-/// Merges case copies across every link whose two ends are online until nothing
-/// changes, signing the automatic receipts where a copy arrives.
-fn sync(
-    offices: &mut BTreeMap<&'static str, Office>,
-    _calendar: &Calendar,
-    when: Timestamp,
-) -> anyhow::Result<()> {
-    let links: Vec<(&str, &str)> = ROUTE
-        .windows(2)
-        .map(|w| (w[0], w[1]))
-        .chain(COUNTY_LINKS)
-        .collect();
-    loop {
-        let mut changed = false;
-        for (a, b) in &links {
-            if !(offices[a].online && offices[b].online) {
-                continue;
-            }
-            let mut doc_a = offices.get_mut(a).and_then(|o| o.doc.take());
-            let mut doc_b = offices.get_mut(b).and_then(|o| o.doc.take());
-            match (&mut doc_a, &mut doc_b) {
-                (Some(x), Some(y)) => {
-                    let before = (x.heads(), y.heads());
-                    x.automerge_mut().merge(y.automerge_mut())?;
-                    y.automerge_mut().merge(x.automerge_mut())?;
-                    changed |= before != (x.heads(), y.heads());
-                }
-                (Some(x), None) => {
-                    doc_b = Some(CaseDocument::load(&x.save())?);
-                    changed = true;
-                }
-                (None, Some(y)) => {
-                    doc_a = Some(CaseDocument::load(&y.save())?);
-                    changed = true;
-                }
-                (None, None) => {}
-            }
-            offices.get_mut(a).context("office")?.doc = doc_a;
-            offices.get_mut(b).context("office")?.doc = doc_b;
-        }
-        // Automatic receipts: the domicile township signs `received`, the acceptance
-        // office signs `result_received`, when the case reaches them in those stages.
-        for (id, from, to, operator) in [
-            ("130102001", Stage::Pushed, Stage::Received, "系统自动签收"),
-            (
-                "440106001",
-                Stage::Decided,
-                Stage::ResultReceived,
-                "系统自动签收",
-            ),
-            (
-                "440106001",
-                Stage::Rejected,
-                Stage::ResultReceived,
-                "系统自动签收",
-            ),
-        ] {
-            let office = offices.get_mut(id).context("office")?;
-            if !office.online {
-                continue;
-            }
-            let stage = office
-                .doc
-                .as_ref()
-                .map(|d| d.stage())
-                .transpose()?
-                .flatten();
-            if stage == Some(from) {
-                act(
-                    offices,
-                    id,
-                    &Operator::parse(operator)?,
-                    to,
-                    when,
-                    Payload::default(),
-                )?;
-                changed = true;
-            }
-        }
-        if !changed {
-            return Ok(());
-        }
-    }
-}
-
-fn keep(
-    dir: &Path,
-    authority: &DirectoryAuthority,
-    offices: &mut BTreeMap<&'static str, Office>,
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(
-        dir.join("authority.pub"),
-        format!("{}\n", authority.public()),
-    )?;
-    for office in offices.values_mut() {
-        let office_dir = dir.join(office.id);
-        std::fs::create_dir_all(&office_dir)?;
-        if let Some(doc) = office.doc.as_mut() {
-            std::fs::write(office_dir.join("case.automerge"), doc.save())?;
-        }
-    }
-    println!("保留目录 kept: {}", dir.display());
-    Ok(())
+    Ok(all_ok)
 }

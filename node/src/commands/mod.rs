@@ -69,3 +69,12 @@ pub fn open_node(
     let dir = require_data_dir(data)?;
     tongban_node::local::LocalNode::open(&dir).map_err(|e| fail(&e))
 }
+
+/// Opens the node of `--data-dir` for a command: through the running daemon's
+/// control API when one runs, on the store directly otherwise.
+pub fn open_target(
+    data: &crate::cli::DataDirArg,
+) -> Result<tongban_node::client::Target, ExitCode> {
+    let dir = require_data_dir(data)?;
+    tongban_node::client::Target::open(&dir).map_err(|e| fail(&e))
+}

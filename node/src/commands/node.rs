@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use tongban_domain::ids::{OfficeId, Timestamp};
 use tongban_node::authority::read_public_key;
+use tongban_node::client::Target;
+use tongban_node::daemon::{Daemon, NodeConfig, StartOptions};
 use tongban_node::local::LocalNode;
 
 use super::{fail, require_data_dir};
@@ -34,6 +36,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
                 Err(err) => Ok(fail(&err)),
             }
         }
+        NodeCommand::Run { config } => run_daemon(&config),
+        NodeCommand::Status { json, data } => status(json, &data),
         NodeCommand::DirectoryImport {
             file,
             authority_key,
@@ -79,4 +83,113 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// `tongban node run --config FILE`.
+fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match NodeConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => return Ok(super::reject(&e.to_string())),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let daemon = match Daemon::start(&config, StartOptions::default()).await {
+            Ok(d) => d,
+            Err(err) => {
+                eprintln!("错误 error: 节点无法启动 the node cannot start: {err}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        println!(
+            "节点运行中 node running: {} QUIC {} 控制接口 control {}",
+            daemon.office(),
+            daemon.listen_addr(),
+            daemon
+                .control_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "—".into())
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        println!("正在停止 stopping…");
+        match daemon.shutdown().await {
+            Ok(()) => {
+                println!("已停止 stopped cleanly");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => {
+                eprintln!("错误 error: {err}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
+}
+
+/// `tongban node status`.
+fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
+    let dir = match require_data_dir(data) {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let target = match Target::open(&dir) {
+        Ok(t) => t,
+        Err(err) => return Ok(fail(&err)),
+    };
+    let status = match target.status() {
+        Ok(s) => s,
+        Err(err) => return Ok(fail(&err)),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "节点 node {}：{}{}",
+        status.office,
+        if status.running {
+            "运行中 running"
+        } else {
+            "未运行 not running"
+        },
+        status
+            .listen
+            .as_ref()
+            .map(|l| format!("（QUIC {l}）"))
+            .unwrap_or_default()
+    );
+    println!(
+        "本地变更序号 log position {}，案件 {} 件，目录版本 directory version {}",
+        status.latest_seq,
+        status.cases,
+        status
+            .directory_version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "—".into())
+    );
+    if status.peers.is_empty() {
+        println!("尚无同步对端 no peer has synced with this node yet");
+    }
+    for peer in &status.peers {
+        let last = peer
+            .last_synced_ms
+            .map(|ms| Timestamp(ms).china_display())
+            .unwrap_or_else(|| "从未 never".into());
+        println!(
+            "  {:<14} {:<14} 最近同步 last synced {}  待发送 waiting {} 件",
+            peer.office,
+            if peer.connected {
+                "已连接 connected"
+            } else {
+                "未连接 offline"
+            },
+            last,
+            peer.waiting
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

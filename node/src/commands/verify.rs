@@ -1,17 +1,24 @@
-//! `tongban verify CASE|--all` and `tongban history CASE`.
+//! `tongban verify CASE|--all`, `tongban verify --archive FILE --authority-key KEY`
+//! and `tongban history CASE`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use tongban_domain::ids::{CaseId, Timestamp};
 use tongban_ledger::verify::{Report, SignatureStatus};
-use tongban_node::local::LocalNode;
+use tongban_node::archive::{
+    ArchiveReport, ArchiveStage, StageStatus, verify_archive as verify_archive_bytes,
+};
+use tongban_node::authority::read_public_key;
+use tongban_node::client::Target;
+use tongban_node::local::load_calendar;
 
-use super::{fail, open_node, reject};
+use super::{fail, open_target, reject};
 use crate::cli::{DataDirArg, VerifyArgs};
 use crate::output::print_json;
 
 fn verify_one(
-    node: &LocalNode,
+    node: &Target,
     id: &CaseId,
     now: Timestamp,
 ) -> Result<Report, tongban_node::local::NodeError> {
@@ -19,27 +26,38 @@ fn verify_one(
     Ok(doc.verify(node.directory()?, node.calendar(), now)?)
 }
 
+/// One case's verdict and every violation, indented by `indent`: the block
+/// `verify CASE`, `verify --all` and `verify --archive` print.
+fn print_case_report(report: &Report, indent: &str) {
+    println!(
+        "{indent}{} {}：{} 条签名转换",
+        if report.is_ok() {
+            "✔ 验证通过"
+        } else {
+            "✘ 验证失败"
+        },
+        report.case,
+        report.n_entries
+    );
+    for v in &report.violations {
+        println!("{indent}    {v}");
+    }
+}
+
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let node = match open_node(&args.data) {
+    if let Some(file) = &args.archive {
+        return verify_archive(file, args.authority_key.as_deref(), args.json);
+    }
+    let node = match open_target(&args.data) {
         Ok(n) => n,
         Err(code) => return Ok(code),
     };
     let now = Timestamp::now();
     let ids: Vec<CaseId> = if args.all {
-        let mut ids = Vec::new();
-        let mut cursor = 0;
-        loop {
-            let batch = match node.store().changes_since(cursor, 1000) {
-                Ok(b) => b,
-                Err(e) => return Ok(fail(&e.into())),
-            };
-            let Some(last) = batch.last() else { break };
-            cursor = last.seq;
-            ids.extend(batch.into_iter().map(|c| c.case));
+        match node.case_ids() {
+            Ok(ids) => ids,
+            Err(e) => return Ok(fail(&e)),
         }
-        ids.sort();
-        ids.dedup();
-        ids
     } else {
         match CaseId::parse(args.case.as_deref().unwrap_or_default()) {
             Ok(id) => vec![id],
@@ -83,19 +101,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             if report.is_ok() && args.all {
                 continue;
             }
-            println!(
-                "{} {}：{} 条签名转换",
-                if report.is_ok() {
-                    "✔ 验证通过"
-                } else {
-                    "✘ 验证失败"
-                },
-                report.case,
-                report.n_entries
-            );
-            for v in &report.violations {
-                println!("    {v}");
-            }
+            print_case_report(report, "");
         }
         println!(
             "共 {} 件，失败 {} 件 ({} cases, {} failed)",
@@ -112,8 +118,97 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `verify --archive FILE --authority-key KEYFILE`: a case archive on a machine
+/// with nothing else. Exit 1 when any stage fails, with each failure's reason.
+fn verify_archive(
+    file: &Path,
+    authority_key: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(key_file) = authority_key else {
+        return Ok(reject("--archive needs --authority-key KEYFILE"));
+    };
+    let authority = match read_public_key(key_file) {
+        Ok(key) => key,
+        Err(e) => return Ok(reject(&format!("--authority-key: {e}"))),
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => return Ok(reject(&format!("{}: {e}", file.display()))),
+    };
+    let calendar = match load_calendar(None) {
+        Ok(calendar) => calendar,
+        Err(e) => anyhow::bail!(e),
+    };
+    let report = verify_archive_bytes(&bytes, &authority, &calendar, Timestamp::now());
+    if json {
+        print_json(&report)?;
+    } else {
+        print_archive_report(file, &report);
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_archive_report(file: &Path, report: &ArchiveReport) {
+    println!("案件档案 case archive: {}", file.display());
+    if let Some(m) = &report.manifest {
+        println!(
+            "  案件 case {}，{} 导出 exported by {}（{}），材料 materials: {}",
+            m.case,
+            m.exported_at.china_display(),
+            m.exported_by,
+            m.tool,
+            if m.with_materials {
+                "包含 included"
+            } else {
+                "未包含 not included"
+            }
+        );
+    }
+    for stage in &report.stages {
+        let mark = match stage.status {
+            StageStatus::Passed => "✔",
+            StageStatus::Failed => "✘",
+            StageStatus::Skipped => "—",
+        };
+        let status = match stage.status {
+            StageStatus::Passed => "通过 passed",
+            StageStatus::Failed => "失败 failed",
+            StageStatus::Skipped => "未检查 skipped",
+        };
+        println!(
+            "{mark} {} {}：{status}{}{}",
+            stage.stage_zh,
+            stage.stage.code(),
+            if stage.detail.is_empty() { "" } else { " — " },
+            stage.detail
+        );
+        if stage.stage == ArchiveStage::History
+            && let Some(history) = &report.history
+        {
+            print_case_report(history, "    ");
+            continue;
+        }
+        for failure in report.failures.iter().filter(|f| f.stage == stage.stage) {
+            println!("    error[{}]: {}", failure.code, failure.reason);
+        }
+    }
+    if report.ok {
+        println!("结论 result: ✔ 档案验证通过 archive verified");
+    } else {
+        println!(
+            "结论 result: ✘ 档案验证失败 archive refused（{} 个问题 problems）",
+            report.failures.len()
+        );
+    }
+}
+
 pub fn history(case: &str, json: bool, data: &DataDirArg) -> anyhow::Result<ExitCode> {
-    let node = match open_node(data) {
+    let node = match open_target(data) {
         Ok(n) => n,
         Err(code) => return Ok(code),
     };

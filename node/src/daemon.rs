@@ -1,0 +1,931 @@
+//! The node daemon: one office node running — its store, the sync protocol over
+//! QUIC to its hubs and children, and the control API other commands reach it by.
+//!
+//! # Shape
+//!
+//! One *engine* task owns everything stateful: the [`LocalNode`] (office
+//! commands), the [`Replica`] (the sync protocol's view of the same store) and the
+//! sans-IO [`SyncNode`]. Everything else sends it messages: one reader and one
+//! writer task per QUIC session, the accept loop, one reconnect loop per upstream
+//! hub, the control API, and the status ticker. Store calls run in
+//! `block_in_place`, so a slow disk stalls the engine, not the runtime.
+//!
+//! A session is one bidirectional QUIC stream per connection, carrying the sync
+//! protocol's frames in order (the protocol is correct under loss and reordering,
+//! and efficient when frames arrive in order). The side that connected opens the
+//! stream; its first frame is its hello.
+//!
+//! # What it must never do
+//!
+//! It never acknowledges a write before the store committed it (the sync layer
+//! acknowledges only what `Replica::commit` made durable, and control-API writes
+//! answer after their commit); it never logs personal data in clear; it never
+//! talks to a peer whose key the directory does not certify now (the transport
+//! refuses it in the handshake, and a directory update closes connections whose
+//! key was revoked).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tongban_domain::ids::{OfficeId, Timestamp};
+use tongban_ledger::keys::OfficeKey;
+use tongban_replica::Replica;
+use tongban_store::{Store, StoreOptions};
+use tongban_sync::route::on_route;
+use tongban_sync::{Config as SyncConfig, Event, Limits, SessionId, SyncNode, SyncStore};
+use tongban_transport::{
+    Backoff, BackoffConfig, Connection, DirectoryHandle, Endpoint, EndpointConfig, FrameReceiver,
+    FrameSender, connect_with_backoff,
+};
+
+use crate::local::{LocalNode, NodeError};
+
+/// The file a running daemon writes its control address into (removed on a clean
+/// shutdown).
+pub const CONTROL_ADDR_FILE: &str = "control.addr";
+/// The file holding the control API's bearer token (mode 0600).
+pub const CONTROL_TOKEN_FILE: &str = "control.token";
+
+/// `tongban.toml`: how one node runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's data directory (made by `tongban node init`).
+    pub data_dir: PathBuf,
+    /// Where to accept QUIC connections from children (hubs, and any node that
+    /// should be reachable). A township office behind NAT leaves it out and only
+    /// connects out; it then listens on an ephemeral loopback port only.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The hubs this node connects to.
+    #[serde(default)]
+    pub upstream: Vec<Upstream>,
+    /// The control API's address (loopback only; default `127.0.0.1:0`, any port).
+    #[serde(default)]
+    pub control: Option<SocketAddr>,
+    /// Log level filter (`info`, `debug`, `tongban=debug`); `RUST_LOG` wins.
+    #[serde(default)]
+    pub log: Option<String>,
+    /// The default operator for commands through this node.
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// Seconds of the longest reconnect backoff (default 60).
+    #[serde(default)]
+    pub max_backoff_secs: Option<u64>,
+}
+
+/// One upstream hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// The hub's office id (its certificate must name it).
+    pub office: String,
+    /// Its QUIC address.
+    pub address: SocketAddr,
+}
+
+impl NodeConfig {
+    /// Reads and checks `tongban.toml`. Relative data directories are relative to
+    /// the file.
+    pub fn load(path: &Path) -> Result<NodeConfig, DaemonError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DaemonError::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| DaemonError::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if config.data_dir.is_relative()
+            && let Some(parent) = path.parent()
+        {
+            config.data_dir = parent.join(&config.data_dir);
+        }
+        if let Some(control) = config.control
+            && !control.ip().is_loopback()
+        {
+            return Err(DaemonError::Config {
+                path: path.to_path_buf(),
+                reason: format!("control = {control}: the control API listens on loopback only"),
+            });
+        }
+        for up in &config.upstream {
+            OfficeId::parse(&up.office).map_err(|e| DaemonError::Config {
+                path: path.to_path_buf(),
+                reason: format!("upstream office {:?}: {e}", up.office),
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// Where the daemon's clock comes from.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// A clock the caller sets (the demo's business clock): milliseconds since the
+    /// Unix epoch.
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    /// Now.
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Clock::System => Timestamp::now(),
+            Clock::Manual(ms) => Timestamp(ms.load(Ordering::SeqCst)),
+        }
+    }
+}
+
+/// Why the daemon could not start or a request to it failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration file is unreadable or wrong.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The node's data directory refused.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The node is not certified by its directory, so it may not start.
+    #[error("this node may not start: {0}")]
+    NotCertified(String),
+    /// The sync protocol failed (a store error: restart from the store).
+    #[error("sync: {0}")]
+    Sync(#[from] tongban_sync::SyncError),
+    /// The QUIC endpoint could not bind.
+    #[error("QUIC endpoint: {0}")]
+    Bind(String),
+    /// The control API could not start.
+    #[error("control API: {0}")]
+    Control(String),
+    /// The daemon has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// One peer as `node status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's office.
+    pub office: String,
+    /// Whether a session is open now.
+    pub connected: bool,
+    /// Its address, when connected.
+    pub address: Option<String>,
+    /// When both sides last had nothing left to send (ms since the epoch).
+    pub last_synced_ms: Option<i64>,
+    /// Cases of this node's log on the peer's route not yet acknowledged by it.
+    pub waiting: u64,
+    /// How far the peer acknowledged this node's log.
+    pub acked_seq: u64,
+    /// How far this node consumed the peer's log.
+    pub consumed_seq: u64,
+}
+
+/// What `node status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This office.
+    pub office: String,
+    /// Whether a daemon is running (false when read from the store directly).
+    pub running: bool,
+    /// The QUIC address, when running.
+    pub listen: Option<String>,
+    /// This node's change log position.
+    pub latest_seq: u64,
+    /// Cases held.
+    pub cases: u64,
+    /// The directory version held.
+    pub directory_version: Option<u64>,
+    /// Peers: those connected now and those remembered from earlier sessions.
+    pub peers: Vec<PeerStatus>,
+}
+
+fn peer_status_key(peer: &str) -> String {
+    format!("status.peer.{peer}")
+}
+
+/// What `node status` can tell from the store alone (no daemon running).
+pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
+    let store = node.store();
+    let latest_seq = store.latest_seq()?;
+    let mut peers = Vec::new();
+    if let Ok(directory) = node.directory() {
+        for cert in &directory.certificates {
+            let office = cert.cert.office.to_string();
+            if let Some(bytes) = store.meta(&peer_status_key(&office))?
+                && let Ok(mut peer) = serde_json::from_slice::<PeerStatus>(&bytes)
+            {
+                peer.connected = false;
+                peer.address = None;
+                peers.push(peer);
+            }
+        }
+    }
+    peers.sort_by(|a, b| a.office.cmp(&b.office));
+    peers.dedup_by(|a, b| a.office == b.office);
+    Ok(NodeStatus {
+        office: node.office().to_string(),
+        running: false,
+        listen: None,
+        latest_seq,
+        cases: store.stats()?.cases,
+        directory_version: node.directory().ok().map(|d| d.version),
+        peers,
+    })
+}
+
+type Job = Box<dyn FnOnce(&mut Engine) + Send>;
+
+enum Input {
+    Session {
+        peer: OfficeId,
+        address: SocketAddr,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+        reply: oneshot::Sender<Option<SessionId>>,
+    },
+    Frame {
+        session: SessionId,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        session: SessionId,
+    },
+    Job(Job),
+    Tick,
+}
+
+/// What the engine keeps per open session.
+struct Link {
+    peer: OfficeId,
+    address: SocketAddr,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// The engine: the one owner of the node's state.
+pub struct Engine {
+    local: LocalNode,
+    replica: Replica,
+    sync: SyncNode,
+    clock: Clock,
+    links: BTreeMap<SessionId, Link>,
+    peers: BTreeMap<String, PeerStatus>,
+    endpoint: Arc<Endpoint>,
+    dirty: bool,
+}
+
+impl Engine {
+    /// The office commands of this node.
+    pub fn local(&mut self) -> &mut LocalNode {
+        &mut self.local
+    }
+
+    /// The engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// After the application wrote cases: offer them to peers.
+    fn local_change(&mut self) -> Result<(), DaemonError> {
+        let now = self.clock.now();
+        tokio::task::block_in_place(|| self.sync.handle_local_change(&mut self.replica, now))?;
+        Ok(())
+    }
+
+    fn status(&mut self) -> NodeStatus {
+        self.refresh_peers();
+        let mut status = status_from_store(&self.local).unwrap_or(NodeStatus {
+            office: self.local.office().to_string(),
+            running: true,
+            listen: None,
+            latest_seq: 0,
+            cases: 0,
+            directory_version: None,
+            peers: Vec::new(),
+        });
+        status.running = true;
+        status.listen = Some(self.endpoint.local_addr().to_string());
+        let mut merged: BTreeMap<String, PeerStatus> = status
+            .peers
+            .into_iter()
+            .map(|p| (p.office.clone(), p))
+            .collect();
+        for (office, peer) in &self.peers {
+            merged.insert(office.clone(), peer.clone());
+        }
+        status.peers = merged.into_values().collect();
+        status
+    }
+
+    /// Updates the per-peer status from the sessions.
+    fn refresh_peers(&mut self) {
+        let now = self.clock.now();
+        let latest = self.replica.latest_seq().unwrap_or(0);
+        let ids: Vec<SessionId> = self.links.keys().copied().collect();
+        for id in ids {
+            let (Some(link), Some(st)) = (self.links.get(&id), self.sync.session_status(id)) else {
+                continue;
+            };
+            let office = link.peer.to_string();
+            let waiting = self.waiting_for(&link.peer, st.out_acked);
+            let entry = self.peers.entry(office.clone()).or_default();
+            entry.office = office;
+            entry.connected = true;
+            entry.address = Some(link.address.to_string());
+            entry.acked_seq = st.out_acked;
+            entry.consumed_seq = st.in_seq;
+            entry.waiting = waiting;
+            if st.established && st.fetching == 0 && st.out_acked >= latest {
+                entry.last_synced_ms = Some(now.0);
+            }
+        }
+    }
+
+    /// Cases in this node's log after `acked` that are on `peer`'s route.
+    fn waiting_for(&self, peer: &OfficeId, acked: u64) -> u64 {
+        let Some(place) = self.sync.place_of(peer) else {
+            return 0;
+        };
+        let mut waiting = 0;
+        let mut cursor = acked;
+        loop {
+            let Ok(batch) = self.replica.changes_since(cursor, 1024) else {
+                return waiting;
+            };
+            let Some(last) = batch.last() else {
+                return waiting;
+            };
+            cursor = last.seq;
+            waiting += batch
+                .iter()
+                .filter(|e| e.route.as_ref().is_some_and(|r| on_route(&place, r)))
+                .count() as u64;
+        }
+    }
+
+    fn persist_peers(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.refresh_peers();
+        let store = self.local.store();
+        let result = store.write(|tx| {
+            for (office, peer) in &self.peers {
+                let bytes = serde_json::to_vec(peer).unwrap_or_default();
+                tx.set_meta(&peer_status_key(office), &bytes)?;
+            }
+            Ok(())
+        });
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "cannot record peer status");
+        }
+        self.dirty = false;
+    }
+
+    /// Sends what the sync node queued and handles its events.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.sync.poll_transmit() {
+            let Some(link) = self.links.get(&transmit.session) else {
+                continue;
+            };
+            if link.tx.send(transmit.bytes).is_err() {
+                self.links.remove(&transmit.session);
+                self.sync.disconnect(transmit.session);
+            }
+        }
+        while let Some(event) = self.sync.poll_event() {
+            self.dirty = true;
+            match event {
+                Event::Connected { peer, .. } => tracing::info!(%peer, "session established"),
+                Event::CaseStored { case, peer } => {
+                    tracing::info!(%case, %peer, "case stored from peer");
+                }
+                Event::ReceiptSigned { case, stage } => {
+                    tracing::info!(%case, stage = stage.code(), "receipt signed");
+                }
+                Event::Forked { case } => {
+                    tracing::warn!(%case, "case carries a fork; the offices concerned must resolve it");
+                }
+                Event::Refused { peer, case, reason } => {
+                    tracing::warn!(%peer, case = ?case.map(|c| c.to_string()), %reason, "refused");
+                }
+                Event::DirectoryUpdated { version } => {
+                    tracing::info!(version, "directory updated");
+                    let newer = self.sync.directory().clone();
+                    if let Err(err) = self.endpoint.directory().update(newer) {
+                        tracing::warn!(error = %err, "transport kept its directory");
+                    }
+                    let closed = self.endpoint.enforce_directory();
+                    if closed > 0 {
+                        tracing::warn!(closed, "closed connections of revoked keys");
+                    }
+                    if let Err(err) = self.local.reload_directory() {
+                        tracing::warn!(error = %err, "cannot reload the directory");
+                    }
+                    if let Err(err) = self.replica.refresh_directory() {
+                        tracing::warn!(error = %err, "cannot reload the directory");
+                    }
+                }
+                Event::Closed {
+                    session,
+                    peer,
+                    reason,
+                } => {
+                    tracing::info!(%peer, %reason, "session closed");
+                    self.close(session);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn close(&mut self, session: SessionId) {
+        self.refresh_peers();
+        if let Some(link) = self.links.remove(&session) {
+            if let Some(peer) = self.peers.get_mut(link.peer.as_str()) {
+                peer.connected = false;
+                peer.address = None;
+            }
+            self.dirty = true;
+        }
+        self.sync.disconnect(session);
+    }
+
+    async fn handle(&mut self, input: Input) -> Result<(), DaemonError> {
+        let now = self.clock.now();
+        match input {
+            Input::Session {
+                peer,
+                address,
+                tx,
+                reply,
+            } => {
+                let session = tokio::task::block_in_place(|| {
+                    self.sync.connect(&self.replica, peer.clone(), now)
+                });
+                match session {
+                    Ok(id) => {
+                        self.links.insert(id, Link { peer, address, tx });
+                        self.dirty = true;
+                        let _ = reply.send(Some(id));
+                    }
+                    Err(err) => {
+                        tracing::warn!(%peer, error = %err, "session refused");
+                        let _ = reply.send(None);
+                    }
+                }
+            }
+            Input::Frame { session, bytes } => {
+                tokio::task::block_in_place(|| {
+                    self.sync
+                        .handle_message(&mut self.replica, session, &bytes, now)
+                })?;
+            }
+            Input::Closed { session } => self.close(session),
+            Input::Job(job) => job(self),
+            Input::Tick => {
+                if self.sync.poll_timeout().is_some_and(|t| t.0 <= now.0) {
+                    tokio::task::block_in_place(|| {
+                        self.sync.handle_timeout(&mut self.replica, now)
+                    })?;
+                }
+                self.persist_peers();
+            }
+        }
+        self.flush().await;
+        Ok(())
+    }
+}
+
+/// A running node.
+pub struct Daemon {
+    office: OfficeId,
+    inputs: mpsc::Sender<Input>,
+    listen: SocketAddr,
+    control: Option<SocketAddr>,
+    data_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    engine: Option<JoinHandle<Result<(), DaemonError>>>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("office", &self.office)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of [`Daemon::start`] beyond the config file.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// The clock.
+    pub clock: Clock,
+    /// Serve the control API (and write `control.addr`).
+    pub control_api: bool,
+    /// Sync protocol limits.
+    pub limits: Limits,
+    /// QUIC settings.
+    pub endpoint: EndpointConfig,
+    /// The shortest reconnect delay.
+    pub min_backoff: Duration,
+}
+
+impl Default for StartOptions {
+    fn default() -> StartOptions {
+        StartOptions {
+            clock: Clock::System,
+            control_api: true,
+            limits: Limits::default(),
+            endpoint: EndpointConfig::default(),
+            min_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Daemon {
+    /// Opens the node's store, checks that the directory certifies it, binds QUIC,
+    /// connects to its hubs and serves the control API. Must run inside a
+    /// multi-threaded tokio runtime.
+    pub async fn start(config: &NodeConfig, options: StartOptions) -> Result<Daemon, DaemonError> {
+        let dir = config.data_dir.clone();
+        let store = tokio::task::block_in_place(|| Store::open(&dir, &StoreOptions::default()))
+            .map_err(NodeError::from)?;
+        let store = Arc::new(store);
+        let local = LocalNode::open_with(&dir, store.clone())?;
+        let now = options.clock.now();
+        let directory = local
+            .directory()
+            .map_err(|e| DaemonError::NotCertified(format!("{e}; import the directory first")))?
+            .clone();
+        let authority = local.authority().ok_or_else(|| {
+            DaemonError::NotCertified("no directory authority key; import the directory".into())
+        })?;
+        if let Err(err) = local.certificate(now) {
+            return Err(DaemonError::NotCertified(err.to_string()));
+        }
+        let replica = Replica::new(
+            store.clone(),
+            Arc::new(local.calendar().clone()),
+            local.resident_secret(),
+            None,
+        )
+        .map_err(NodeError::from)?;
+        let key: OfficeKey = local.key().clone();
+        let sync = SyncNode::new(
+            SyncConfig {
+                office: local.office().clone(),
+                key: Arc::new(key.clone()),
+                authority,
+                calendar: Arc::new(local.calendar().clone()),
+                limits: options.limits,
+            },
+            &replica,
+        )?;
+        let listen = config
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let endpoint = Arc::new(
+            Endpoint::bind(
+                listen,
+                &key,
+                DirectoryHandle::new(directory),
+                options.endpoint.clone(),
+            )
+            .map_err(|e| DaemonError::Bind(format!("{listen}: {e}")))?,
+        );
+        let listen = endpoint.local_addr();
+        let office = local.office().clone();
+        tracing::info!(%office, %listen, "node started");
+
+        let (inputs, mut rx) = mpsc::channel::<Input>(4096);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut engine = Engine {
+            local,
+            replica,
+            sync,
+            clock: options.clock.clone(),
+            links: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            endpoint: endpoint.clone(),
+            dirty: false,
+        };
+        let engine_task = tokio::spawn(async move {
+            while let Some(input) = rx.recv().await {
+                if let Err(err) = engine.handle(input).await {
+                    tracing::error!(error = %err, "engine stopped");
+                    engine.persist_peers();
+                    return Err(err);
+                }
+            }
+            engine.dirty = true;
+            engine.persist_peers();
+            Ok(())
+        });
+
+        let mut tasks = Vec::new();
+        // Accept children.
+        {
+            let endpoint = endpoint.clone();
+            let inputs = inputs.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let connection = tokio::select! {
+                        c = endpoint.accept() => c,
+                        _ = stop.changed() => None,
+                    };
+                    let Some(connection) = connection else { break };
+                    let inputs = inputs.clone();
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let stream = tokio::select! {
+                            s = connection.accept_stream() => s,
+                            _ = wait_stop(stop.clone()) => return,
+                        };
+                        match stream {
+                            Ok((send, recv)) => {
+                                run_session(connection, send, recv, inputs, stop).await;
+                            }
+                            Err(err) => tracing::info!(error = %err, "child left before its hello"),
+                        }
+                    });
+                }
+            }));
+        }
+        // Connect to hubs.
+        for up in &config.upstream {
+            let Ok(expected) = OfficeId::parse(&up.office) else {
+                continue;
+            };
+            let address = up.address;
+            let endpoint = endpoint.clone();
+            let inputs = inputs.clone();
+            let stop = shutdown_rx.clone();
+            let cap = Duration::from_secs(config.max_backoff_secs.unwrap_or(60).max(1));
+            let base = options.min_backoff;
+            tasks.push(tokio::spawn(async move {
+                let mut backoff = Backoff::with_random_seed(BackoffConfig::new(base, cap));
+                loop {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let connected = connect_with_backoff(
+                        &endpoint,
+                        address,
+                        &mut backoff,
+                        wait_stop(stop.clone()),
+                    )
+                    .await;
+                    let Ok(connected) = connected else { break };
+                    let connection = connected.connection;
+                    if connection.peer().office() != &expected {
+                        tracing::warn!(
+                            expected = %expected,
+                            found = %connection.peer().office(),
+                            %address,
+                            "upstream answered as another office; retrying"
+                        );
+                        connection.close("unexpected office");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                    match connection.open_stream().await {
+                        Ok((send, recv)) => {
+                            run_session(connection, send, recv, inputs.clone(), stop.clone()).await;
+                        }
+                        Err(err) => tracing::info!(%address, error = %err, "cannot open a stream"),
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }));
+        }
+        // Timers and status.
+        {
+            let inputs = inputs.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => {
+                            if inputs.send(Input::Tick).await.is_err() { break; }
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        let mut daemon = Daemon {
+            office,
+            inputs,
+            listen,
+            control: None,
+            data_dir: dir.clone(),
+            shutdown,
+            tasks,
+            engine: Some(engine_task),
+            endpoint,
+        };
+        if options.control_api {
+            let control = config
+                .control
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let (addr, task) =
+                crate::control::serve(control, &dir, daemon.handle(), shutdown_rx.clone()).await?;
+            daemon.control = Some(addr);
+            daemon.tasks.push(task);
+        }
+        Ok(daemon)
+    }
+
+    /// This node's office.
+    pub fn office(&self) -> &OfficeId {
+        &self.office
+    }
+
+    /// The bound QUIC address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The control API's address, when served.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A cheap handle for running work on the engine.
+    pub fn handle(&self) -> DaemonHandle {
+        DaemonHandle {
+            inputs: self.inputs.clone(),
+        }
+    }
+
+    /// Stops the node: closes connections, lets the engine finish what it holds,
+    /// records peer status and removes `control.addr`. Everything acknowledged is
+    /// already in the store.
+    pub async fn shutdown(mut self) -> Result<(), DaemonError> {
+        let _ = self.shutdown.send(true);
+        self.endpoint.close();
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let engine = self.engine.take();
+        drop(self.inputs);
+        let result = match engine {
+            Some(task) => match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) | Err(_) => Err(DaemonError::Stopped),
+            },
+            None => Ok(()),
+        };
+        let _ = std::fs::remove_file(self.data_dir.join(CONTROL_ADDR_FILE));
+        result
+    }
+}
+
+/// Runs work on a daemon's engine.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    inputs: mpsc::Sender<Input>,
+}
+
+impl std::fmt::Debug for DaemonHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonHandle").finish_non_exhaustive()
+    }
+}
+
+impl DaemonHandle {
+    /// Runs `f` on the engine with the node and the engine's clock, then offers
+    /// whatever it wrote to the peers. Store writes inside `f` are durable when it
+    /// returns.
+    pub async fn exec<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut LocalNode, Timestamp) -> R + Send + 'static,
+    ) -> Result<R, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine: &mut Engine| {
+            let now = engine.now();
+            let result = tokio::task::block_in_place(|| f(engine.local(), now));
+            if let Err(err) = engine.local_change() {
+                tracing::error!(error = %err, "cannot offer local changes");
+            }
+            let _ = tx.send(result);
+        });
+        self.inputs
+            .send(Input::Job(job))
+            .await
+            .map_err(|_| DaemonError::Stopped)?;
+        rx.await.map_err(|_| DaemonError::Stopped)
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<NodeStatus, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine: &mut Engine| {
+            let status = tokio::task::block_in_place(|| engine.status());
+            let _ = tx.send(status);
+        });
+        self.inputs
+            .send(Input::Job(job))
+            .await
+            .map_err(|_| DaemonError::Stopped)?;
+        rx.await.map_err(|_| DaemonError::Stopped)
+    }
+}
+
+async fn wait_stop(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one session until the connection or the engine ends.
+async fn run_session(
+    connection: Connection,
+    mut send: FrameSender,
+    mut recv: FrameReceiver,
+    inputs: mpsc::Sender<Input>,
+    stop: watch::Receiver<bool>,
+) {
+    let peer = connection.peer().office().clone();
+    let address = connection.remote_address();
+    let (tx, mut out) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (reply, answer) = oneshot::channel();
+    if inputs
+        .send(Input::Session {
+            peer: peer.clone(),
+            address,
+            tx,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let Ok(Some(session)) = answer.await else {
+        connection.close("session refused");
+        return;
+    };
+    tracing::info!(%peer, %address, "connected");
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = out.recv().await {
+            if let Err(err) = send.send_frame(&frame).await {
+                tracing::info!(error = %err, "send failed");
+                break;
+            }
+        }
+        let _ = send.finish();
+    });
+    loop {
+        let frame = tokio::select! {
+            f = recv.recv_frame() => f,
+            _ = wait_stop(stop.clone()) => break,
+        };
+        match frame {
+            Ok(Some(bytes)) => {
+                if inputs.send(Input::Frame { session, bytes }).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                tracing::info!(%peer, error = %err, "link lost");
+                break;
+            }
+        }
+    }
+    let _ = inputs.send(Input::Closed { session }).await;
+    writer.abort();
+    connection.close("session ended");
+}

@@ -10,4 +10,5 @@ mod demo;
 mod id;
 mod js_interop;
 mod office;
+mod paths;
 mod support;

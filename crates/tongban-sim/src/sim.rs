@@ -7,6 +7,8 @@
 //! and every node's clock is skewed. Then everything **heals**: links come back,
 //! crashed nodes restart, frames arrive in order, and the run continues until
 //! nothing is in flight, every node is idle and no clerk has anything left to do.
+//! When the only thing left is a local case's publicity period (7 calendar days),
+//! virtual time skips to its end rather than ticking through the week.
 //! [`crate::check`] then checks the invariants.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +18,7 @@ use tongban_case::document::AwardLine;
 use tongban_case::{CaseDocument, Outcome as ReviewOutcome, Payload};
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, Operator, Timestamp};
-use tongban_domain::policy::SubsidyKind;
+use tongban_domain::policy::{Policy, SubsidyKind};
 use tongban_domain::stage::Stage;
 use tongban_ledger::transition::SignedTransition;
 use tongban_sync::admit;
@@ -69,7 +71,7 @@ impl SimConfig {
         let mut rng = Rng::new(seed ^ 0xC0FF_EE00);
         SimConfig {
             seed,
-            cases: 3 + rng.below(3) as usize,
+            cases: 2 + rng.below(3) as usize,
             chaos_ms: 3 * Timestamp::HOUR_MS,
             heal_limit_ms: 48 * Timestamp::HOUR_MS,
             faults: Faults {
@@ -173,6 +175,8 @@ struct Slot {
     node: Option<SyncNode>,
     sessions: BTreeMap<SessionId, usize>,
     seen: BTreeMap<CaseId, BTreeSet<[u8; 32]>>,
+    /// Cases in which the office's clerk found nothing to do, at these heads.
+    nothing_to_do: BTreeMap<CaseId, Vec<[u8; 32]>>,
 }
 
 /// A simulation in progress.
@@ -189,6 +193,8 @@ pub struct Sim {
     packets: BTreeMap<(i64, u64), Packet>,
     agenda: BTreeMap<(i64, u64), Action>,
     order: u64,
+    /// The earliest time a clerk waits for (the end of a publicity period).
+    wait_until: Option<i64>,
     /// The cases started.
     pub cases: Vec<CaseTrack>,
     /// Invariant violations found while running.
@@ -259,6 +265,7 @@ impl Sim {
                 node: None,
                 sessions: BTreeMap::new(),
                 seen: BTreeMap::new(),
+                nothing_to_do: BTreeMap::new(),
             });
         }
         let links = world
@@ -284,6 +291,7 @@ impl Sim {
             packets: BTreeMap::new(),
             agenda: BTreeMap::new(),
             order: 0,
+            wait_until: None,
             cases: Vec::new(),
             violations: Vec::new(),
             trace: Vec::new(),
@@ -323,7 +331,13 @@ impl Sim {
     fn note(&mut self, line: impl FnOnce() -> String) {
         if self.config.trace {
             let t = (self.now - epoch().0) as f64 / 1000.0;
-            self.trace.push(format!("[{t:>10.3}s] {}", line()));
+            let line = format!("[{t:>10.3}s] {}", line());
+            // SIM_TRACE_LIVE=1 prints the trace as it happens: for a seed that
+            // never ends.
+            if std::env::var_os("SIM_TRACE_LIVE").is_some() {
+                eprintln!("{line}");
+            }
+            self.trace.push(line);
         }
     }
 
@@ -731,11 +745,24 @@ impl Sim {
                 let Some(store) = self.slots[idx].store.as_ref() else {
                     continue;
                 };
+                // A clerk who found nothing to do in a case looks again only when
+                // the case changed.
+                let Ok(Some(heads)) = store.heads(&track.id) else {
+                    continue;
+                };
+                if self.slots[idx].nothing_to_do.get(&track.id) == Some(&heads) {
+                    continue;
+                }
                 let Ok(Some(doc)) = store.load(&track.id) else {
                     continue;
                 };
                 let tips = admit::tip_stages(&doc);
-                let [tip] = tips[..] else { continue };
+                let [tip] = tips[..] else {
+                    self.slots[idx]
+                        .nothing_to_do
+                        .insert(track.id.clone(), heads);
+                    continue;
+                };
                 let chain: Vec<SignedTransition> = admit::transitions_of(&doc)
                     .iter()
                     .filter_map(|b| SignedTransition::decode(b).ok())
@@ -746,10 +773,21 @@ impl Sim {
                     .count();
                 let suspended = chain.iter().any(|t| t.transition.to == Stage::Suspended);
                 let approved = chain.iter().any(|t| t.transition.to == Stage::Decided);
+                if tip == Stage::Publicized
+                    && let Some(opens_at) = self.publicity_end(&track, &chain)
+                    && self.now < opens_at
+                {
+                    // The village notice must run its whole period: come back then.
+                    self.wait_until = Some(self.wait_until.map_or(opens_at, |w| w.min(opens_at)));
+                    continue;
+                }
                 let place = self.slots[idx].office.place;
                 let Some((to, payload)) =
                     next_action(&track, place, tip, returns, suspended, approved)
                 else {
+                    self.slots[idx]
+                        .nothing_to_do
+                        .insert(track.id.clone(), heads);
                     continue;
                 };
                 // Clerks are not instant: act on about two ticks in three.
@@ -786,6 +824,21 @@ impl Sim {
         acted
     }
 
+    /// The virtual time at which the publicity of a case publicized in `chain` has
+    /// run its period at the domicile township (whose clock decides).
+    fn publicity_end(&self, track: &CaseTrack, chain: &[SignedTransition]) -> Option<i64> {
+        let entered = chain
+            .iter()
+            .filter(|t| t.transition.to == Stage::Publicized)
+            .map(|t| t.transition.at)
+            .max()?;
+        let domicile = track.route.domicile().to_string();
+        let policy = Policy::for_province(domicile.get(..2)?).ok()?;
+        let ends = entered.china_date() + chrono::Duration::days(i64::from(policy.publicity_days));
+        let at = self.world.at(&Place::Township(track.route.domicile()))?;
+        Some(Timestamp::start_of_china_date(ends).0 - self.slots[at].skew)
+    }
+
     fn all_idle(&self) -> bool {
         self.slots
             .iter()
@@ -793,6 +846,29 @@ impl Sim {
                 (Some(node), Some(store)) => node.is_idle(store).unwrap_or(false),
                 _ => false,
             })
+    }
+
+    /// The sessions that are not idle, described for a failure message.
+    fn busy_sessions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            let (Some(node), Some(store)) = (&slot.node, &slot.store) else {
+                out.push(format!("{} down", slot.office.id));
+                continue;
+            };
+            let latest = store.latest_seq().unwrap_or(0);
+            for (id, _) in node.sessions() {
+                if let Some(st) = node.session_status(id)
+                    && (!st.established || st.out_acked < latest || st.fetching > 0)
+                {
+                    out.push(format!(
+                        "{}->{} {st:?} latest={latest}",
+                        slot.office.id, st.peer
+                    ));
+                }
+            }
+        }
+        out
     }
 
     fn next_timer(&self) -> Option<(i64, usize)> {
@@ -821,7 +897,7 @@ impl Sim {
     /// Runs both phases. Invariants are checked by [`crate::check::check`].
     pub fn run(&mut self) {
         let chaos_end = self.now + self.config.chaos_ms;
-        let heal_end = chaos_end + self.config.heal_limit_ms;
+        let mut heal_end = chaos_end + self.config.heal_limit_ms;
         let mut quiet_ticks = 0;
         loop {
             if !self.healed && self.now >= chaos_end {
@@ -839,9 +915,11 @@ impl Sim {
             }
             let Some(at) = next else { break };
             if at > heal_end {
+                let busy = self.busy_sessions();
                 self.violations.push(format!(
-                    "not quiescent {} hours after healing",
-                    self.config.heal_limit_ms / Timestamp::HOUR_MS
+                    "not quiescent {} hours after healing; busy: {}",
+                    self.config.heal_limit_ms / Timestamp::HOUR_MS,
+                    busy.join("; ")
                 ));
                 break;
             }
@@ -873,14 +951,26 @@ impl Sim {
                     Action::Crash(idx) => self.crash(idx),
                     Action::Restart(idx) => self.restart(idx),
                     Action::ClerkTick => {
+                        self.wait_until = None;
                         let acted = self.clerk_tick();
                         let quiet =
                             self.healed && acted == 0 && self.packets.is_empty() && self.all_idle();
-                        quiet_ticks = if quiet { quiet_ticks + 1 } else { 0 };
-                        if quiet_ticks >= 2 {
-                            break;
+                        let mut at = self.now + CLERK_TICK_MS;
+                        match self.wait_until {
+                            // Nothing moves until a publicity period ends: skip there
+                            // (the days between cost nothing to simulate).
+                            Some(wait) if quiet => {
+                                quiet_ticks = 0;
+                                at = at.max(wait);
+                                heal_end = heal_end.max(wait + self.config.heal_limit_ms);
+                            }
+                            _ => {
+                                quiet_ticks = if quiet { quiet_ticks + 1 } else { 0 };
+                                if quiet_ticks >= 2 {
+                                    break;
+                                }
+                            }
                         }
-                        let at = self.now + CLERK_TICK_MS;
                         self.schedule(at, Action::ClerkTick);
                     }
                 }
@@ -914,6 +1004,12 @@ impl Sim {
     /// A node's store (when it is up).
     pub fn store(&self, idx: usize) -> Option<&RedbStore> {
         self.slots[idx].store.as_ref()
+    }
+
+    /// A node's store, writable (when it is up): for tests that corrupt a healed
+    /// world on purpose, to show that [`crate::check::check`] catches it.
+    pub fn store_mut(&mut self, idx: usize) -> Option<&mut RedbStore> {
+        self.slots[idx].store.as_mut()
     }
 
     /// The sum of the sync counters of the nodes that are up.

@@ -717,6 +717,13 @@ impl SyncNode {
                 s.out_acked = acked;
                 s.out_sent = s.out_sent.max(acked);
             }
+            // A peer repeats its hello only while it has not seen this node's:
+            // answer with ours, at most once per half stall period, so that two
+            // established sides bounce a duplicated hello once, not forever.
+            if now.0 - s.hello_at.0 >= self.limits.stall_ms / 2 {
+                s.hello_at = now;
+                self.send_hello(session);
+            }
             return Ok(());
         }
         s.remote = Some(Remote {
@@ -966,6 +973,16 @@ impl SyncNode {
             return Ok(());
         };
         let mut state = self.persisted_state(store, &s.peer, case)?;
+        // A fresh exchange, often a repeat after a stall: the peer may remember
+        // having sent changes that never arrived here (a lost frame, a refused
+        // document) and would never send them again. The reset flag makes it
+        // forget what it sent. Every peer runs this protocol version, so it
+        // understands the flag.
+        state.their_capabilities = Some(vec![
+            sync::Capability::MessageV2,
+            sync::Capability::SyncReset,
+        ]);
+        state.needs_reset = true;
         let doc = store.load(case).map_err(store_err)?.unwrap_or_default();
         let message = doc.generate_sync_message(&mut state);
         if let Some(s) = self.sessions.get_mut(&session) {
@@ -1012,12 +1029,13 @@ impl SyncNode {
                 None => break,
             }
         }
-        // Fetches no inventory still needs are over.
-        let needed: BTreeSet<&CaseId> = s.batches.values().flat_map(|b| b.pending.keys()).collect();
-        s.work.retain(|case, _| needed.contains(case));
         if s.in_seq == start {
             return Ok(());
         }
+        // Fetches no inventory still needs are over. (Only batches the cursor
+        // passed were dropped, so this runs once per batch, not once per case.)
+        let needed: BTreeSet<&CaseId> = s.batches.values().flat_map(|b| b.pending.keys()).collect();
+        s.work.retain(|case, _| needed.contains(case));
         let cursor = Cursor {
             incarnation: remote.incarnation,
             seq: s.in_seq,
@@ -1084,12 +1102,21 @@ impl SyncNode {
     ) -> Result<(), SyncError> {
         let stored = store.load(&case).map_err(store_err)?;
         let old_heads = stored.as_ref().map(heads_of);
+        // Both sides now share at least the sent document's heads: record that, so
+        // a later Automerge sync of this document starts from there.
         let loaded = match stored {
-            Some(mut doc) => doc.load_incremental(&bytes).map(|_| doc),
-            None => Automerge::load(&bytes),
+            // The usual case, a receiver that holds nothing: one load.
+            None => Automerge::load(&bytes).map(|doc| {
+                let shared = doc.get_heads();
+                (doc, shared)
+            }),
+            Some(mut doc) => Automerge::load(&bytes).and_then(|mut sent| {
+                let shared = sent.get_heads();
+                doc.merge(&mut sent).map(|_| (doc, shared))
+            }),
         };
-        let doc = match loaded {
-            Ok(doc) => doc,
+        let (doc, shared) = match loaded {
+            Ok(loaded) => loaded,
             Err(err) => {
                 self.refused(
                     session,
@@ -1099,11 +1126,6 @@ impl SyncNode {
                 return Ok(());
             }
         };
-        // Both sides now share at least the sent document's heads: record that, so
-        // a later Automerge sync of this document starts from there.
-        let shared = Automerge::load(&bytes)
-            .map(|d| d.get_heads())
-            .unwrap_or_default();
         let mut state = sync::State::new();
         state.shared_heads = shared;
         let Some(s) = self.sessions.get(&session) else {
@@ -1155,6 +1177,13 @@ impl SyncNode {
             Some(state) => state,
             None => self.persisted_state(store, &peer, &case)?,
         };
+        // The peer asks explicitly for changes it lacks: whatever this node sent of
+        // them was lost or refused, so they must not count as sent. (Automerge
+        // assumes a reliable channel; without this a lost changes message leaves
+        // both sides exchanging the same request and empty answer forever.)
+        for hash in &message.need {
+            state.sent_hashes.remove(hash);
+        }
         let stored = store.load(&case).map_err(store_err)?;
         let old_heads = stored.as_ref().map(heads_of);
         let mut doc = stored.unwrap_or_default();
@@ -1347,6 +1376,9 @@ impl SyncNode {
                 }
             }
             if hit {
+                if !s.batches.values().any(|b| b.pending.contains_key(case)) {
+                    s.work.remove(case);
+                }
                 touched.push(*id);
             }
         }

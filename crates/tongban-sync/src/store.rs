@@ -153,7 +153,9 @@ pub enum Never {}
 #[derive(Debug, Clone)]
 struct MemCase {
     doc: Automerge,
-    saved: Option<Vec<u8>>,
+    /// The full save, made on first demand and kept until the case changes, as
+    /// the real store keeps one.
+    saved: std::cell::RefCell<Option<Vec<u8>>>,
     heads: Vec<Hash32>,
     route: CaseRoute,
     seq: u64,
@@ -255,10 +257,12 @@ impl SyncStore for MemStore {
     }
 
     fn saved(&self, case: &CaseId) -> Result<Option<Vec<u8>>, Never> {
-        Ok(self
-            .cases
-            .get(case)
-            .map(|c| c.saved.clone().unwrap_or_else(|| c.doc.save())))
+        Ok(self.cases.get(case).map(|c| {
+            c.saved
+                .borrow_mut()
+                .get_or_insert_with(|| c.doc.save())
+                .clone()
+        }))
     }
 
     fn cursor(&self, peer: &OfficeId) -> Result<Option<Cursor>, Never> {
@@ -310,7 +314,7 @@ impl SyncStore for MemStore {
                     self.cases.insert(
                         case,
                         MemCase {
-                            saved: None,
+                            saved: std::cell::RefCell::new(None),
                             doc: merged,
                             heads,
                             route,

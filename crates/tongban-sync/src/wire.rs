@@ -20,8 +20,8 @@
 //! message or a [`WireError`] naming the field and its offset; it never panics,
 //! never allocates more than the input's length justifies (every count is checked
 //! against the bytes that remain before a vector is reserved), and refuses
-//! trailing bytes. The fuzz target `fuzz/fuzz_targets/decode.rs` and the property
-//! tests below hold it to that.
+//! trailing bytes. The fuzz target `fuzz/fuzz_targets/wire_decode.rs`, the corpus
+//! test `tests/corpus.rs` and the property tests below hold it to that.
 
 use tongban_domain::division::{DivisionCode, DivisionLevel};
 use tongban_domain::ids::{CaseId, OfficeId};

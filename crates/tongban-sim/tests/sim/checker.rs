@@ -1,0 +1,83 @@
+//! The checker can fail: a healed world corrupted on purpose yields violations,
+//! so a green campaign means something.
+
+use tongban_sim::check::check;
+use tongban_sim::{SimConfig, run_seed};
+use tongban_sync::route::on_route;
+use tongban_sync::store::{StoreWrite, SyncStore};
+
+/// A small healed world whose checks pass.
+fn healed() -> tongban_sim::Sim {
+    let mut config = SimConfig::for_seed(7);
+    config.cases = 2;
+    let (sim, violations) = run_seed(config).unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(!sim.cases.is_empty());
+    sim
+}
+
+#[test]
+fn a_case_planted_off_its_route_is_caught() {
+    let mut sim = healed();
+    let track = sim.cases[0].clone();
+    let holder = track
+        .route
+        .nodes()
+        .iter()
+        .find_map(|p| sim.world.at(p))
+        .unwrap();
+    let doc = sim.store(holder).unwrap().load(&track.id).unwrap().unwrap();
+    let outsider = sim
+        .nodes()
+        .find(|idx| !on_route(&sim.office(*idx).place, &track.route))
+        .unwrap();
+    let office = sim.office(outsider).id.clone();
+    sim.store_mut(outsider)
+        .unwrap()
+        .commit(vec![StoreWrite::Case {
+            case: track.id.clone(),
+            route: track.route,
+            doc: Box::new(doc),
+        }])
+        .unwrap();
+    let violations = check(&sim);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&office.to_string()) && v.contains("off its route")),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn a_transition_made_but_lost_is_caught() {
+    let mut sim = healed();
+    sim.cases[0].made.insert([7; 32]);
+    let violations = check(&sim);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("made but held nowhere")),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn a_route_node_that_lacks_the_case_is_caught() {
+    let mut sim = healed();
+    // Claim a case the world never synced: every node of its route lacks it.
+    let mut ghost = sim.cases[0].clone();
+    ghost.id = tongban_domain::ids::CaseId::parse(&format!(
+        "{}-20260302-GH0575",
+        ghost.route.acceptance()
+    ))
+    .unwrap();
+    sim.cases.push(ghost);
+    let violations = check(&sim);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("GH0575") && v.contains("does not hold it")),
+        "{violations:?}"
+    );
+}

@@ -628,8 +628,17 @@ impl Daemon {
             endpoint: endpoint.clone(),
             dirty: false,
         };
+        let engine_stop = shutdown_rx.clone();
         let engine_task = tokio::spawn(async move {
-            while let Some(input) = rx.recv().await {
+            loop {
+                // Stop on the shutdown signal even while handles to the engine
+                // are still held elsewhere.
+                let input = tokio::select! {
+                    biased;
+                    _ = wait_stop(engine_stop.clone()) => None,
+                    input = rx.recv() => input,
+                };
+                let Some(input) = input else { break };
                 if let Err(err) = engine.handle(input).await {
                     tracing::error!(error = %err, "engine stopped");
                     engine.persist_peers();

@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tongban_case::{CaseDocument, IntakeForm, Outcome, Payload, SigningOffice};
-use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp, resident_id_check_char};
+use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{OfficeFacts, Role, Stage};
-use tongban_ledger::directory::{DirectoryAuthority, OfficeCertificate};
-use tongban_ledger::keys::OfficeKey;
 use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions, Upstream};
 use tongban_node::local::LocalNode;
+use tongban_node::provision::{OfficeSpec, provision};
 use tongban_replica::Replica;
 use tongban_store::{Store, StoreOptions};
 use tongban_sync::{Config as SyncConfig, Limits, SyncNode};
@@ -43,35 +42,14 @@ const CHAIN: [(&str, Role, &str, Option<&str>); 7] = [
     ("440106001", Role::Township, "440106001", Some("hub-440106")),
 ];
 
-fn init_offices(root: &Path, specs: &[(&str, Role, &str)]) -> DirectoryAuthority {
-    let authority = DirectoryAuthority::new(OfficeKey::generate().unwrap());
+fn init_offices(root: &Path, specs: &[(&str, Role, &str)]) {
     let from = Timestamp(Timestamp::now().0 - 30 * 86_400_000);
     let to = Timestamp(Timestamp::now().0 + 365 * 86_400_000);
-    let mut certs = Vec::new();
-    for (serial, (id, role, division)) in specs.iter().enumerate() {
-        let public = LocalNode::init(&root.join(id), OfficeId::parse(id).unwrap()).unwrap();
-        certs.push(
-            authority
-                .issue(OfficeCertificate {
-                    office: OfficeId::parse(id).unwrap(),
-                    name: id.to_string(),
-                    role: *role,
-                    division: division.to_string(),
-                    public_key: public,
-                    not_before: from,
-                    not_after: to,
-                    serial: serial as u64 + 1,
-                })
-                .unwrap(),
-        );
-    }
-    let bytes = authority.publish(1, from, certs, Vec::new()).encode();
-    for (id, ..) in specs {
-        let mut node = LocalNode::open(&root.join(id)).unwrap();
-        node.import_directory(&bytes, Some(authority.public()))
-            .unwrap();
-    }
-    authority
+    let specs: Vec<OfficeSpec> = specs
+        .iter()
+        .map(|(id, role, division)| OfficeSpec::new(id, *role, division))
+        .collect();
+    provision(root, &specs, from, to).unwrap();
 }
 
 /// Writes `n` realistic cases (intake, materials notice, signed draft and

@@ -16,3 +16,4 @@ pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod local;
+pub mod provision;

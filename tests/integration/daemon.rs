@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tongban_domain::ids::{OfficeId, Timestamp, resident_id_check_char};
+use tongban_domain::ids::{Timestamp, resident_id_check_char};
 use tongban_domain::stage::Role;
-use tongban_ledger::directory::{DirectoryAuthority, OfficeCertificate};
-use tongban_ledger::keys::OfficeKey;
 use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions, Upstream};
-use tongban_node::local::LocalNode;
+use tongban_node::provision::{OfficeSpec, provision};
 use tongban_transport::relay::FaultRelay;
 
 use crate::support::{stderr, stdout};
@@ -321,38 +319,14 @@ fn a_node_without_its_certificate_refuses_to_start() {
 async fn sync_survives_loss_delay_and_a_partition() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let authority = DirectoryAuthority::new(OfficeKey::generate().unwrap());
     let specs = [
-        ("hub-cn", Role::Hub, "00"),
-        ("440106001", Role::Township, "440106001"),
-        ("130102001", Role::Township, "130102001"),
+        OfficeSpec::new("hub-cn", Role::Hub, "00"),
+        OfficeSpec::new("440106001", Role::Township, "440106001"),
+        OfficeSpec::new("130102001", Role::Township, "130102001"),
     ];
     let from = Timestamp(Timestamp::now().0 - 86_400_000);
     let to = Timestamp(Timestamp::now().0 + 365 * 86_400_000);
-    let mut certs = Vec::new();
-    for (serial, (id, role, division)) in specs.iter().enumerate() {
-        let public = LocalNode::init(&root.join(id), OfficeId::parse(id).unwrap()).unwrap();
-        certs.push(
-            authority
-                .issue(OfficeCertificate {
-                    office: OfficeId::parse(id).unwrap(),
-                    name: id.to_string(),
-                    role: *role,
-                    division: division.to_string(),
-                    public_key: public,
-                    not_before: from,
-                    not_after: to,
-                    serial: serial as u64 + 1,
-                })
-                .unwrap(),
-        );
-    }
-    let bytes = authority.publish(1, from, certs, Vec::new()).encode();
-    for (id, ..) in specs {
-        let mut node = LocalNode::open(&root.join(id)).unwrap();
-        node.import_directory(&bytes, Some(authority.public()))
-            .unwrap();
-    }
+    provision(root, &specs, from, to).unwrap();
     let options = StartOptions {
         clock: Clock::System,
         control_api: false,

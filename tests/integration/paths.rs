@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tongban_case::{IntakeForm, Outcome, Payload};
-use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp, resident_id_check_char};
+use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{Role, Stage};
-use tongban_ledger::directory::{DirectoryAuthority, OfficeCertificate};
-use tongban_ledger::keys::OfficeKey;
 use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions, Upstream};
-use tongban_node::local::LocalNode;
+use tongban_node::provision::{OfficeSpec, provision};
 
 const ACCEPTANCE: &str = "440106001";
 const DOMICILE: &str = "130102001";
@@ -44,33 +42,13 @@ impl Net {
     async fn start() -> Net {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        let authority = DirectoryAuthority::new(OfficeKey::generate().unwrap());
         let from = Timestamp(Timestamp::now().0 - 86_400_000);
         let to = Timestamp(Timestamp::now().0 + 365 * 86_400_000);
-        let mut certs = Vec::new();
-        for (serial, (id, role, division)) in OFFICES.iter().enumerate() {
-            let public = LocalNode::init(&root.join(id), OfficeId::parse(id).unwrap()).unwrap();
-            certs.push(
-                authority
-                    .issue(OfficeCertificate {
-                        office: OfficeId::parse(id).unwrap(),
-                        name: format!("测试 {id}"),
-                        role: *role,
-                        division: division.to_string(),
-                        public_key: public,
-                        not_before: from,
-                        not_after: to,
-                        serial: serial as u64 + 1,
-                    })
-                    .unwrap(),
-            );
-        }
-        let bytes = authority.publish(1, from, certs, Vec::new()).encode();
-        for (id, ..) in OFFICES {
-            let mut node = LocalNode::open(&root.join(id)).unwrap();
-            node.import_directory(&bytes, Some(authority.public()))
-                .unwrap();
-        }
+        let specs: Vec<OfficeSpec> = OFFICES
+            .iter()
+            .map(|(id, role, division)| OfficeSpec::new(id, *role, division))
+            .collect();
+        provision(root, &specs, from, to).unwrap();
         let options = StartOptions {
             clock: Clock::System,
             control_api: false,

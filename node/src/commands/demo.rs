@@ -28,19 +28,19 @@ use tongban_case::document::{AwardLine, policy_awards};
 use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::{DivisionCode, Divisions};
-use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp, resident_id_check_char};
+use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{Role, Stage};
-use tongban_ledger::directory::{Directory, DirectoryAuthority, OfficeCertificate};
-use tongban_ledger::keys::OfficeKey;
+use tongban_ledger::directory::Directory;
 use tongban_node::daemon::{Clock, Daemon, DaemonHandle, NodeConfig, StartOptions, Upstream};
 use tongban_node::local::LocalNode;
+use tongban_node::provision::{OfficeSpec, provision};
 use tongban_transport::relay::FaultRelay;
 
 use crate::cli::DemoArgs;
 
 /// One demo office: id, name (None: from the division table), role, division,
 /// and the hub it connects to.
-type OfficeSpec = (
+type DemoOffice = (
     &'static str,
     Option<&'static str>,
     Role,
@@ -49,7 +49,7 @@ type OfficeSpec = (
 );
 
 /// The offices, from the root of the hub tree down.
-const OFFICES: [OfficeSpec; 9] = [
+const OFFICES: [DemoOffice; 9] = [
     ("hub-cn", Some("全国枢纽"), Role::Hub, "00", None),
     (
         "hub-44",
@@ -109,6 +109,7 @@ const OFFICES: [OfficeSpec; 9] = [
     ),
 ];
 
+const HUB_CN: &str = "hub-cn";
 const ACCEPTANCE: &str = "440106001";
 const DOMICILE: &str = "130102001";
 const DPF: &str = "130102-dpf";
@@ -279,39 +280,26 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("（业务时钟为模拟时钟，自 2026-09-28 起，跨国庆假期；网络为真实时钟）\n");
 
     // Each office makes its node and key; the authority certifies the keys.
-    let authority = DirectoryAuthority::new(OfficeKey::generate()?);
     let valid_from =
         Timestamp::start_of_china_date(NaiveDate::from_ymd_opt(2026, 1, 1).context("date")?);
     let valid_to =
         Timestamp::start_of_china_date(NaiveDate::from_ymd_opt(2031, 1, 1).context("date")?);
-    let mut certificates = Vec::new();
     let mut names = BTreeMap::new();
-    for (serial, (id, name, role, division, _)) in OFFICES.iter().enumerate() {
-        let office = OfficeId::parse(id)?;
-        let dir = base.join(id);
-        let public = LocalNode::init(&dir, office.clone())?;
+    let mut specs = Vec::new();
+    for (id, name, role, division, _) in OFFICES {
         let name = name
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}办事处", name_of(division)));
-        names.insert(*id, name.clone());
-        certificates.push(authority.issue(OfficeCertificate {
-            office,
+        names.insert(id, name.clone());
+        specs.push(OfficeSpec {
+            office: id.to_string(),
             name,
-            role: *role,
+            role,
             division: division.to_string(),
-            public_key: public,
-            not_before: valid_from,
-            not_after: valid_to,
-            serial: serial as u64 + 1,
-        })?);
+        });
     }
-    let signed_directory = authority.publish(1, valid_from, certificates, Vec::new());
-    let directory_bytes = signed_directory.encode();
-    let directory = Directory::verify(&directory_bytes, &authority.public())?;
-    for (id, ..) in OFFICES {
-        let mut node = LocalNode::open(&base.join(id))?;
-        node.import_directory(&directory_bytes, Some(authority.public()))?;
-    }
+    let authority = provision(&base, &specs, valid_from, valid_to)?;
+    let directory = LocalNode::open(&base.join(HUB_CN))?.directory()?.clone();
     std::fs::write(
         base.join("authority.pub"),
         format!("{}\n", authority.public()),

@@ -376,6 +376,9 @@ pub enum CaseCommand {
         /// Only this stage (code name).
         #[arg(long)]
         stage: Option<String>,
+        /// Only cases on this office's route (its id).
+        #[arg(long)]
+        office: Option<String>,
         /// Only cases past their deadline.
         #[arg(long)]
         overdue: bool,

@@ -193,6 +193,10 @@ pub struct CaseRow {
     pub applicant: String,
     /// Domicile township.
     pub hukou_township: String,
+    /// The offices on the case's route (acceptance office, domicile township, county
+    /// DPF and civil affairs).
+    #[serde(default)]
+    pub offices: Vec<String>,
 }
 
 /// What `case new` produced.
@@ -725,6 +729,12 @@ impl LocalNode {
             let case = doc.read()?;
             let due: Option<Due> = doc.due(&self.calendar)?;
             let stage = doc.stage()?.unwrap_or(Stage::Draft);
+            let offices = self
+                .meta_of(&doc)?
+                .offices
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             rows.push(CaseRow {
                 case_id: id.to_string(),
                 stage,
@@ -734,6 +744,7 @@ impl LocalNode {
                 overdue: due.as_ref().is_some_and(|d| d.date < today),
                 applicant: tongban_case::schema::mask_name(&case.applicant.name),
                 hukou_township: case.applicant.hukou_township,
+                offices,
             });
         }
         Ok(rows)

@@ -256,6 +256,16 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     }
     let status = ok(Some(&domicile_dir), &auth, &["node", "status"]);
     assert!(status.contains("hub-cn"), "{status}");
+    // `case list --office` keeps the cases on that office's route.
+    for (office, want) in [("440106001", n), ("130102001", n), ("130104001", 0)] {
+        let out = ok(
+            Some(&domicile_dir),
+            &auth,
+            &["case", "list", "--json", "--office", office],
+        );
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), want, "--office {office}");
+    }
 
     // SIGTERM stops each node cleanly; then every store verifies directly.
     assert_eq!(domicile.terminate(), 0);

@@ -138,6 +138,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         ),
         CaseCommand::List {
             stage,
+            office,
             overdue,
             due_within,
             json,
@@ -158,6 +159,9 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 Ok(r) => r,
                 Err(e) => return Ok(fail(&e)),
             };
+            if let Some(office) = &office {
+                rows.retain(|r| r.offices.iter().any(|o| o == office));
+            }
             if overdue {
                 rows.retain(|r| r.overdue);
             }

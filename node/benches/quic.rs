@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tongban_case::{CaseDocument, IntakeForm, Outcome, Payload, SigningOffice};
 use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{OfficeFacts, Role, Stage};
-use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions, Upstream};
+use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions};
 use tongban_node::local::LocalNode;
 use tongban_node::provision::{OfficeSpec, provision};
 use tongban_replica::Replica;
@@ -187,20 +187,8 @@ async fn over_quic(root: &Path, hub_dir: &Path, fresh_dir: &Path, n: u64) -> Dur
         min_backoff: Duration::from_millis(20),
         ..StartOptions::default()
     };
-    let config = |dir: &Path, up: Option<std::net::SocketAddr>| NodeConfig {
-        data_dir: dir.to_path_buf(),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        upstream: up
-            .map(|address| Upstream {
-                office: HUB.into(),
-                address,
-            })
-            .into_iter()
-            .collect(),
-        control: None,
-        log: None,
-        operator: None,
-        max_backoff_secs: Some(1),
+    let config = |dir: &Path, up: Option<std::net::SocketAddr>| {
+        NodeConfig::loopback(dir, up.map(|address| (HUB, address)))
     };
     let _ = root;
     let hub = Daemon::start(&config(hub_dir, None), options.clone())
@@ -244,22 +232,10 @@ async fn latency(rounds: usize) -> Vec<Duration> {
     };
     let mut nodes: std::collections::BTreeMap<&str, Daemon> = Default::default();
     for (id, _, _, up) in CHAIN {
-        let upstream = up
-            .map(|hub| Upstream {
-                office: hub.into(),
-                address: nodes[hub].listen_addr(),
-            })
-            .into_iter()
-            .collect();
-        let config = NodeConfig {
-            data_dir: root.join(id),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            upstream,
-            control: None,
-            log: None,
-            operator: None,
-            max_backoff_secs: Some(1),
-        };
+        let config = NodeConfig::loopback(
+            &root.join(id),
+            up.map(|hub| (hub, nodes[hub].listen_addr())),
+        );
         nodes.insert(id, Daemon::start(&config, options.clone()).await.unwrap());
     }
     let stage_at = |office: &str, case: &CaseId| {

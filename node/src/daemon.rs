@@ -92,6 +92,27 @@ pub struct Upstream {
 }
 
 impl NodeConfig {
+    /// A node on loopback: QUIC on any free port of 127.0.0.1, connecting to `hub`
+    /// (office id and address) when given, reconnecting within a second. What the
+    /// demo, the benchmarks and the multi-node tests run.
+    pub fn loopback(data_dir: &Path, hub: Option<(&str, SocketAddr)>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            upstream: hub
+                .map(|(office, address)| Upstream {
+                    office: office.to_string(),
+                    address,
+                })
+                .into_iter()
+                .collect(),
+            control: None,
+            log: None,
+            operator: None,
+            max_backoff_secs: Some(1),
+        }
+    }
+
     /// Reads and checks `tongban.toml`. Relative data directories are relative to
     /// the file.
     pub fn load(path: &Path) -> Result<NodeConfig, DaemonError> {
@@ -308,7 +329,7 @@ impl Engine {
     }
 
     fn status(&mut self) -> NodeStatus {
-        self.refresh_peers();
+        self.refresh_peers(true);
         let mut status = status_from_store(&self.local).unwrap_or(NodeStatus {
             office: self.local.office().to_string(),
             running: true,
@@ -332,8 +353,10 @@ impl Engine {
         status
     }
 
-    /// Updates the per-peer status from the sessions.
-    fn refresh_peers(&mut self) {
+    /// Updates the per-peer status from the sessions. Counting what waits for each
+    /// peer walks the log, so only `node status` asks for it (`with_waiting`), never
+    /// the periodic persisting on the sync path.
+    fn refresh_peers(&mut self, with_waiting: bool) {
         let now = self.clock.now();
         let latest = self.replica.latest_seq().unwrap_or(0);
         let ids: Vec<SessionId> = self.links.keys().copied().collect();
@@ -342,14 +365,16 @@ impl Engine {
                 continue;
             };
             let office = link.peer.to_string();
-            let waiting = self.waiting_for(&link.peer, st.out_acked);
+            let waiting = with_waiting.then(|| self.waiting_for(&link.peer, st.out_acked));
             let entry = self.peers.entry(office.clone()).or_default();
             entry.office = office;
             entry.connected = true;
             entry.address = Some(link.address.to_string());
             entry.acked_seq = st.out_acked;
             entry.consumed_seq = st.in_seq;
-            entry.waiting = waiting;
+            if let Some(waiting) = waiting {
+                entry.waiting = waiting;
+            }
             if st.established && st.fetching == 0 && st.out_acked >= latest {
                 entry.last_synced_ms = Some(now.0);
             }
@@ -382,7 +407,7 @@ impl Engine {
         if !self.dirty {
             return;
         }
-        self.refresh_peers();
+        self.refresh_peers(false);
         let store = self.local.store();
         let result = store.write(|tx| {
             for (office, peer) in &self.peers {
@@ -455,7 +480,7 @@ impl Engine {
     }
 
     fn close(&mut self, session: SessionId) {
-        self.refresh_peers();
+        self.refresh_peers(false);
         if let Some(link) = self.links.remove(&session) {
             if let Some(peer) = self.peers.get_mut(link.peer.as_str()) {
                 peer.connected = false;

@@ -4,7 +4,9 @@
 //! [`local::LocalNode`] owns one data directory: the store (`tongban.redb`), the
 //! office key (`office.key`, mode 0600), the node file (`node.toml`) and imported
 //! calendar years (`calendar/`). Every office command goes through its methods, so
-//! that the daemon's control API (a later issue) and direct use share one code path.
+//! that the daemon's control API ([`control`], reached through [`client::Target`])
+//! and direct use share one code path. [`daemon`] runs a node: store, sync over QUIC
+//! and the control API.
 //! [`authority`] keeps the directory authority's files for the administrator's CLI.
 //!
 //! This crate must never log personal data in clear, and never write to the store

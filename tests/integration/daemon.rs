@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tongban_domain::ids::{Timestamp, resident_id_check_char};
 use tongban_domain::stage::Role;
-use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions, Upstream};
+use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions};
 use tongban_node::provision::{OfficeSpec, provision};
 use tongban_transport::relay::FaultRelay;
 
@@ -343,20 +343,8 @@ async fn sync_survives_loss_delay_and_a_partition() {
         min_backoff: Duration::from_millis(50),
         ..StartOptions::default()
     };
-    let config = |id: &str, up: Option<std::net::SocketAddr>| NodeConfig {
-        data_dir: root.join(id),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        upstream: up
-            .map(|address| Upstream {
-                office: "hub-cn".into(),
-                address,
-            })
-            .into_iter()
-            .collect(),
-        control: None,
-        log: None,
-        operator: None,
-        max_backoff_secs: Some(1),
+    let config = |id: &str, up: Option<std::net::SocketAddr>| {
+        NodeConfig::loopback(&root.join(id), up.map(|address| ("hub-cn", address)))
     };
     let hub = Daemon::start(&config("hub-cn", None), options.clone())
         .await

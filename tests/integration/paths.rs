@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{Role, Stage};
-use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions, Upstream};
+use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions};
 use tongban_node::provision::{OfficeSpec, provision};
 
 const ACCEPTANCE: &str = "440106001";
@@ -58,21 +58,8 @@ impl Net {
         let mut nodes = BTreeMap::new();
         let mut hub_addr = None;
         for (id, ..) in OFFICES {
-            let config = NodeConfig {
-                data_dir: root.join(id),
-                listen: Some("127.0.0.1:0".parse().unwrap()),
-                upstream: hub_addr
-                    .map(|address| Upstream {
-                        office: "hub-cn".into(),
-                        address,
-                    })
-                    .into_iter()
-                    .collect(),
-                control: None,
-                log: None,
-                operator: None,
-                max_backoff_secs: Some(1),
-            };
+            let config =
+                NodeConfig::loopback(&root.join(id), hub_addr.map(|address| ("hub-cn", address)));
             let daemon = Daemon::start(&config, options.clone()).await.unwrap();
             hub_addr.get_or_insert(daemon.listen_addr());
             nodes.insert(id, daemon);

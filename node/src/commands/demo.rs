@@ -31,7 +31,7 @@ use tongban_domain::division::{DivisionCode, Divisions};
 use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{Role, Stage};
 use tongban_ledger::directory::Directory;
-use tongban_node::daemon::{Clock, Daemon, DaemonHandle, NodeConfig, StartOptions, Upstream};
+use tongban_node::daemon::{Clock, Daemon, DaemonHandle, NodeConfig, StartOptions};
 use tongban_node::local::LocalNode;
 use tongban_node::provision::{OfficeSpec, provision};
 use tongban_transport::relay::FaultRelay;
@@ -326,7 +326,7 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let mut relay: Option<FaultRelay> = None;
     for (id, _, _, _, hub) in OFFICES {
-        let mut upstream = Vec::new();
+        let mut upstream = None;
         if let Some(hub) = hub {
             let hub_addr = demo
                 .nodes
@@ -343,20 +343,9 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
             } else {
                 hub_addr
             };
-            upstream.push(Upstream {
-                office: hub.to_string(),
-                address,
-            });
+            upstream = Some((hub, address));
         }
-        let config = NodeConfig {
-            data_dir: base.join(id),
-            listen: Some("127.0.0.1:0".parse()?),
-            upstream,
-            control: None,
-            log: None,
-            operator: None,
-            max_backoff_secs: Some(1),
-        };
+        let config = NodeConfig::loopback(&base.join(id), upstream);
         let daemon = Daemon::start(&config, options.clone())
             .await
             .with_context(|| format!("node {id} cannot start"))?;

@@ -374,6 +374,26 @@ impl Target {
         crate::local::missing_materials(doc)
     }
 
+    /// A consistent backup of the node's store into `out` (taken by the running
+    /// node when there is one).
+    pub fn backup(&self, out: &Path) -> Result<tongban_store::BackupSummary, NodeError> {
+        match self {
+            Target::Direct(node) => node
+                .store()
+                .backup_to(out)
+                .map_err(|e| NodeError::Rejected(e.to_string())),
+            Target::Daemon(client) => {
+                let out = std::path::absolute(out).map_err(|source| NodeError::Io {
+                    path: out.to_path_buf(),
+                    source,
+                })?;
+                Client::json(
+                    &client.post_json("/v1/backup", &crate::control::BackupRequest { out })?,
+                )
+            }
+        }
+    }
+
     /// Every case the node holds, sorted.
     pub fn case_ids(&self) -> Result<Vec<CaseId>, NodeError> {
         let mut ids = match self {

@@ -179,6 +179,14 @@ pub struct MaterialQuery {
     pub file_name: Option<String>,
 }
 
+/// `POST /v1/backup` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// Where the node writes the backup file (an absolute path on the node's
+    /// machine; it must not exist).
+    pub out: std::path::PathBuf,
+}
+
 /// `GET /v1/cases` query.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ListQuery {
@@ -291,6 +299,36 @@ async fn material(
     Ok((StatusCode::CREATED, axum::Json(hash)).into_response())
 }
 
+async fn backup(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<BackupRequest>,
+) -> Result<Response, Failure> {
+    api.check(&headers)?;
+    if !request.out.is_absolute() {
+        return Err(bad_request(format!(
+            "out {}: give an absolute path",
+            request.out.display()
+        )));
+    }
+    // The snapshot is one read transaction: it runs beside the engine, which goes
+    // on syncing and writing meanwhile.
+    let store = api.node.exec(|node, _| node.shared_store().clone()).await?;
+    let summary = tokio::task::spawn_blocking(move || store.backup_to(&request.out))
+        .await
+        .map_err(|e| Failure::from(DaemonError::Control(e.to_string())))?
+        .map_err(|e| {
+            Failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiError {
+                    error: e.to_string(),
+                    rejection: true,
+                },
+            )
+        })?;
+    Ok(axum::Json(summary).into_response())
+}
+
 async fn directory(State(api): State<Api>, headers: HeaderMap) -> Result<Response, Failure> {
     api.check(&headers)?;
     let bytes = api
@@ -307,6 +345,7 @@ fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/directory", get(directory))
+        .route("/v1/backup", post(backup))
         .route("/v1/cases", get(list).post(new_case))
         .route("/v1/cases/{id}", get(document))
         .route("/v1/cases/{id}/transitions", post(transition))

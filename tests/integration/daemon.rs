@@ -267,6 +267,15 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
         assert_eq!(rows.as_array().unwrap().len(), want, "--office {office}");
     }
 
+    // A backup of a running node is taken by the node, and verifies.
+    let backup = root.join("domicile.tbbak");
+    ok(
+        Some(&domicile_dir),
+        &auth,
+        &["backup", "--out", backup.to_str().unwrap()],
+    );
+    ok(None, &auth, &["backup", "verify", backup.to_str().unwrap()]);
+
     // SIGTERM stops each node cleanly; then every store verifies directly.
     assert_eq!(domicile.terminate(), 0);
     assert_eq!(acceptance.terminate(), 0);

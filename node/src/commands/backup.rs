@@ -25,14 +25,22 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(super::rejected());
             };
-            let store = match Store::open(&dir, &StoreOptions::default()) {
-                Ok(store) => store,
-                Err(err) => {
-                    eprintln!("无法打开数据目录 cannot open the store: {err}");
-                    return Ok(super::rejected());
+            // Through the running node when there is one (it holds the store),
+            // else on the store directly (also a bare store without a node file).
+            let result = match tongban_node::client::Target::open(&dir) {
+                Ok(target) => target.backup(&out),
+                Err(tongban_node::local::NodeError::NotInitialised { .. }) => {
+                    Store::open(&dir, &StoreOptions::default())
+                        .map_err(tongban_node::local::NodeError::from)
+                        .and_then(|store| {
+                            store.backup_to(&out).map_err(|e| {
+                                tongban_node::local::NodeError::Rejected(e.to_string())
+                            })
+                        })
                 }
+                Err(err) => Err(err),
             };
-            match store.backup_to(&out) {
+            match result {
                 Ok(summary) => {
                     println!("备份完成 backup written: {}", out.display());
                     print_summary(&summary);

@@ -4,6 +4,7 @@
 //! the receiving nodes, and the signed history of each checked on every node.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use tongban_case::{IntakeForm, Outcome, Payload};
@@ -11,6 +12,7 @@ use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{Role, Stage};
 use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions};
 use tongban_node::provision::{OfficeSpec, provision};
+use tongban_store::MaterialHash;
 
 const ACCEPTANCE: &str = "440106001";
 const DOMICILE: &str = "130102001";
@@ -182,6 +184,55 @@ impl Net {
         }
     }
 
+    /// The materials `office`'s copy of the case lists, by hash, with the bytes
+    /// `office` holds of each (checked as read).
+    async fn materials(&self, office: &str, case: &CaseId) -> BTreeMap<String, Option<Vec<u8>>> {
+        let case = case.clone();
+        self.nodes[office]
+            .handle()
+            .exec(move |node, _| {
+                let doc = node.case(&case).unwrap().read().unwrap();
+                doc.materials
+                    .values()
+                    .map(|m| {
+                        let hash: MaterialHash = m.hash.parse().unwrap();
+                        let bytes = node.store().open_material(&hash).ok().map(|mut r| {
+                            let mut out = Vec::new();
+                            r.read_to_end(&mut out).unwrap();
+                            out
+                        });
+                        (m.hash.clone(), bytes)
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every node holds the scans the acceptance office attached to
+    /// `case`, byte for byte (fetched over QUIC, through the hub).
+    async fn materials_everywhere(&self, case: &CaseId) {
+        let attached = self.materials(ACCEPTANCE, case).await;
+        assert!(!attached.is_empty());
+        assert!(attached.values().all(Option::is_some));
+        for (id, ..) in OFFICES {
+            let start = Instant::now();
+            loop {
+                let held = self.materials(id, case).await;
+                if held == attached {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "{id} holds {} of {} materials of {case}",
+                    held.values().filter(|b| b.is_some()).count(),
+                    attached.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     async fn push(&mut self) -> CaseId {
         let case = self.new_case().await;
         self.act(ACCEPTANCE, &case, Stage::Accepted, Payload::default())
@@ -287,6 +338,9 @@ async fn every_path_over_real_nodes() {
         Active,
     ]);
     net.history(&approved, &want).await;
+    // The scans went along: the hub, the domicile township and both county
+    // offices hold the acceptance office's bytes.
+    net.materials_everywhere(&approved).await;
 
     // Returned for correction by the domicile township, corrected, approved.
     let returned = net.push().await;

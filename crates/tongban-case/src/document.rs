@@ -327,16 +327,7 @@ impl CaseDocument {
 
     /// Hydrates the whole document.
     pub fn read(&self) -> Result<CaseDoc, CaseError> {
-        let version: Option<u64> = match self.doc.get(automerge::ROOT, "schema_version") {
-            Ok(Some((automerge::Value::Scalar(s), _))) => s.as_u64(),
-            _ => None,
-        };
-        match version {
-            Some(v) if v > SCHEMA_VERSION => return Err(CaseError::NewerSchema { found: v }),
-            Some(_) => {}
-            None => return Err(CaseError::Schema("schema_version is missing".into())),
-        }
-        autosurgeon::hydrate(&self.doc).map_err(|e| CaseError::Schema(e.to_string()))
+        read_case(&self.doc)
     }
 
     /// Changes the document through its Rust form, as one Automerge change.
@@ -371,9 +362,57 @@ impl CaseDocument {
     /// Decodes the chain of signed transitions: from the first transition, follow
     /// successors (by previous hash); at a fork, follow the lowest hash and flag it.
     pub fn chain(&self) -> Result<Chain, CaseError> {
+        Ok(Chain::of(&self.read()?))
+    }
+
+    /// The current stage, from the signed chain.
+    pub fn stage(&self) -> Result<Option<Stage>, CaseError> {
+        Ok(self.chain()?.stage())
+    }
+
+    /// The facts the stage machine needs.
+    pub fn facts(&self) -> Result<CaseFacts, CaseError> {
+        let case = self.read()?;
+        let chain = Chain::of(&case);
+        Ok(facts_of(&case, &chain))
+    }
+}
+
+/// Reads (hydrates) the case from any Automerge document view, checking its
+/// schema version: what [`CaseDocument::read`] does, for a caller holding a
+/// plain `Automerge` (the store and sync layers), without a save and reload.
+pub fn read_case<D: ReadDoc + autosurgeon::ReadDoc>(doc: &D) -> Result<CaseDoc, CaseError> {
+    let version: Option<u64> = match ReadDoc::get(doc, automerge::ROOT, "schema_version") {
+        Ok(Some((automerge::Value::Scalar(s), _))) => s.as_u64(),
+        _ => None,
+    };
+    match version {
+        Some(v) if v > SCHEMA_VERSION => return Err(CaseError::NewerSchema { found: v }),
+        Some(_) => {}
+        None => return Err(CaseError::Schema("schema_version is missing".into())),
+    }
+    autosurgeon::hydrate(doc).map_err(|e| CaseError::Schema(e.to_string()))
+}
+
+/// The facts the stage machine needs, from a read case and its chain.
+pub fn facts_of(case: &CaseDoc, chain: &Chain) -> CaseFacts {
+    CaseFacts {
+        acceptance_office: case.acceptance.office.clone(),
+        acceptance_township: case.acceptance.township.clone(),
+        domicile_township: case.applicant.hukou_township.clone(),
+        approved: chain.approved(),
+    }
+}
+
+impl Chain {
+    /// Decodes the chain of signed transitions of a read case: from the first
+    /// transition, follow successors (by previous hash); at a fork, follow the
+    /// lowest hash and flag it.
+    pub fn of(case: &CaseDoc) -> Chain {
         let mut links = Vec::new();
         let mut undecodable = 0;
-        for (signed, payload) in self.raw_transitions()? {
+        for record in case.transitions.values() {
+            let (signed, payload) = (record.signed.to_vec(), record.payload.to_vec());
             match SignedTransition::decode(&signed) {
                 Ok(t) => links.push(ChainLink {
                     hash: t.hash(),
@@ -407,26 +446,11 @@ impl CaseDocument {
                 break;
             }
         }
-        Ok(chain)
+        chain
     }
+}
 
-    /// The current stage, from the signed chain.
-    pub fn stage(&self) -> Result<Option<Stage>, CaseError> {
-        Ok(self.chain()?.stage())
-    }
-
-    /// The facts the stage machine needs.
-    pub fn facts(&self) -> Result<CaseFacts, CaseError> {
-        let case = self.read()?;
-        let chain = self.chain()?;
-        Ok(CaseFacts {
-            acceptance_office: case.acceptance.office,
-            acceptance_township: case.acceptance.township,
-            domicile_township: case.applicant.hukou_township,
-            approved: chain.approved(),
-        })
-    }
-
+impl CaseDocument {
     /// The case id.
     pub fn case_id(&self) -> Result<CaseId, CaseError> {
         let case = self.read()?;
@@ -565,37 +589,46 @@ impl CaseDocument {
     /// The due date of the current stage: the earliest deadline among the rules that
     /// leave it, counted by the calendar from the signed time of entering it.
     pub fn due(&self, calendar: &Calendar) -> Result<Option<Due>, CaseError> {
-        let chain = self.chain()?;
-        let (Some(stage), Some(entered)) = (chain.stage(), chain.entered_at()) else {
-            return Ok(None);
-        };
-        let facts = self.facts()?;
-        let policy = Policy::for_province(facts.domicile_township.get(..2).unwrap_or("00"))
-            .map_err(|e| CaseError::Payload(e.to_string()))?;
-        let mut best: Option<Due> = None;
-        for rule in stage::rules_from(Some(stage)).filter(|r| stage::guard_holds(r.guard, &facts)) {
-            let Some(deadline) = rule.deadline else {
-                continue;
-            };
-            let anchor = match deadline.anchor {
-                Anchor::EnteredFrom => entered.china_date(),
-                Anchor::PublicityEnd => {
-                    entered.china_date() + chrono::Duration::days(i64::from(policy.publicity_days))
-                }
-            };
-            let date = calendar.deadline_from_receipt(anchor, deadline.working_days);
-            let due = Due {
-                date: date.date,
-                provisional: date.provisional,
-                working_days: deadline.working_days,
-                next: rule.to,
-            };
-            if best.as_ref().is_none_or(|b| due.date < b.date) {
-                best = Some(due);
-            }
-        }
-        Ok(best)
+        let case = self.read()?;
+        due_of(&case, &Chain::of(&case), calendar)
     }
+}
+
+/// The due date of a read case's current stage (see [`CaseDocument::due`]).
+pub fn due_of(
+    case: &CaseDoc,
+    chain: &Chain,
+    calendar: &Calendar,
+) -> Result<Option<Due>, CaseError> {
+    let (Some(stage), Some(entered)) = (chain.stage(), chain.entered_at()) else {
+        return Ok(None);
+    };
+    let facts = facts_of(case, chain);
+    let policy = Policy::for_province(facts.domicile_township.get(..2).unwrap_or("00"))
+        .map_err(|e| CaseError::Payload(e.to_string()))?;
+    let mut best: Option<Due> = None;
+    for rule in stage::rules_from(Some(stage)).filter(|r| stage::guard_holds(r.guard, &facts)) {
+        let Some(deadline) = rule.deadline else {
+            continue;
+        };
+        let anchor = match deadline.anchor {
+            Anchor::EnteredFrom => entered.china_date(),
+            Anchor::PublicityEnd => {
+                entered.china_date() + chrono::Duration::days(i64::from(policy.publicity_days))
+            }
+        };
+        let date = calendar.deadline_from_receipt(anchor, deadline.working_days);
+        let due = Due {
+            date: date.date,
+            provisional: date.provisional,
+            working_days: deadline.working_days,
+            next: rule.to,
+        };
+        if best.as_ref().is_none_or(|b| due.date < b.date) {
+            best = Some(due);
+        }
+    }
+    Ok(best)
 }
 
 /// The deadline of the current stage.

@@ -15,5 +15,8 @@ pub mod document;
 pub mod intake;
 pub mod schema;
 
-pub use document::{CaseDocument, CaseError, Chain, Due, Outcome, Payload, SigningOffice};
+pub use document::{
+    CaseDocument, CaseError, Chain, Due, Outcome, Payload, SigningOffice, due_of, facts_of,
+    read_case,
+};
 pub use intake::{FieldError, Intake, IntakeForm};

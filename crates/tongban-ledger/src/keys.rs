@@ -83,12 +83,42 @@ impl PublicKey {
     /// Uses strict verification: non-canonical signatures and weak keys are refused,
     /// so one message has one valid signature encoding per key.
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+        let Some(key) = verifying_key(&self.0) else {
             return false;
         };
         let signature = Signature::from_bytes(signature);
         key.verify_strict(message, &signature).is_ok()
     }
+}
+
+/// Most decompressed keys one thread keeps (a directory certifies a few thousand
+/// offices; a thread that sees more starts over).
+const KEY_CACHE: usize = 4096;
+
+thread_local! {
+    /// Decompressed verifying keys by their bytes. Decompressing a key (a square
+    /// root in the field) is about a sixth of a verification, and a node verifies
+    /// the same few office keys again and again; a per-thread map needs no lock
+    /// when admission verifies on several threads.
+    static VERIFYING_KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The decompressed key of `bytes`, from the thread's cache when it is there;
+/// `None` when the bytes are not a curve point.
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    VERIFYING_KEYS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(key) = cache.get(bytes) {
+            return Some(*key);
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        if cache.len() >= KEY_CACHE {
+            cache.clear();
+        }
+        cache.insert(*bytes, key);
+        Some(key)
+    })
 }
 
 impl fmt::Display for PublicKey {

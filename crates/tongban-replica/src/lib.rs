@@ -17,7 +17,14 @@
 //! - a cursor is the store's peer cursor plus `sync.cursor.<peer>` in the meta
 //!   table (the peer's log incarnation, 16 bytes, and the sequence number, 8 bytes
 //!   big-endian), written in one transaction;
-//! - the directory is the meta value `directory`, where the node keeps it.
+//! - the directory is the meta value `directory`, where the node keeps it;
+//! - every case write also attaches the materials its document lists
+//!   (`tongban_sync::material::referenced`), held or not, in the same transaction;
+//!   a received material (`StoreWrite::Material`) is `put_material` plus
+//!   `attach_material` in one transaction, refused when its bytes hash to another
+//!   address; `read_material` reads only the chunks a range covers
+//!   (`Store::read_material_range`), and `missing_materials` is the store's list of
+//!   referenced materials neither held nor removed.
 //!
 //! # What it must never do
 //!
@@ -29,15 +36,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use automerge::Automerge;
-use tongban_case::CaseDocument;
+use tongban_case::{CaseDocument, Chain, due_of, read_case};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, OfficeId};
 use tongban_domain::stage::{Role, Stage};
 use tongban_ledger::directory::SignedDirectory;
-use tongban_store::{CaseMeta, ResidentKey, Store, StoreError, StoreOptions, WriteTx};
+use tongban_store::{
+    CaseMeta, MaterialHash, ResidentKey, Store, StoreError, StoreOptions, WriteTx,
+};
 use tongban_sync::route::CaseRoute;
-use tongban_sync::store::{LogEntry, StoreWrite, SyncStore};
+use tongban_sync::store::{LogEntry, MaterialPart, StoreWrite, SyncStore};
 use tongban_sync::wire::{Cursor, Hash32, Incarnation};
 
 /// The meta key of the signed directory (shared with the node).
@@ -113,6 +122,24 @@ pub fn case_meta(
     calendar: &Calendar,
     resident_secret: &[u8; 32],
 ) -> CaseMeta {
+    doc_meta(
+        document.automerge(),
+        domicile,
+        offices,
+        calendar,
+        resident_secret,
+    )
+}
+
+/// [`case_meta`] of a plain Automerge document: the case is read (hydrated) once,
+/// and the stage and due date come from that one reading.
+pub fn doc_meta<D: automerge::ReadDoc + autosurgeon::ReadDoc>(
+    doc: &D,
+    domicile: &str,
+    offices: &[(Role, String, OfficeId)],
+    calendar: &Calendar,
+    resident_secret: &[u8; 32],
+) -> CaseMeta {
     let mut meta = CaseMeta {
         stage: Stage::Draft,
         due: None,
@@ -120,15 +147,19 @@ pub fn case_meta(
         offices: Vec::new(),
         subsidy_kinds: Vec::new(),
     };
-    if let Ok(case) = document.read() {
+    if let Ok(case) = read_case(doc) {
         meta.resident_key = resident_key(resident_secret, &case.applicant.resident_id);
         meta.subsidy_kinds = case.subsidy_kinds.clone();
         if let Ok(office) = OfficeId::parse(&case.acceptance.office) {
             meta.offices.push(office);
         }
+        let chain = Chain::of(&case);
+        meta.stage = chain.stage().unwrap_or(Stage::Draft);
+        meta.due = due_of(&case, &chain, calendar)
+            .ok()
+            .flatten()
+            .map(|d| d.date);
     }
-    meta.stage = document.stage().ok().flatten().unwrap_or(Stage::Draft);
-    meta.due = document.due(calendar).ok().flatten().map(|d| d.date);
     for (role, division, office) in offices {
         let on = match role {
             Role::Township => *division == domicile,
@@ -154,6 +185,26 @@ pub fn put_case(
     route: &CaseRoute,
 ) -> Result<(), StoreError> {
     tx.put_document(case, doc, meta)?;
+    put_route(tx, case, route)?;
+    attach_materials(tx, case, doc)
+}
+
+/// Records that `case` references every material its document lists, held or
+/// not (`tongban_sync::material::referenced`): a case may arrive before its scans,
+/// and `Store::missing_materials` then tells the node what to fetch (a material
+/// removed under a retention rule is not listed there, so not fetched again).
+fn attach_materials(
+    tx: &mut WriteTx<'_>,
+    case: &CaseId,
+    doc: &Automerge,
+) -> Result<(), StoreError> {
+    for material in tongban_sync::material::referenced(doc) {
+        tx.attach_material(case, &MaterialHash(material.hash))?;
+    }
+    Ok(())
+}
+
+fn put_route(tx: &mut WriteTx<'_>, case: &CaseId, route: &CaseRoute) -> Result<(), StoreError> {
     let value = format!("{}{}", route.acceptance(), route.domicile());
     tx.set_meta(&route_key(case), value.as_bytes())
 }
@@ -219,22 +270,13 @@ impl Replica {
     }
 
     fn meta_of(&self, doc: &Automerge, route: &CaseRoute) -> CaseMeta {
-        match CaseDocument::load(&doc.save()) {
-            Ok(document) => case_meta(
-                &document,
-                &route.domicile().to_string(),
-                &self.offices,
-                &self.calendar,
-                &self.resident_secret,
-            ),
-            Err(_) => CaseMeta {
-                stage: Stage::Draft,
-                due: None,
-                resident_key: ResidentKey([0; 32]),
-                offices: Vec::new(),
-                subsidy_kinds: Vec::new(),
-            },
-        }
+        doc_meta(
+            doc,
+            &route.domicile().to_string(),
+            &self.offices,
+            &self.calendar,
+            &self.resident_secret,
+        )
     }
 
     /// Every case the store holds, from the change log (one entry per case).
@@ -303,6 +345,10 @@ impl SyncStore for Replica {
         self.store.load_case(case)
     }
 
+    fn saved(&self, case: &CaseId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.case_bytes(case)
+    }
+
     fn cursor(&self, peer: &OfficeId) -> Result<Option<Cursor>, StoreError> {
         let Some(bytes) = self.store.meta(&cursor_key(peer))? else {
             return Ok(None);
@@ -328,21 +374,65 @@ impl SyncStore for Replica {
         self.store.meta(META_DIRECTORY)
     }
 
+    fn material_len(&self, hash: &Hash32) -> Result<Option<u64>, StoreError> {
+        self.store.material_len(&MaterialHash(*hash))
+    }
+
+    fn read_material(
+        &self,
+        hash: &Hash32,
+        offset: u64,
+        max_len: usize,
+    ) -> Result<Option<MaterialPart>, StoreError> {
+        Ok(self
+            .store
+            .read_material_range(&MaterialHash(*hash), offset, max_len)?
+            .map(|(total_len, data)| MaterialPart { total_len, data }))
+    }
+
+    fn missing_materials(&self) -> Result<Vec<(CaseId, Hash32)>, StoreError> {
+        Ok(self
+            .store
+            .missing_materials()?
+            .into_iter()
+            .map(|(case, hash)| (case, hash.0))
+            .collect())
+    }
+
+    fn material_removed(&self, hash: &Hash32) -> Result<bool, StoreError> {
+        Ok(self.store.material_removal(&MaterialHash(*hash))?.is_some())
+    }
+
     fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), StoreError> {
-        let metas: Vec<Option<CaseMeta>> = writes
-            .iter()
-            .map(|w| match w {
-                StoreWrite::Case { doc, route, .. } => Some(self.meta_of(doc, route)),
-                _ => None,
-            })
-            .collect();
+        // Index metadata reads each document whole (a hydration): independent per
+        // document, so a batch computes it on all cores before the transaction.
+        let meta = |w: &StoreWrite| match w {
+            StoreWrite::Case { doc, route, .. } => Some(self.meta_of(doc, route)),
+            _ => None,
+        };
+        let metas: Vec<Option<CaseMeta>> = if writes.len() > 2 {
+            use rayon::prelude::*;
+            writes.par_iter().map(meta).collect()
+        } else {
+            writes.iter().map(meta).collect()
+        };
         let mut new_directory = None;
         self.store.write(|tx| {
             for (write, meta) in writes.iter().zip(metas) {
                 match write {
-                    StoreWrite::Case { case, route, doc } => {
+                    StoreWrite::Case {
+                        case,
+                        route,
+                        doc,
+                        saved,
+                    } => {
                         let meta = meta.unwrap_or_else(|| self.meta_of(doc, route));
-                        put_case(tx, case, doc, &meta, route)?;
+                        match saved {
+                            Some(saved) => tx.put_saved_document(case, doc, saved, &meta)?,
+                            None => tx.put_document(case, doc, &meta)?,
+                        };
+                        put_route(tx, case, route)?;
+                        attach_materials(tx, case, doc)?;
                     }
                     StoreWrite::Cursor { peer, cursor } => {
                         tx.set_peer_cursor(peer, cursor.seq)?;
@@ -356,6 +446,20 @@ impl SyncStore for Replica {
                     StoreWrite::Directory { bytes } => {
                         tx.set_meta(META_DIRECTORY, bytes)?;
                         new_directory = Some(bytes.clone());
+                    }
+                    StoreWrite::Material { case, hash, bytes } => {
+                        let put = tx.put_material(bytes.as_slice())?;
+                        if put.hash.0 != *hash {
+                            // Never keep bytes under another address: abort.
+                            return Err(StoreError::InvalidArgument {
+                                detail: format!(
+                                    "material bytes hash to {}, not {}",
+                                    put.hash,
+                                    MaterialHash(*hash)
+                                ),
+                            });
+                        }
+                        tx.attach_material(case, &put.hash)?;
                     }
                 }
             }

@@ -205,6 +205,12 @@ fn main() -> Result<(), Failure> {
             },
         ),
         (
+            "docs",
+            Message::Docs {
+                docs: vec![(case.clone(), doc.save()), (case.clone(), doc.save())],
+            },
+        ),
+        (
             "ack",
             Message::Ack {
                 incarnation: incarnation16,
@@ -233,6 +239,12 @@ fn main() -> Result<(), Failure> {
                 offset: 0,
                 total_len: 64,
                 data: vec![0x25; 64],
+            },
+        ),
+        (
+            "material-missing",
+            Message::MaterialMissing {
+                hash: *blake3::hash(b"material").as_bytes(),
             },
         ),
         (

@@ -10,6 +10,10 @@
 //! 5. No case went backwards on any node (checked while running, by
 //!    `Sim::observe`: a node's set of signed transitions only grows).
 //! 6. Every node computes the same deadline for every case.
+//! 7. Every node of a case's route holds every material of the case, whole, with
+//!    the right BLAKE3, and attached to the case.
+//! 8. No node holds a material of a case off its route (unless a case on its route
+//!    references the same content).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,10 +96,7 @@ pub fn check(sim: &Sim) -> Vec<String> {
                 signed.iter().map(|b| *blake3::hash(b).as_bytes()).collect(),
             );
             // 4: the verifier.
-            let has_head = |h: &[u8; 32]| {
-                use automerge::ReadDoc;
-                doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some()
-            };
+            let has_head = |h: &[u8; 32]| tongban_sync::store::has_change(&doc, h);
             let ctx =
                 VerifyContext::new(&directory, &sim.world.calendar, sim.clock(idx), &has_head);
             let report = verify_case(
@@ -156,6 +157,74 @@ pub fn check(sim: &Sim) -> Vec<String> {
                 track.id
             ));
         }
+        // 7: materials everywhere on the route.
+        for &idx in &route_nodes {
+            let Some(store) = sim.store(idx) else {
+                continue;
+            };
+            let office = &sim.office(idx).id;
+            for hash in &track.materials {
+                out.extend(material_problem(store, &track.id, hash).map(|problem| {
+                    format!("{office} is on the route of {} but {problem}", track.id)
+                }));
+            }
+        }
+    }
+    // 8: no material off its route.
+    for idx in sim.nodes() {
+        let place = sim.office(idx).place;
+        let Some(store) = sim.store(idx) else {
+            continue;
+        };
+        let mine: BTreeSet<[u8; 32]> = sim
+            .cases
+            .iter()
+            .filter(|t| on_route(&place, &t.route))
+            .flat_map(|t| t.materials.iter().copied())
+            .collect();
+        for track in sim.cases.iter().filter(|t| !on_route(&place, &t.route)) {
+            for hash in track.materials.iter().filter(|h| !mine.contains(*h)) {
+                if store.has_material(hash).unwrap_or(true) {
+                    out.push(format!(
+                        "{} holds a material of {}, which is off its route",
+                        sim.office(idx).id,
+                        track.id
+                    ));
+                }
+            }
+        }
     }
     out
+}
+
+/// What is wrong with a route node's copy of a material, if anything.
+fn material_problem(
+    store: &tongban_replica::Replica,
+    case: &tongban_domain::ids::CaseId,
+    hash: &[u8; 32],
+) -> Option<String> {
+    use std::io::Read;
+    let address = tongban_store::MaterialHash(*hash);
+    let short = tongban_ledger::hex(&hash[..6]);
+    let mut bytes = Vec::new();
+    match store.inner().open_material(&address) {
+        Ok(mut reader) => {
+            // The reader checks every chunk and the whole hash.
+            if let Err(err) = reader.read_to_end(&mut bytes) {
+                return Some(format!("its material {short} is damaged: {err}"));
+            }
+        }
+        Err(tongban_store::StoreError::UnknownMaterial { .. }) => {
+            return Some(format!("lacks material {short}"));
+        }
+        Err(err) => return Some(format!("cannot read material {short}: {err}")),
+    }
+    if blake3::hash(&bytes).as_bytes() != hash {
+        return Some(format!("its material {short} has the wrong content"));
+    }
+    match store.inner().case_materials(case) {
+        Ok(attached) if attached.contains(&address) => None,
+        Ok(_) => Some(format!("material {short} is not attached to the case")),
+        Err(err) => Some(format!("store: {err}")),
+    }
 }

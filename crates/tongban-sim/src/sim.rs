@@ -27,7 +27,7 @@ use tongban_sync::route::{CaseRoute, CountyOffice, Place};
 use tongban_sync::store::{StoreWrite, SyncStore};
 
 use crate::rng::Rng;
-use crate::world::{Office, World, actor_for, create_case, epoch, resident_id};
+use crate::world::{Office, World, actor_for, attach_material, create_case, epoch, resident_id};
 use tongban_replica::Replica as RedbStore;
 
 /// What can go wrong.
@@ -136,6 +136,8 @@ pub struct CaseTrack {
     pub plan: Plan,
     /// Hashes of every transition a clerk signed.
     pub made: BTreeSet<[u8; 32]>,
+    /// BLAKE3 hashes of the materials the acceptance office attached.
+    pub materials: Vec<[u8; 32]>,
 }
 
 #[derive(Debug)]
@@ -367,6 +369,11 @@ impl Sim {
                 batch_entries: 64,
                 window: 2,
                 stall_ms: 20_000,
+                // Small frames: a lost frame loses a few documents, not all.
+                docs_frame_bytes: 16 << 10,
+                max_material_bytes: 8 << 20,
+                material_window: 2,
+                material_retry_ms: 2_000,
             },
         };
         let node = SyncNode::new(config, &store)?;
@@ -659,7 +666,7 @@ impl Sim {
             return;
         };
         let resident = resident_id(&mut self.rng, &domicile_code);
-        let (document, signed) =
+        let (mut document, signed) =
             match create_case(&office, &case_id, &domicile_code, &resident, now) {
                 Ok(made) => made,
                 Err(err) => {
@@ -676,11 +683,23 @@ impl Sim {
         let Ok(route) = CaseRoute::new(a, d) else {
             return;
         };
+        let material = case_material(&case_id);
+        if let Some(bytes) = &material
+            && let Err(err) = attach_material(&mut document, &office, "id_card", bytes, now)
+        {
+            self.violations
+                .push(format!("attaching a material failed: {err}"));
+            return;
+        }
         let mut track = CaseTrack {
             id: case_id.clone(),
             route,
             plan,
             made: BTreeSet::new(),
+            materials: material
+                .iter()
+                .map(|bytes| *blake3::hash(bytes).as_bytes())
+                .collect(),
         };
         track.made.insert(signed.hash());
         self.cases.push(track);
@@ -691,6 +710,26 @@ impl Sim {
             )
         });
         self.write_case(acceptance, &case_id, route, document);
+        if let Some(bytes) = material {
+            self.store_material(acceptance, &case_id, bytes);
+        }
+    }
+
+    /// The acceptance office stores the scan its case references (as the clerk's
+    /// attach does), right after the case: peers fetch it once they hold the case.
+    fn store_material(&mut self, idx: usize, case: &CaseId, bytes: Vec<u8>) {
+        let Some(store) = self.slots[idx].store.as_mut() else {
+            return;
+        };
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let write = StoreWrite::Material {
+            case: case.clone(),
+            hash,
+            bytes,
+        };
+        if let Err(err) = store.commit(vec![write]) {
+            self.fail(idx, "storing a material", err);
+        }
     }
 
     fn write_case(
@@ -711,6 +750,7 @@ impl Sim {
                 case: case.clone(),
                 route,
                 doc: Box::new(doc),
+                saved: None,
             }])
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -843,7 +883,9 @@ impl Sim {
         self.slots
             .iter()
             .all(|slot| match (&slot.node, &slot.store) {
-                (Some(node), Some(store)) => node.is_idle(store).unwrap_or(false),
+                (Some(node), Some(store)) => {
+                    node.is_idle(store).unwrap_or(false) && node.materials_wanted() == 0
+                }
                 _ => false,
             })
     }
@@ -857,6 +899,13 @@ impl Sim {
                 continue;
             };
             let latest = store.latest_seq().unwrap_or(0);
+            if node.materials_wanted() > 0 {
+                out.push(format!(
+                    "{} wants {} material(s)",
+                    slot.office.id,
+                    node.materials_wanted()
+                ));
+            }
             for (id, _) in node.sessions() {
                 if let Some(st) = node.session_status(id)
                     && (!st.established || st.out_acked < latest || st.fetching > 0)
@@ -1030,10 +1079,46 @@ impl Sim {
         sum
     }
 
+    /// The sum of the material-transfer counters of the nodes that are up.
+    pub fn material_stats(&self) -> tongban_sync::MaterialStats {
+        let mut sum = tongban_sync::MaterialStats::default();
+        for node in self.slots.iter().filter_map(|s| s.node.as_ref()) {
+            let s = node.material_stats();
+            sum.requests_sent += s.requests_sent;
+            sum.chunks_sent += s.chunks_sent;
+            sum.bytes_sent += s.bytes_sent;
+            sum.missing_sent += s.missing_sent;
+            sum.stored += s.stored;
+            sum.refused += s.refused;
+        }
+        sum
+    }
+
     /// A node's clock.
     pub fn clock(&self, idx: usize) -> Timestamp {
         self.local(idx)
     }
+}
+
+/// The scan a case carries, if any: derived from the case id, not drawn from the
+/// seed's random stream (still a function of the seed, through the id). About five
+/// cases in eight carry one: a small scan, or (one case in eight) one of more than
+/// a chunk, so transfers of several chunks meet the faults too.
+pub fn case_material(case: &CaseId) -> Option<Vec<u8>> {
+    let digest = blake3::hash(format!("tongban-sim material {case}").as_bytes());
+    let d = digest.as_bytes();
+    let n = usize::from(u16::from_le_bytes([d[1], d[2]]));
+    let len = match d[0] % 8 {
+        0..=2 => return None,
+        3 => tongban_sync::wire::MAX_CHUNK + 1 + 4 * n,
+        _ => 200 + n % 6_000,
+    };
+    let mut bytes = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(d)
+        .finalize_xof()
+        .fill(&mut bytes);
+    Some(bytes)
 }
 
 fn review(outcome: ReviewOutcome, opinion: &str) -> Payload {

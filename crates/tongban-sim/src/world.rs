@@ -13,7 +13,8 @@ use std::sync::Arc;
 use automerge::{ActorId, AutoCommit};
 use chrono::NaiveDate;
 use tongban_case::schema::{
-    Acceptance, Applicant, CaseDoc, Household, MaterialsNotice, NoticeItem, SCHEMA_VERSION,
+    Acceptance, Applicant, CaseDoc, Household, Material, MaterialsNotice, NoticeItem,
+    SCHEMA_VERSION, material_key,
 };
 use tongban_case::{CaseDocument, CaseError, Payload, SigningOffice};
 use tongban_domain::calendar::Calendar;
@@ -365,4 +366,32 @@ pub fn create_case(
         &Payload::default(),
     )?;
     Ok((document, signed))
+}
+
+/// Records a material (`kind`, e.g. `id_card`) in the case document, as the
+/// clerk's attach does: the store keeps the bytes, the document their hash and
+/// size.
+pub fn attach_material(
+    document: &mut CaseDocument,
+    office: &Office,
+    kind: &str,
+    bytes: &[u8],
+    at: Timestamp,
+) -> Result<(), CaseError> {
+    let hash = blake3::hash(bytes).to_hex().to_string();
+    document.update(at, "attach material", |case| {
+        case.materials.insert(
+            material_key(kind, &hash),
+            Material {
+                kind: kind.into(),
+                hash: hash.clone(),
+                size: bytes.len() as u64,
+                media_type: "image/jpeg".into(),
+                file_name: "scan.jpg".into(),
+                added_at: at.millis(),
+                added_by: office.id.to_string(),
+            },
+        );
+        Ok(())
+    })
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use redb::ReadOnlyTable;
 
-use crate::error::{R, StoreError};
+use crate::error::{Fail, R, StoreError};
 use crate::store::Store;
-use crate::tables::MATERIAL_CHUNKS;
+use crate::tables::{CHUNK_SIZE, MATERIAL_CHUNKS};
 use crate::types::MaterialHash;
 
 /// A stored material, read from one consistent snapshot of the store.
@@ -63,6 +63,76 @@ impl Store {
                 whole: blake3::Hasher::new(),
                 finished: false,
             })
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+}
+
+impl Store {
+    /// Part of a stored material: `min(max_len, len - offset)` bytes from `offset`
+    /// (none at or after its end), with the material's whole length; `None` when
+    /// it is not stored. Reads only the chunks the range covers, each checked
+    /// against its stored BLAKE3 before any of its bytes are returned (the hash of
+    /// the whole content needs every chunk: [`MaterialReader`] checks it). This is
+    /// how a node serves a material to a peer chunk by chunk; the peer checks the
+    /// whole hash itself.
+    pub fn read_material_range(
+        &self,
+        hash: &MaterialHash,
+        offset: u64,
+        max_len: usize,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let inner = || -> R<Option<(u64, Vec<u8>)>> {
+            let txn = self.begin_read()?;
+            let Some(record) = self.material_record(&txn, hash)? else {
+                return Ok(None);
+            };
+            let end = offset
+                .saturating_add(u64::try_from(max_len).unwrap_or(u64::MAX))
+                .min(record.len);
+            if offset >= end {
+                return Ok(Some((record.len, Vec::new())));
+            }
+            let corrupt = |chunk: u64, detail: String| -> Fail {
+                StoreError::CorruptMaterial {
+                    path: self.db_file.clone(),
+                    hash: *hash,
+                    chunk: u32::try_from(chunk).unwrap_or(u32::MAX),
+                    detail,
+                }
+                .into()
+            };
+            let chunks = txn.open_table(MATERIAL_CHUNKS)?;
+            let size = CHUNK_SIZE as u64;
+            let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
+            for idx in offset / size..=(end - 1) / size {
+                let Some(idx32) = u32::try_from(idx).ok().filter(|i| *i < record.n_chunks) else {
+                    return Err(corrupt(idx, "is past the recorded chunk count".into()));
+                };
+                let Some(value) = chunks.get((record.blob, idx32))? else {
+                    return Err(corrupt(idx, "is missing".into()));
+                };
+                let bytes = value.value();
+                if bytes.len() < 32 {
+                    return Err(corrupt(idx, "is shorter than its checksum".into()));
+                }
+                let (stored_hash, data) = bytes.split_at(32);
+                if blake3::hash(data).as_bytes() != stored_hash {
+                    return Err(corrupt(idx, "fails its BLAKE3 check".into()));
+                }
+                let start = idx * size;
+                let expected = (record.len - start).min(size);
+                if data.len() as u64 != expected {
+                    return Err(corrupt(
+                        idx,
+                        format!("has {} bytes, not {expected}", data.len()),
+                    ));
+                }
+                let from = (offset.max(start) - start) as usize;
+                let to = (end.min(start + expected) - start) as usize;
+                out.extend_from_slice(&data[from..to]);
+            }
+            Ok(Some((record.len, out)))
         };
         inner().map_err(|f| self.fail(f))
     }

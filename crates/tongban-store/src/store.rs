@@ -398,8 +398,27 @@ impl Store {
 
     /// The full Automerge save of `case`, for callers that cannot share an
     /// in-memory document (a control API, a CLI export).
+    /// A case with no increments since its last compaction answers with its stored
+    /// base as it is (no load, no save): what a hub sending thousands of documents
+    /// to a new node does most.
     pub fn case_bytes(&self, case: &CaseId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.load_case(case)?.map(|doc| doc.save()))
+        let base = (|| -> R<Option<Vec<u8>>> {
+            let txn = self.begin_read()?;
+            let cases = txn.open_table(CASES)?;
+            let Some(record) = self.get_record(&cases, case)? else {
+                return Ok(None);
+            };
+            if record.increments > 0 {
+                return Ok(None);
+            }
+            let base = txn.open_table(DOC_BASE)?;
+            Ok(base.get(case.as_str())?.map(|v| v.value().to_vec()))
+        })()
+        .map_err(|f| self.fail(f))?;
+        match base {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Ok(self.load_case(case)?.map(|doc| doc.save())),
+        }
     }
 
     /// What the store knows of `case` without reading its document.
@@ -689,6 +708,40 @@ impl Store {
                     case,
                     parse_case(case),
                 )?);
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Every (case, material) reference whose material is not stored and was not
+    /// removed under a retention rule: what the node still has to receive (a case
+    /// may arrive before its scans). Sorted by material, then case.
+    pub fn missing_materials(&self) -> Result<Vec<(CaseId, MaterialHash)>, StoreError> {
+        let inner = || -> R<Vec<(CaseId, MaterialHash)>> {
+            let txn = self.begin_read()?;
+            let references = txn.open_table(MATERIAL_CASES)?;
+            let materials = txn.open_table(MATERIALS)?;
+            let removals = txn.open_table(MATERIAL_REMOVALS)?;
+            let mut out = Vec::new();
+            // References are sorted by material: look each one up once.
+            let mut current: Option<([u8; 32], bool)> = None;
+            for item in references.iter()? {
+                let (key, _) = item?;
+                let (hash, case) = key.value();
+                let missing = match current {
+                    Some((seen, missing)) if seen == hash => missing,
+                    _ => {
+                        let missing =
+                            materials.get(hash)?.is_none() && removals.get(hash)?.is_none();
+                        current = Some((hash, missing));
+                        missing
+                    }
+                };
+                if missing {
+                    let case = row(&self.db_file, "material_cases", case, parse_case(case))?;
+                    out.push((case, MaterialHash(hash)));
+                }
             }
             Ok(out)
         };

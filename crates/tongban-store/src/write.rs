@@ -486,6 +486,21 @@ impl WriteTx<'_> {
         self.finish(result)
     }
 
+    /// [`WriteTx::put_document`] for a caller that also holds the document's full
+    /// save (a document received whole): a new case keeps `saved` as its base
+    /// without saving `doc` again. `saved` must be a save of `doc` (its heads are
+    /// `doc`'s); for a case the store already holds it is not used.
+    pub fn put_saved_document(
+        &mut self,
+        case: &CaseId,
+        doc: &Automerge,
+        saved: &[u8],
+        meta: &CaseMeta,
+    ) -> Result<CaseWrite, StoreError> {
+        let result = self.put_inner(case, Source::Saved(doc, saved), meta);
+        self.finish(result)
+    }
+
     fn put_inner(&mut self, case: &CaseId, source: Source<'_>, meta: &CaseMeta) -> R<CaseWrite> {
         validate_meta(meta)?;
         let old = {
@@ -503,7 +518,7 @@ impl WriteTx<'_> {
         // change chunks the store did not have.
         let (working, heads, written): (CachedDoc, Vec<ChangeHash>, Cow<'_, [u8]>) =
             match (&old, source) {
-                (None, Source::Document(src)) => {
+                (None, Source::Document(src) | Source::Saved(src, _)) => {
                     let missing = src.get_missing_deps(&[]);
                     if !missing.is_empty() {
                         return Err(StoreError::MissingDependencies {
@@ -513,7 +528,11 @@ impl WriteTx<'_> {
                         .into());
                     }
                     let heads = src.get_heads();
-                    (CachedDoc::new(src.clone()), heads, Cow::Owned(src.save()))
+                    let written = match source {
+                        Source::Saved(_, saved) => Cow::Borrowed(saved),
+                        _ => Cow::Owned(src.save()),
+                    };
+                    (CachedDoc::new(src.clone()), heads, written)
                 }
                 (None, Source::Changes(bytes)) => {
                     if bytes.is_empty() {
@@ -528,7 +547,9 @@ impl WriteTx<'_> {
                 }
                 (Some(record), source) => {
                     let bytes: Cow<'_, [u8]> = match source {
-                        Source::Document(src) => Cow::Owned(src.save_after(&old_heads)),
+                        Source::Document(src) | Source::Saved(src, _) => {
+                            Cow::Owned(src.save_after(&old_heads))
+                        }
                         Source::Changes(bytes) => Cow::Borrowed(bytes),
                     };
                     let working = self.working_doc(case, record)?;
@@ -882,7 +903,10 @@ impl WriteTx<'_> {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Source<'a> {
     Changes(&'a [u8]),
     Document(&'a Automerge),
+    /// A document and its full save.
+    Saved(&'a Automerge, &'a [u8]),
 }

@@ -17,7 +17,7 @@
 //! Documents are read through Automerge's `ReadDoc` with the field names of the
 //! case schema (`docs/case-schema.md`), without hydrating the whole document.
 
-use automerge::{Automerge, ChangeHash, ObjType, ReadDoc, ScalarValue, Value};
+use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, Value};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, Timestamp};
@@ -175,12 +175,33 @@ pub fn verify(
     calendar: &Calendar,
     now: Timestamp,
 ) -> Result<Findings, Refusal> {
+    verify_transitions(
+        doc,
+        transitions_of(doc),
+        case,
+        route,
+        directory,
+        calendar,
+        now,
+    )
+}
+
+/// [`verify`] of transitions already read from `doc` (by [`transitions_of`]).
+pub fn verify_transitions(
+    doc: &Automerge,
+    transitions: Vec<Vec<u8>>,
+    case: &CaseId,
+    route: &CaseRoute,
+    directory: &Directory,
+    calendar: &Calendar,
+    now: Timestamp,
+) -> Result<Findings, Refusal> {
     let history = CaseHistory {
         case: case.clone(),
-        transitions: transitions_of(doc),
+        transitions,
         domicile_township: route.domicile().to_string(),
     };
-    let has_head = |hash: &[u8; 32]| doc.get_change_by_hash(&ChangeHash(*hash)).is_some();
+    let has_head = |hash: &[u8; 32]| crate::store::has_change(doc, hash);
     let ctx = VerifyContext::new(directory, calendar, now, &has_head);
     let report = verify_case(&history, &ctx);
     let mut findings = Findings::default();
@@ -204,7 +225,12 @@ pub fn verify(
 /// through `CaseDocument::apply`, which follows the same chain, and admission has
 /// already verified every transition.
 pub fn tip_stages(doc: &Automerge) -> Vec<Stage> {
-    let decoded: Vec<SignedTransition> = transitions_of(doc)
+    tips_of(&transitions_of(doc))
+}
+
+/// [`tip_stages`] of transitions already read from the document.
+pub fn tips_of(transitions: &[Vec<u8>]) -> Vec<Stage> {
+    let decoded: Vec<SignedTransition> = transitions
         .iter()
         .filter_map(|bytes| SignedTransition::decode(bytes).ok())
         .collect();

@@ -17,27 +17,33 @@
 //! acceptance office), and records how far it has consumed the sender's log — its
 //! cursor — in the same store, so a reconnect costs what changed since.
 //! [`node::SyncNode`] is the whole state machine; [`wire`] is the framing
-//! (`docs/sync-protocol.md`).
+//! (`docs/sync-protocol.md`). The scanned materials a case references follow it
+//! to the same nodes, fetched in checked chunks ([`material`]).
 //!
 //! # What this crate must never do
 //!
 //! It does no I/O: no sockets, no clock, no disk. The caller passes `now` into every
 //! call, feeds received frames in and takes frames to send out, and hands in the
 //! store as a [`store::SyncStore`]: the same code runs over QUIC in the node and
-//! over a simulated network in `tongban-sim`. It never sends a case to a node off
+//! over a simulated network in `tongban-sim`. The one use of threads is pure CPU
+//! work: the documents of one received batch are loaded and verified on rayon's
+//! pool, with results in the batch's order, so outcomes never depend on
+//! scheduling. It never sends a case to a node off
 //! the case's route, never stores a document with a transition its directory does
 //! not authorise, and never drops a fork: forked cases are stored, reported by the
 //! verifier and surfaced as [`node::Event::Forked`].
 
 pub mod admit;
+pub mod material;
 pub mod node;
 pub mod route;
 pub mod store;
 pub mod wire;
 
+pub use material::{MaterialRef, MaterialStats};
 pub use node::{
     Config, Event, Limits, SessionId, SessionStatus, Stats, SyncError, SyncNode, Transmit,
 };
 pub use route::{CaseRoute, CountyOffice, Place, next_hops, on_route};
-pub use store::{LogEntry, MemStore, StoreWrite, SyncStore};
+pub use store::{LogEntry, MaterialPart, MemStore, StoreWrite, SyncStore};
 pub use wire::{Message, WireError};

@@ -14,11 +14,12 @@ use tongban_ledger::directory::{Directory, DirectoryError};
 use tongban_ledger::keys::{OfficeKey, PublicKey};
 
 use crate::admit::{self, Refusal};
+use crate::material::Materials;
 use crate::route::{CaseRoute, Place, RouteError, on_route};
-use crate::store::{StoreWrite, SyncStore, heads_of};
+use crate::store::{StoreWrite, SyncStore, has_change, heads_of};
 use crate::wire::{
-    Cursor, GoodbyeReason, Hash32, Hello, Incarnation, Inventory, InventoryEntry, MAX_HEADS,
-    MAX_WANTS, Message, PROTOCOL_VERSION, WireError,
+    Cursor, GoodbyeReason, Hash32, Hello, Incarnation, Inventory, InventoryEntry, MAX_DOCS,
+    MAX_HEADS, MAX_PAYLOAD, MAX_WANTS, Message, PROTOCOL_VERSION, WireError,
 };
 
 /// The operator named in receipts the node signs by itself.
@@ -34,6 +35,18 @@ pub struct Limits {
     /// After this long without progress, a session repeats what it is waiting for
     /// (its hello, its unacknowledged inventories, its document requests).
     pub stall_ms: i64,
+    /// Most bytes of saved documents one `Docs` frame carries (one document
+    /// larger than this still goes, alone).
+    pub docs_frame_bytes: usize,
+    /// The largest material this node fetches, and the most bytes of partly
+    /// received materials it keeps in memory at once (`crate::material`). A
+    /// material whose document declares more is refused, never fetched.
+    pub max_material_bytes: u64,
+    /// Most material chunk requests in flight per session.
+    pub material_window: usize,
+    /// How long to wait before asking again for a material no connected peer
+    /// serves yet; doubled after each fruitless round, up to `stall_ms`.
+    pub material_retry_ms: i64,
 }
 
 impl Default for Limits {
@@ -42,6 +55,10 @@ impl Default for Limits {
             batch_entries: 512,
             window: 4,
             stall_ms: 30_000,
+            docs_frame_bytes: 1 << 20,
+            max_material_bytes: 64 << 20,
+            material_window: 4,
+            material_retry_ms: 2_000,
         }
     }
 }
@@ -308,6 +325,8 @@ pub struct SyncNode {
     events: VecDeque<Event>,
     receipt_operator: Operator,
     stats: Stats,
+    /// Material transfer (`crate::material`).
+    pub(crate) materials: Materials,
 }
 
 impl std::fmt::Debug for SyncNode {
@@ -378,6 +397,7 @@ impl SyncNode {
             events: VecDeque::new(),
             receipt_operator,
             stats: Stats::default(),
+            materials: Materials::recover(store, config.limits)?,
         })
     }
 
@@ -422,6 +442,14 @@ impl SyncNode {
             in_seq: s.in_seq,
             fetching: s.work.len(),
         })
+    }
+
+    /// The peer's place and whether the hellos were exchanged, for an open
+    /// session (for `crate::material`).
+    pub(crate) fn session_peer(&self, session: SessionId) -> Option<(Place, bool)> {
+        self.sessions
+            .get(&session)
+            .map(|s| (s.peer_place, s.remote.is_some()))
     }
 
     /// Whether every session is idle: hellos exchanged, nothing in flight, nothing
@@ -478,6 +506,7 @@ impl SyncNode {
     /// store; everything else will be offered again on the next session.
     pub fn disconnect(&mut self, session: SessionId) {
         self.sessions.remove(&session);
+        self.material_disconnect(session);
     }
 
     /// The next frame to send.
@@ -511,6 +540,9 @@ impl SyncNode {
             })
             .min()
             .map(Timestamp)
+            .into_iter()
+            .chain(self.material_timeout())
+            .min()
     }
 
     /// The application wrote cases to the store: offer them to the peers.
@@ -561,6 +593,7 @@ impl SyncNode {
                 self.request(store, id, stale, now)?;
             }
         }
+        self.material_handle_timeout(now);
         Ok(())
     }
 
@@ -586,7 +619,8 @@ impl SyncNode {
             Message::Hello(hello) => self.on_hello(store, session, hello, now),
             Message::Inventory(inventory) => self.on_inventory(store, session, inventory, now),
             Message::WantDocs { cases } => self.on_want_docs(store, session, cases),
-            Message::Doc { case, bytes } => self.on_doc(store, session, case, bytes, now),
+            Message::Doc { case, bytes } => self.on_docs(store, session, vec![(case, bytes)], now),
+            Message::Docs { docs } => self.on_docs(store, session, docs, now),
             Message::DocSync { case, message } => {
                 self.on_doc_sync(store, session, case, message, now)
             }
@@ -594,16 +628,22 @@ impl SyncNode {
                 self.on_ack(store, session, incarnation, upto, now)
             }
             Message::Directory { bytes } => self.on_directory(store, session, bytes, now),
-            Message::MaterialRequest { case, .. } => {
-                // Material transfer is not part of this protocol version yet.
-                self.refused(
-                    session,
-                    Some(case),
-                    "material transfer is not supported yet".into(),
-                );
+            Message::MaterialRequest {
+                case,
+                hash,
+                offset,
+                max_len,
+            } => self.on_material_request(store, session, case, hash, offset, max_len),
+            Message::MaterialChunk {
+                hash,
+                offset,
+                total_len,
+                data,
+            } => self.on_material_chunk(store, session, hash, offset, total_len, data, now),
+            Message::MaterialMissing { hash } => {
+                self.on_material_missing(session, hash, now);
                 Ok(())
             }
-            Message::MaterialChunk { .. } => Ok(()),
             Message::Goodbye { reason, detail } => {
                 if let Some(s) = self.sessions.remove(&session) {
                     self.events.push_back(Event::Closed {
@@ -617,7 +657,7 @@ impl SyncNode {
         }
     }
 
-    fn send(&mut self, session: SessionId, message: &Message) -> Result<(), WireError> {
+    pub(crate) fn send(&mut self, session: SessionId, message: &Message) -> Result<(), WireError> {
         let bytes = message.encode()?;
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
@@ -625,7 +665,7 @@ impl SyncNode {
         Ok(())
     }
 
-    fn refused(&mut self, session: SessionId, case: Option<CaseId>, reason: String) {
+    pub(crate) fn refused(&mut self, session: SessionId, case: Option<CaseId>, reason: String) {
         self.stats.refusals += 1;
         if let Some(s) = self.sessions.get(&session) {
             tracing::warn!(peer = %s.peer, case = case.as_ref().map(CaseId::short), reason, "refused");
@@ -1065,6 +1105,10 @@ impl SyncNode {
             return Ok(());
         };
         let peer_place = s.peer_place;
+        // Saved documents go out many to a frame (up to `docs_frame_bytes`), so the
+        // receiver admits them as one batch.
+        let mut batch: Vec<(CaseId, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
         for case in cases {
             let route = store.route(&case).map_err(store_err)?;
             if !route.is_some_and(|r| on_route(&peer_place, &r)) {
@@ -1074,49 +1118,143 @@ impl SyncNode {
             let Some(bytes) = store.saved(&case).map_err(store_err)? else {
                 continue;
             };
-            self.stats.docs_sent += 1;
-            if let Err(err) = self.send(
-                session,
-                &Message::Doc {
-                    case: case.clone(),
-                    bytes,
-                },
-            ) {
+            if bytes.len() + DOC_ENTRY_OVERHEAD > MAX_PAYLOAD {
                 self.refused(
                     session,
                     Some(case),
-                    format!("document too large to send: {err}"),
+                    format!(
+                        "document too large to send: {} bytes, the frame limit is {MAX_PAYLOAD}",
+                        bytes.len()
+                    ),
                 );
+                continue;
             }
+            if !batch.is_empty()
+                && (batch_bytes + bytes.len() + DOC_ENTRY_OVERHEAD > self.limits.docs_frame_bytes
+                    || batch.len() >= MAX_DOCS)
+            {
+                self.send_docs(session, std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            batch_bytes += bytes.len() + DOC_ENTRY_OVERHEAD;
+            batch.push((case, bytes));
+        }
+        if !batch.is_empty() {
+            self.send_docs(session, batch);
         }
         Ok(())
     }
 
-    fn on_doc<S: SyncStore>(
+    fn send_docs(&mut self, session: SessionId, docs: Vec<(CaseId, Vec<u8>)>) {
+        let n = docs.len() as u64;
+        let cases: Vec<CaseId> = docs.iter().map(|(case, _)| case.clone()).collect();
+        match self.send(session, &Message::Docs { docs }) {
+            Ok(()) => self.stats.docs_sent += n,
+            Err(err) => {
+                for case in cases {
+                    self.refused(
+                        session,
+                        Some(case),
+                        format!("documents too large to send: {err}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whole documents from a peer. Those this node holds nothing of (the usual
+    /// case: a first sync) are loaded and verified in parallel, off the protocol's
+    /// own thread of control, and stored in one transaction; a document this node
+    /// already holds is merged into its copy and admitted alone.
+    fn on_docs<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        docs: Vec<(CaseId, Vec<u8>)>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let mut fresh = Vec::with_capacity(docs.len());
+        for (case, bytes) in docs {
+            match store.load(&case).map_err(store_err)? {
+                None => fresh.push((case, bytes)),
+                Some(held) => self.on_doc_held(store, session, case, held, bytes, now)?,
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
+            return Ok(());
+        };
+        let checker = Checker {
+            place: self.place,
+            directory: &self.directory,
+            calendar: &self.calendar,
+            now,
+        };
+        let check = |(case, bytes): (CaseId, Vec<u8>)| {
+            let checked = Automerge::load(&bytes)
+                .map_err(|err| Refusal::Automerge(format!("document does not load: {err}")))
+                .and_then(|doc| checker.check(&case, doc));
+            (case, bytes, checked)
+        };
+        // Loading and verifying are most of a document's cost, and independent per
+        // document: spread them over the cores (rayon keeps the order, so the
+        // outcome does not depend on scheduling).
+        let checked: Vec<Checked> = if fresh.len() > 1 {
+            use rayon::prelude::*;
+            fresh.into_par_iter().map(check).collect()
+        } else {
+            fresh.into_iter().map(check).collect()
+        };
+        let mut ready = Vec::with_capacity(checked.len());
+        for (case, bytes, result) in checked {
+            match result {
+                Ok(Some(admitted)) => {
+                    // Both sides now share at least the sent document's heads:
+                    // record that, so a later Automerge sync of this document
+                    // starts from there.
+                    let mut state = sync::State::new();
+                    state.shared_heads = admitted.doc.get_heads();
+                    let extra = vec![StoreWrite::SyncState {
+                        peer: peer.clone(),
+                        case: case.clone(),
+                        state: state.encode(),
+                    }];
+                    // The bytes stay the document's full save unless this node
+                    // changes it (a receipt) or dropped orphans from it.
+                    let saved = (!admitted.stripped).then_some(bytes);
+                    ready.push(Ready {
+                        case,
+                        admitted,
+                        saved,
+                        extra,
+                    });
+                }
+                Ok(None) => {}
+                Err(refusal) => self.refused(session, Some(case), refusal.to_string()),
+            }
+        }
+        self.store_admitted(store, session, ready, now)?;
+        Ok(())
+    }
+
+    /// A whole document of a case this node already holds: merged into the held
+    /// copy, then admitted alone.
+    fn on_doc_held<S: SyncStore>(
         &mut self,
         store: &mut S,
         session: SessionId,
         case: CaseId,
+        mut held: Automerge,
         bytes: Vec<u8>,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let stored = store.load(&case).map_err(store_err)?;
-        let old_heads = stored.as_ref().map(heads_of);
-        // Both sides now share at least the sent document's heads: record that, so
-        // a later Automerge sync of this document starts from there.
-        let loaded = match stored {
-            // The usual case, a receiver that holds nothing: one load.
-            None => Automerge::load(&bytes).map(|doc| {
-                let shared = doc.get_heads();
-                (doc, shared)
-            }),
-            Some(mut doc) => Automerge::load(&bytes).and_then(|mut sent| {
-                let shared = sent.get_heads();
-                doc.merge(&mut sent).map(|_| (doc, shared))
-            }),
-        };
-        let (doc, shared) = match loaded {
-            Ok(loaded) => loaded,
+        let old_heads = heads_of(&held);
+        let shared = match Automerge::load(&bytes)
+            .and_then(|mut sent| held.merge(&mut sent).map(|_| sent.get_heads()))
+        {
+            Ok(shared) => shared,
             Err(err) => {
                 self.refused(
                     session,
@@ -1136,7 +1274,7 @@ impl SyncNode {
             case: case.clone(),
             state: state.encode(),
         }];
-        self.admit_and_store(store, session, &case, doc, old_heads, extra, now)?;
+        self.admit_and_store(store, session, &case, held, Some(old_heads), extra, now)?;
         Ok(())
     }
 
@@ -1256,99 +1394,115 @@ impl SyncNode {
         store: &mut S,
         session: SessionId,
         case: &CaseId,
-        mut doc: Automerge,
+        doc: Automerge,
         old_heads: Option<Vec<Hash32>>,
         extra: Vec<StoreWrite>,
         now: Timestamp,
     ) -> Result<Option<Automerge>, SyncError> {
-        let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
+        if !self.sessions.contains_key(&session) {
             return Ok(None);
+        }
+        let checker = Checker {
+            place: self.place,
+            directory: &self.directory,
+            calendar: &self.calendar,
+            now,
         };
-        if !doc.get_missing_deps(&[]).is_empty() {
-            // A partly delivered sync queues changes whose dependencies have not
-            // arrived; the store takes only complete history, and the sync fetches
-            // the rest.
-            let complete = doc.save_with_options(SaveOptions {
-                deflate: true,
-                retain_orphans: false,
-            });
-            match Automerge::load(&complete) {
-                Ok(stripped) => doc = stripped,
-                Err(err) => {
-                    self.refused(
-                        session,
-                        Some(case.clone()),
-                        format!("document does not reload: {err}"),
-                    );
-                    return Ok(None);
-                }
+        let admitted = match checker.check_changed(case, doc, old_heads.as_deref()) {
+            Ok(Changed::Admitted(admitted)) => admitted,
+            Ok(Changed::Unchanged(doc)) => {
+                self.case_settled(store, case, &doc)?;
+                return Ok(Some(doc));
             }
-            if doc.get_heads().is_empty() {
-                return Ok(None);
-            }
-        }
-        if old_heads.as_ref() == Some(&heads_of(&doc)) {
-            self.case_settled(store, case, &doc)?;
-            return Ok(Some(doc));
-        }
-        let checked = admit::route_of(&doc, case).and_then(|route| {
-            if on_route(&self.place, &route) {
-                Ok(route)
-            } else {
-                Err(Refusal::OffRoute)
-            }
-        });
-        let route = match checked {
-            Ok(route) => route,
+            Ok(Changed::Empty) => return Ok(None),
             Err(refusal) => {
                 self.refused(session, Some(case.clone()), refusal.to_string());
                 return Ok(None);
             }
         };
-        let findings = match admit::verify(&doc, case, &route, &self.directory, &self.calendar, now)
-        {
-            Ok(findings) => findings,
-            Err(refusal) => {
-                self.refused(session, Some(case.clone()), refusal.to_string());
-                return Ok(None);
-            }
-        };
-        if findings.forked {
-            tracing::warn!(case = case.short(), "case carries a fork");
-            self.events.push_back(Event::Forked { case: case.clone() });
-        }
-        let tips = admit::tip_stages(&doc);
-        if let Some(stage) = receipt_for(&self.place, &route, &tips) {
-            match self.sign_receipt(&doc, case, stage, now) {
-                Ok(signed) => {
-                    doc = signed;
-                    self.stats.receipts += 1;
-                    self.events.push_back(Event::ReceiptSigned {
-                        case: case.clone(),
-                        stage,
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(case = case.short(), %err, "automatic receipt not signed");
-                }
-            }
-        }
-        let mut writes = vec![StoreWrite::Case {
+        let ready = vec![Ready {
             case: case.clone(),
-            route,
-            doc: Box::new(doc.clone()),
+            admitted,
+            saved: None,
+            extra,
         }];
-        writes.extend(extra);
+        Ok(self.store_admitted(store, session, ready, now)?.pop())
+    }
+
+    /// Stores admitted documents from `session` in one transaction: signs the
+    /// receipts due, reports forks, then settles the sessions waiting for them.
+    /// Returns the stored documents, in order.
+    fn store_admitted<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        ready: Vec<Ready>,
+        now: Timestamp,
+    ) -> Result<Vec<Automerge>, SyncError> {
+        let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
+            return Ok(Vec::new());
+        };
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut writes = Vec::with_capacity(ready.len() * 2);
+        let mut stored = Vec::with_capacity(ready.len());
+        for item in ready {
+            let Ready {
+                case,
+                admitted,
+                mut saved,
+                extra,
+            } = item;
+            let Admitted {
+                mut doc,
+                route,
+                findings,
+                tips,
+                ..
+            } = admitted;
+            if findings.forked {
+                tracing::warn!(case = case.short(), "case carries a fork");
+                self.events.push_back(Event::Forked { case: case.clone() });
+            }
+            if let Some(stage) = receipt_for(&self.place, &route, &tips) {
+                match self.sign_receipt(&doc, &case, stage, now) {
+                    Ok(signed) => {
+                        doc = signed;
+                        saved = None;
+                        self.stats.receipts += 1;
+                        self.events.push_back(Event::ReceiptSigned {
+                            case: case.clone(),
+                            stage,
+                        });
+                    }
+                    Err(err) => {
+                        tracing::warn!(case = case.short(), %err, "automatic receipt not signed");
+                    }
+                }
+            }
+            writes.push(StoreWrite::Case {
+                case: case.clone(),
+                route,
+                doc: Box::new(doc.clone()),
+                saved,
+            });
+            writes.extend(extra);
+            stored.push((case, doc));
+        }
         store.commit(writes).map_err(store_err)?;
-        self.stats.cases_stored += 1;
-        tracing::debug!(case = case.short(), peer = %peer, "case stored");
-        self.events.push_back(Event::CaseStored {
-            case: case.clone(),
-            peer,
-        });
-        self.case_settled(store, case, &doc)?;
+        for (case, doc) in &stored {
+            self.stats.cases_stored += 1;
+            self.after_case_stored(store, session, case, doc, now)?;
+            tracing::debug!(case = case.short(), peer = %peer, "case stored");
+            self.events.push_back(Event::CaseStored {
+                case: case.clone(),
+                peer: peer.clone(),
+            });
+            self.case_settled(store, case, doc)?;
+        }
         self.pump_all(store, now)?;
-        Ok(Some(doc))
+        Ok(stored.into_iter().map(|(_, doc)| doc).collect())
     }
 
     /// Every session waiting for changes of `case` that `doc` now holds stops
@@ -1359,11 +1513,7 @@ impl SyncNode {
         case: &CaseId,
         doc: &Automerge,
     ) -> Result<(), SyncError> {
-        let has = |heads: &Vec<Hash32>| {
-            heads
-                .iter()
-                .all(|h| doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some())
-        };
+        let has = |heads: &Vec<Hash32>| heads.iter().all(|h| has_change(doc, h));
         let mut touched = Vec::new();
         for (id, s) in self.sessions.iter_mut() {
             let mut hit = false;
@@ -1477,6 +1627,111 @@ impl SyncNode {
 }
 
 /// A 16-byte Automerge actor id derived from the office and the case.
+/// Bytes a document adds to a `Docs` frame besides its save: the case id with its
+/// length byte, and the blob length.
+const DOC_ENTRY_OVERHEAD: usize = 1 + 64 + 4;
+
+/// A document that passed admission.
+struct Admitted {
+    doc: Automerge,
+    route: CaseRoute,
+    findings: admit::Findings,
+    tips: Vec<Stage>,
+    /// Changes whose dependencies had not arrived were dropped from it.
+    stripped: bool,
+}
+
+/// A received document and what admission made of it.
+type Checked = (CaseId, Vec<u8>, Result<Option<Admitted>, Refusal>);
+
+/// An admitted document on its way into the store.
+struct Ready {
+    case: CaseId,
+    admitted: Admitted,
+    /// The document's full save, when the bytes received are exactly that.
+    saved: Option<Vec<u8>>,
+    extra: Vec<StoreWrite>,
+}
+
+/// What admission of a changed document found.
+enum Changed {
+    Admitted(Admitted),
+    /// The document holds nothing the store lacked.
+    Unchanged(Automerge),
+    /// Nothing complete is left of it.
+    Empty,
+}
+
+/// Admission's inputs, shared read-only by the threads that check a batch.
+#[derive(Clone, Copy)]
+struct Checker<'a> {
+    place: Place,
+    directory: &'a Directory,
+    calendar: &'a Calendar,
+    now: Timestamp,
+}
+
+impl Checker<'_> {
+    /// Admission of a document this node held nothing of.
+    fn check(&self, case: &CaseId, doc: Automerge) -> Result<Option<Admitted>, Refusal> {
+        match self.check_changed(case, doc, None)? {
+            Changed::Admitted(admitted) => Ok(Some(admitted)),
+            Changed::Unchanged(_) | Changed::Empty => Ok(None),
+        }
+    }
+
+    /// Admission (see the `admit` module): complete history only, the case on
+    /// this node's route, every transition's authority verified.
+    fn check_changed(
+        &self,
+        case: &CaseId,
+        mut doc: Automerge,
+        old_heads: Option<&[Hash32]>,
+    ) -> Result<Changed, Refusal> {
+        let mut stripped = false;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            // A partly delivered sync queues changes whose dependencies have not
+            // arrived; the store takes only complete history, and the sync fetches
+            // the rest.
+            let complete = doc.save_with_options(SaveOptions {
+                deflate: true,
+                retain_orphans: false,
+            });
+            doc = Automerge::load(&complete)
+                .map_err(|err| Refusal::Automerge(format!("document does not reload: {err}")))?;
+            stripped = true;
+            if doc.get_heads().is_empty() {
+                return Ok(Changed::Empty);
+            }
+        }
+        if old_heads == Some(heads_of(&doc).as_slice()) {
+            return Ok(Changed::Unchanged(doc));
+        }
+        let route = admit::route_of(&doc, case)?;
+        if !on_route(&self.place, &route) {
+            return Err(Refusal::OffRoute);
+        }
+        let transitions = admit::transitions_of(&doc);
+        let tips = admit::tips_of(&transitions);
+        let findings = admit::verify_transitions(
+            &doc,
+            transitions,
+            case,
+            &route,
+            self.directory,
+            self.calendar,
+            self.now,
+        )?;
+        Ok(Changed::Admitted(Admitted {
+            doc,
+            route,
+            findings,
+            tips,
+            stripped,
+        }))
+    }
+}
+
 fn blake3_actor(office: &OfficeId, case: &CaseId) -> ActorId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"tongban-sync receipt actor\0");

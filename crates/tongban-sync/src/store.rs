@@ -15,11 +15,16 @@
 //! - **Atomic, durable commits.** When [`SyncStore::commit`] returns `Ok`, every write
 //!   of the batch survives a crash; when it fails, none does. The protocol sends an
 //!   acknowledgement only after the commit that makes it true.
+//! - **Materials by content.** A material is stored under its BLAKE3 hash
+//!   ([`StoreWrite::Material`]); every case write also records which materials the
+//!   document references (`materials.*.hash`), held or not, so
+//!   [`SyncStore::missing_materials`] tells a restarted node what it still has to
+//!   fetch ([`crate::material`]).
 //! - **Cheap routing facts.** [`LogEntry::route`] and [`SyncStore::route`] answer
 //!   without loading a document, so building an inventory costs per entry, not per
 //!   document byte.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use tongban_domain::ids::{CaseId, OfficeId};
@@ -46,7 +51,9 @@ pub struct LogEntry {
 pub enum StoreWrite {
     /// Store the state of `doc` as the document of `case` (merging into what is
     /// stored; new changes get a new log sequence number). The store computes its
-    /// own index metadata from the document.
+    /// own index metadata from the document, and records in the same transaction
+    /// that `case` references every material the document lists
+    /// ([`crate::material::referenced`]), whether the material is held or not.
     Case {
         /// The case.
         case: CaseId,
@@ -54,6 +61,10 @@ pub enum StoreWrite {
         route: CaseRoute,
         /// The document.
         doc: Box<Automerge>,
+        /// The document's full save (`Automerge::save` format), when the writer
+        /// has it at hand (a document received whole): the store may keep these
+        /// bytes instead of saving the document again. Must be a save of `doc`.
+        saved: Option<Vec<u8>>,
     },
     /// Record how far this node has durably consumed `peer`'s change log.
     Cursor {
@@ -76,6 +87,28 @@ pub enum StoreWrite {
         /// `SignedDirectory::encode` output, already verified.
         bytes: Vec<u8>,
     },
+    /// Store a material under its BLAKE3 hash and record that `case` (already
+    /// stored) references it, in one transaction. The protocol checks the hash
+    /// before it writes; a store may refuse (fail the commit) bytes that do not
+    /// hash to `hash`, and must never keep them under that address.
+    Material {
+        /// A case that references it.
+        case: CaseId,
+        /// The BLAKE3 hash of `bytes`.
+        hash: Hash32,
+        /// The whole material.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Part of a stored material, as [`SyncStore::read_material`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaterialPart {
+    /// The material's whole length.
+    pub total_len: u64,
+    /// The bytes asked for: `min(max_len, total_len - offset)` of them, none at or
+    /// after the end.
+    pub data: Vec<u8>,
 }
 
 /// A node's store, as the sync protocol uses it. Reads take `&self`; the one write
@@ -118,11 +151,9 @@ pub trait SyncStore {
         if heads.iter().all(|h| stored.contains(h)) {
             return Ok(true);
         }
-        Ok(self.load(case)?.is_some_and(|doc| {
-            heads
-                .iter()
-                .all(|h| doc.get_change_by_hash(&ChangeHash(*h)).is_some())
-        }))
+        Ok(self
+            .load(case)?
+            .is_some_and(|doc| heads.iter().all(|h| has_change(&doc, h))))
     }
 
     /// This node's cursor into `peer`'s change log.
@@ -134,8 +165,49 @@ pub trait SyncStore {
     /// The stored signed directory.
     fn directory(&self) -> Result<Option<Vec<u8>>, Self::Error>;
 
+    /// The length of a stored material (`hash` is its BLAKE3); `None` when it is
+    /// not held.
+    fn material_len(&self, hash: &Hash32) -> Result<Option<u64>, Self::Error>;
+
+    /// Whether a material is held. The default asks [`SyncStore::material_len`].
+    fn has_material(&self, hash: &Hash32) -> Result<bool, Self::Error> {
+        Ok(self.material_len(hash)?.is_some())
+    }
+
+    /// `min(max_len, total - offset)` bytes of a stored material from `offset`
+    /// (none at or after its end), with its whole length; `None` when it is not
+    /// held. Bytes that fail the store's integrity checks are an error, never
+    /// returned.
+    fn read_material(
+        &self,
+        hash: &Hash32,
+        offset: u64,
+        max_len: usize,
+    ) -> Result<Option<MaterialPart>, Self::Error>;
+
+    /// Every (case, material) pair where a stored case references a material the
+    /// store does not hold (and did not remove, see
+    /// [`SyncStore::material_removed`]): what a node still has to fetch, after a
+    /// restart too.
+    fn missing_materials(&self) -> Result<Vec<(CaseId, Hash32)>, Self::Error>;
+
+    /// Whether this node removed the material under a retention rule: it is then
+    /// not fetched again, even while a document still lists it. The default is
+    /// `false` (a store without retention).
+    fn material_removed(&self, hash: &Hash32) -> Result<bool, Self::Error> {
+        let _ = hash;
+        Ok(false)
+    }
+
     /// Applies the writes atomically and durably.
     fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), Self::Error>;
+}
+
+/// Whether `doc` holds the change `hash` (applied, not merely queued for missing
+/// dependencies). A hash-table lookup: `get_change_by_hash` would rebuild the
+/// whole change from the op set.
+pub fn has_change(doc: &Automerge, hash: &Hash32) -> bool {
+    doc.get_missing_deps(&[ChangeHash(*hash)]).is_empty()
 }
 
 /// Sorted change hashes as raw bytes.
@@ -172,6 +244,9 @@ pub struct MemStore {
     cursors: HashMap<OfficeId, Cursor>,
     sync_states: HashMap<(OfficeId, CaseId), Vec<u8>>,
     directory: Option<Vec<u8>>,
+    materials: HashMap<Hash32, Vec<u8>>,
+    /// (case, material) references recorded by case writes.
+    references: BTreeSet<(CaseId, Hash32)>,
     /// Number of commits, for tests that count round trips to the store.
     pub commits: u64,
 }
@@ -203,12 +278,38 @@ impl MemStore {
         ids
     }
 
+    /// A held material.
+    pub fn material(&self, hash: &Hash32) -> Option<&[u8]> {
+        self.materials.get(hash).map(Vec::as_slice)
+    }
+
+    /// Every material held, sorted by hash.
+    pub fn material_hashes(&self) -> Vec<Hash32> {
+        let mut hashes: Vec<Hash32> = self.materials.keys().copied().collect();
+        hashes.sort_unstable();
+        hashes
+    }
+
+    /// Stores a material as a local write (what the office application does when a
+    /// clerk attaches a scan); returns its hash. The case must reference it in its
+    /// document for peers to be served it.
+    pub fn put_local_material(&mut self, case: &CaseId, bytes: Vec<u8>) -> Hash32 {
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let _ = self.commit(vec![StoreWrite::Material {
+            case: case.clone(),
+            hash,
+            bytes,
+        }]);
+        hash
+    }
+
     /// Stores a document as a local write (what the office application does).
     pub fn put_local(&mut self, case: &CaseId, route: CaseRoute, doc: Automerge) {
         let _ = self.commit(vec![StoreWrite::Case {
             case: case.clone(),
             route,
             doc: Box::new(doc),
+            saved: None,
         }]);
     }
 }
@@ -277,12 +378,56 @@ impl SyncStore for MemStore {
         Ok(self.directory.clone())
     }
 
+    fn material_len(&self, hash: &Hash32) -> Result<Option<u64>, Never> {
+        Ok(self.materials.get(hash).map(|m| m.len() as u64))
+    }
+
+    fn read_material(
+        &self,
+        hash: &Hash32,
+        offset: u64,
+        max_len: usize,
+    ) -> Result<Option<MaterialPart>, Never> {
+        Ok(self.materials.get(hash).map(|m| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(m.len());
+            let end = start.saturating_add(max_len).min(m.len());
+            MaterialPart {
+                total_len: m.len() as u64,
+                data: m[start..end].to_vec(),
+            }
+        }))
+    }
+
+    fn missing_materials(&self) -> Result<Vec<(CaseId, Hash32)>, Never> {
+        Ok(self
+            .references
+            .iter()
+            .filter(|(_, hash)| !self.materials.contains_key(hash))
+            .cloned()
+            .collect())
+    }
+
     fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), Never> {
         self.commits += 1;
+        // The materials each written document references (the merged document's
+        // are these and those recorded by earlier writes).
+        for write in &writes {
+            if let StoreWrite::Case { case, doc, .. } = write {
+                for material in crate::material::referenced(doc) {
+                    self.references.insert((case.clone(), material.hash));
+                }
+            }
+        }
         for write in writes {
             match write {
-                StoreWrite::Case { case, route, doc } => {
+                StoreWrite::Case {
+                    case,
+                    route,
+                    doc,
+                    saved,
+                } => {
                     let heads = heads_of(&doc);
+                    let fresh = !self.cases.contains_key(&case);
                     let previous = self.cases.get(&case).map(|c| (c.heads.clone(), c.seq));
                     let merged = match self.cases.remove(&case) {
                         Some(mut held) if held.heads != heads => {
@@ -314,7 +459,7 @@ impl SyncStore for MemStore {
                     self.cases.insert(
                         case,
                         MemCase {
-                            saved: std::cell::RefCell::new(None),
+                            saved: std::cell::RefCell::new(saved.filter(|_| fresh)),
                             doc: merged,
                             heads,
                             route,
@@ -329,6 +474,13 @@ impl SyncStore for MemStore {
                     self.sync_states.insert((peer, case), state);
                 }
                 StoreWrite::Directory { bytes } => self.directory = Some(bytes),
+                StoreWrite::Material { case, hash, bytes } => {
+                    // Only bytes that hash to their address are kept.
+                    if blake3::hash(&bytes).as_bytes() == &hash {
+                        self.references.insert((case, hash));
+                        self.materials.insert(hash, bytes);
+                    }
+                }
             }
         }
         Ok(())

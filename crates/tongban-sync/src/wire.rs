@@ -45,6 +45,9 @@ pub const MAX_INVENTORY_ENTRIES: usize = 4096;
 pub const MAX_HEADS: usize = 256;
 /// Most cases one [`Message::WantDocs`] may name.
 pub const MAX_WANTS: usize = 4096;
+/// Most documents one [`Message::Docs`] may carry (the frame's payload limit
+/// bounds their bytes).
+pub const MAX_DOCS: usize = 4096;
 /// Largest material chunk: 1 MiB, the store's chunk size.
 pub const MAX_CHUNK: usize = 1 << 20;
 /// Longest goodbye reason, in bytes.
@@ -131,6 +134,13 @@ pub enum Message {
         /// `Automerge::save` output.
         bytes: Vec<u8>,
     },
+    /// Whole saved documents, for a receiver that has nothing of them: the answer
+    /// to [`Message::WantDocs`], many documents a frame so the receiver admits
+    /// them as one batch (one store transaction, verification spread over cores).
+    Docs {
+        /// `(case, Automerge::save output)` pairs.
+        docs: Vec<(CaseId, Vec<u8>)>,
+    },
     /// One Automerge sync message about one document.
     DocSync {
         /// The case.
@@ -172,6 +182,15 @@ pub enum Message {
         total_len: u64,
         /// The bytes (≤ [`MAX_CHUNK`]).
         data: Vec<u8>,
+    },
+    /// The answer to a [`Message::MaterialRequest`] the sender does not serve: it
+    /// does not hold the material (yet), or the request was refused (a case off the
+    /// asker's route, a hash the case does not reference). The asker tries another
+    /// peer or asks again later. Both get the same answer, so a refusal tells the
+    /// asker nothing about what the sender holds.
+    MaterialMissing {
+        /// The material's BLAKE3 hash, as requested.
+        hash: Hash32,
     },
     /// The sender ends the session, saying why.
     Goodbye {
@@ -233,6 +252,8 @@ pub enum Kind {
     Doc,
     /// [`Message::DocSync`].
     DocSync,
+    /// [`Message::Docs`].
+    Docs,
     /// [`Message::Ack`].
     Ack,
     /// [`Message::Directory`].
@@ -243,6 +264,8 @@ pub enum Kind {
     MaterialChunk,
     /// [`Message::Goodbye`].
     Goodbye,
+    /// [`Message::MaterialMissing`].
+    MaterialMissing,
 }
 
 impl Kind {
@@ -259,6 +282,8 @@ impl Kind {
             Kind::MaterialRequest => 8,
             Kind::MaterialChunk => 9,
             Kind::Goodbye => 10,
+            Kind::Docs => 11,
+            Kind::MaterialMissing => 12,
         }
     }
 
@@ -275,6 +300,8 @@ impl Kind {
             8 => Kind::MaterialRequest,
             9 => Kind::MaterialChunk,
             10 => Kind::Goodbye,
+            11 => Kind::Docs,
+            12 => Kind::MaterialMissing,
             _ => return None,
         })
     }
@@ -410,12 +437,14 @@ impl Message {
             Message::Inventory(_) => Kind::Inventory,
             Message::WantDocs { .. } => Kind::WantDocs,
             Message::Doc { .. } => Kind::Doc,
+            Message::Docs { .. } => Kind::Docs,
             Message::DocSync { .. } => Kind::DocSync,
             Message::Ack { .. } => Kind::Ack,
             Message::Directory { .. } => Kind::Directory,
             Message::MaterialRequest { .. } => Kind::MaterialRequest,
             Message::MaterialChunk { .. } => Kind::MaterialChunk,
             Message::Goodbye { .. } => Kind::Goodbye,
+            Message::MaterialMissing { .. } => Kind::MaterialMissing,
         }
     }
 
@@ -463,6 +492,13 @@ impl Message {
                 w.id("case", case.as_str())?;
                 w.blob("bytes", bytes, MAX_PAYLOAD)?;
             }
+            Message::Docs { docs } => {
+                w.count("docs", docs.len(), MAX_DOCS)?;
+                for (case, bytes) in docs {
+                    w.id("case", case.as_str())?;
+                    w.blob("bytes", bytes, MAX_PAYLOAD)?;
+                }
+            }
             Message::DocSync { case, message } => {
                 w.id("case", case.as_str())?;
                 w.blob("message", message, MAX_PAYLOAD)?;
@@ -508,6 +544,7 @@ impl Message {
                 w.u8(reason.wire());
                 w.blob("detail", detail.as_bytes(), MAX_REASON)?;
             }
+            Message::MaterialMissing { hash } => w.raw(hash),
         }
         w.finish()
     }
@@ -619,6 +656,17 @@ impl Message {
                 case: r.case("case")?,
                 bytes: r.blob("bytes", MAX_PAYLOAD)?.to_vec(),
             },
+            Kind::Docs => {
+                // The smallest entry is an 18-byte case id and an empty blob.
+                let n = r.count("docs", MAX_DOCS, 1 + 18 + 4)?;
+                let mut docs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let case = r.case("case")?;
+                    let bytes = r.blob("bytes", MAX_PAYLOAD)?.to_vec();
+                    docs.push((case, bytes));
+                }
+                Message::Docs { docs }
+            }
             Kind::DocSync => Message::DocSync {
                 case: r.case("case")?,
                 message: r.blob("message", MAX_PAYLOAD)?.to_vec(),
@@ -677,6 +725,9 @@ impl Message {
                     .to_string();
                 Message::Goodbye { reason, detail }
             }
+            Kind::MaterialMissing => Message::MaterialMissing {
+                hash: r.array::<32>("hash")?,
+            },
         };
         if r.pos != frame.len() {
             return Err(WireError::TrailingBytes {
@@ -1008,6 +1059,8 @@ mod tests {
             proptest::collection::vec(arb_case(), 0..5)
                 .prop_map(|cases| Message::WantDocs { cases }),
             (arb_case(), arb_bytes(300)).prop_map(|(case, bytes)| Message::Doc { case, bytes }),
+            proptest::collection::vec((arb_case(), arb_bytes(100)), 0..4)
+                .prop_map(|docs| Message::Docs { docs }),
             (arb_case(), arb_bytes(300))
                 .prop_map(|(case, message)| Message::DocSync { case, message }),
             (any::<[u8; 16]>(), any::<u64>())
@@ -1041,6 +1094,7 @@ mod tests {
                 reason: GoodbyeReason::from_wire(r).unwrap(),
                 detail
             }),
+            any::<[u8; 32]>().prop_map(|hash| Message::MaterialMissing { hash }),
         ]
     }
 
@@ -1059,7 +1113,7 @@ mod tests {
         }
 
         #[test]
-        fn any_payload_behind_a_valid_header_decodes_or_fails(kind in 1u8..=10, payload in arb_bytes(400)) {
+        fn any_payload_behind_a_valid_header_decodes_or_fails(kind in 1u8..=12, payload in arb_bytes(400)) {
             let mut frame = vec![b'T', b'B', FRAME_VERSION, kind];
             frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             frame.extend_from_slice(&payload);
@@ -1137,6 +1191,30 @@ mod tests {
         check(
             b"TB\x01\x03\0\0\0\x07\0\0\0\x01\x02ab",
             expect!["error: truncated at byte 12: field `cases` needs 19 bytes, 3 left"],
+        );
+    }
+
+    #[test]
+    fn material_missing_round_trips_and_is_checked() {
+        let message = Message::MaterialMissing { hash: [7; 32] };
+        let bytes = message.encode().unwrap();
+        assert_eq!(&bytes[..8], b"TB\x01\x0c\0\0\0\x20");
+        assert_eq!(Message::decode(&bytes).unwrap(), message);
+        check(
+            &bytes[..20],
+            expect!["error: truncated at byte 8: field `payload` needs 32 bytes, 12 left"],
+        );
+        let mut short = b"TB\x01\x0c\0\0\0\x1f".to_vec();
+        short.extend_from_slice(&[7; 31]);
+        check(
+            &short,
+            expect!["error: truncated at byte 8: field `hash` needs 32 bytes, 31 left"],
+        );
+        let mut long = b"TB\x01\x0c\0\0\0\x21".to_vec();
+        long.extend_from_slice(&[7; 33]);
+        check(
+            &long,
+            expect!["error: 1 trailing bytes after the message at byte 40"],
         );
     }
 

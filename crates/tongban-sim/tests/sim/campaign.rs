@@ -92,9 +92,10 @@ fn replay() {
         println!("{line}");
     }
     println!(
-        "{config:?}\n{:?}\n{:?}\nin {:.1?}",
+        "{config:?}\n{:?}\n{:?}\n{:?}\nin {:.1?}",
         sim.stats,
         sim.sync_stats(),
+        sim.material_stats(),
         start.elapsed()
     );
     assert!(

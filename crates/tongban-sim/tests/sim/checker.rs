@@ -38,6 +38,7 @@ fn a_case_planted_off_its_route_is_caught() {
             case: track.id.clone(),
             route: track.route,
             doc: Box::new(doc),
+            saved: None,
         }])
         .unwrap();
     let violations = check(&sim);
@@ -80,4 +81,58 @@ fn a_route_node_that_lacks_the_case_is_caught() {
             .any(|v| v.contains("GH0575") && v.contains("does not hold it")),
         "{violations:?}"
     );
+}
+
+#[test]
+fn a_route_node_that_lacks_a_material_is_caught() {
+    let mut sim = healed();
+    // A scan the acceptance office attached that never reached anyone.
+    sim.cases[0]
+        .materials
+        .push(*blake3::hash(b"a scan that never travelled").as_bytes());
+    let violations = check(&sim);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("is on the route of") && v.contains("lacks material")),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn a_material_planted_off_its_route_is_caught() {
+    let mut sim = healed();
+    let track = sim.cases[0].clone();
+    let scan = b"a township's scan, where it must not be".to_vec();
+    let outsider = sim
+        .nodes()
+        .find(|idx| !on_route(&sim.office(*idx).place, &track.route))
+        .unwrap();
+    let office = sim.office(outsider).id.clone();
+    sim.store_mut(outsider)
+        .unwrap()
+        .inner()
+        .put_material(scan.as_slice())
+        .unwrap();
+    sim.cases[0].materials.push(*blake3::hash(&scan).as_bytes());
+    let violations = check(&sim);
+    assert!(
+        violations.iter().any(|v| v.contains(&office.to_string())
+            && v.contains("holds a material of")
+            && v.contains("off its route")),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn materials_travel_in_the_campaign() {
+    // Some seeds' cases carry scans (one of more than a chunk): they reach every
+    // node of the route, which the checker verifies.
+    let mut carried = 0;
+    for seed in 0..6 {
+        let (sim, violations) = run_seed(SimConfig::for_seed(seed)).unwrap();
+        assert!(violations.is_empty(), "seed {seed}: {violations:?}");
+        carried += sim.cases.iter().filter(|t| !t.materials.is_empty()).count();
+    }
+    assert!(carried > 0);
 }

@@ -4,3 +4,4 @@
 
 mod campaign;
 mod checker;
+mod materials;

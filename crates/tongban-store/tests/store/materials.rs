@@ -252,3 +252,101 @@ fn a_large_material_is_streamed_in_bounded_memory() {
     assert!(after_put - before < 48 * 1024, "{text}");
     assert!(after_read - before < 48 * 1024, "{text}");
 }
+
+#[test]
+fn ranges_read_only_their_chunks_and_check_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(23);
+    let content = rng.bytes(2 * CHUNK_SIZE + 777);
+    let len = content.len() as u64;
+    let hash = {
+        let store = Store::open(dir.path(), &create()).unwrap();
+        let hash = store.put_material(content.as_slice()).unwrap().hash;
+        let range = |offset: u64, max: usize| {
+            store
+                .read_material_range(&hash, offset, max)
+                .unwrap()
+                .unwrap()
+        };
+        // Chunk-aligned, as the sync protocol asks.
+        assert_eq!(range(0, CHUNK_SIZE), (len, content[..CHUNK_SIZE].to_vec()));
+        assert_eq!(
+            range(2 * CHUNK_SIZE as u64, CHUNK_SIZE),
+            (len, content[2 * CHUNK_SIZE..].to_vec())
+        );
+        // Across a chunk boundary, and past the end.
+        let at = CHUNK_SIZE as u64 - 10;
+        assert_eq!(range(at, 30).1, content[at as usize..at as usize + 30]);
+        assert_eq!(range(len - 5, 100).1, content[content.len() - 5..]);
+        assert_eq!(range(len, 100), (len, Vec::new()));
+        assert_eq!(range(u64::MAX, usize::MAX), (len, Vec::new()));
+        assert_eq!(range(0, usize::MAX).1, content);
+        assert!(
+            store
+                .read_material_range(&MaterialHash([3; 32]), 0, 10)
+                .unwrap()
+                .is_none()
+        );
+        hash
+    };
+    {
+        // Damage the middle chunk: ranges over it fail, others still read.
+        let db = redb::Database::open(dir.path().join(DB_FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(CHUNKS).unwrap();
+            let key = {
+                let mut keys = table.iter().unwrap().map(|r| r.unwrap().0.value());
+                keys.nth(1).unwrap()
+            };
+            let mut value = table.get(key).unwrap().unwrap().value().to_vec();
+            value[32 + 5] ^= 1;
+            table.insert(key, value.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = open(dir.path());
+    let err = store
+        .read_material_range(&hash, CHUNK_SIZE as u64, CHUNK_SIZE)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::CorruptMaterial { chunk: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        store.read_material_range(&hash, 0, 100).unwrap().unwrap().1,
+        content[..100]
+    );
+}
+
+#[test]
+fn missing_materials_are_references_without_content_or_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &create()).unwrap();
+    let mut rng = Rng::new(24);
+    let (a, b) = (case_id(24), case_id(25));
+    for case in [&a, &b] {
+        store
+            .put_changes(
+                case,
+                &kit::case_doc(&mut rng, case).save(),
+                &meta(24, Stage::Accepted),
+            )
+            .unwrap();
+    }
+    let held = store.put_material(&b"held scan"[..]).unwrap().hash;
+    let removed = store.put_material(&b"old scan"[..]).unwrap().hash;
+    store
+        .remove_material(&removed, "retention rule R-7")
+        .unwrap();
+    let pending = MaterialHash(*blake3::hash(b"pending scan").as_bytes());
+    for (case, hash) in [(&a, held), (&a, pending), (&b, pending), (&b, removed)] {
+        store.attach_material(case, &hash).unwrap();
+    }
+    assert_eq!(
+        store.missing_materials().unwrap(),
+        vec![(a.clone(), pending), (b.clone(), pending)]
+    );
+    store.put_material(&b"pending scan"[..]).unwrap();
+    assert!(store.missing_materials().unwrap().is_empty());
+}

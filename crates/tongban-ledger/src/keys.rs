@@ -91,6 +91,36 @@ impl PublicKey {
     }
 }
 
+/// Whether every `(message, signature, key)` verifies, checked together with
+/// ed25519 batch verification (one multiscalar multiplication; about 2.5x the
+/// speed of one-at-a-time checks). Weak (small-order) keys and non-canonical `s`
+/// are refused as by [`PublicKey::verify`].
+///
+/// The batch equation is cofactorless with 128-bit coefficients derived from a
+/// transcript of all the inputs, so it accepts every set that one-at-a-time
+/// strict verification accepts. It can also accept a signature whose `R` the
+/// *signer* crafted with a small-order component (about one try in eight); strict
+/// verification refuses such a signature. Nobody without the signing key can
+/// produce one. Callers that must name the failing entry verify one at a time
+/// when the batch fails.
+pub fn verify_batch(items: &[(&[u8], &[u8; 64], &PublicKey)]) -> bool {
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (message, signature, key) in items {
+        let Some(key) = verifying_key(&key.0) else {
+            return false;
+        };
+        if key.is_weak() {
+            return false;
+        }
+        messages.push(*message);
+        signatures.push(Signature::from_bytes(signature));
+        keys.push(key);
+    }
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+}
+
 /// Most decompressed keys one thread keeps (a directory certifies a few thousand
 /// offices; a thread that sees more starts over).
 const KEY_CACHE: usize = 4096;
@@ -236,6 +266,57 @@ impl fmt::Debug for OfficeKey {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_verifies_exactly_when_every_signature_does() {
+        let keys: Vec<OfficeKey> = (0..3).map(|_| OfficeKey::generate().unwrap()).collect();
+        let publics: Vec<PublicKey> = keys.iter().map(OfficeKey::public).collect();
+        let messages: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 40 + usize::from(i)]).collect();
+        let signatures: Vec<[u8; 64]> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| keys[i % 3].sign(m))
+            .collect();
+        let items = |sigs: &[[u8; 64]]| -> Vec<(Vec<u8>, [u8; 64], PublicKey)> {
+            messages
+                .iter()
+                .zip(sigs)
+                .enumerate()
+                .map(|(i, (m, s))| (m.clone(), *s, publics[i % 3]))
+                .collect()
+        };
+        let check = |set: &[(Vec<u8>, [u8; 64], PublicKey)]| {
+            let borrowed: Vec<(&[u8], &[u8; 64], &PublicKey)> =
+                set.iter().map(|(m, s, k)| (m.as_slice(), s, k)).collect();
+            verify_batch(&borrowed)
+        };
+        assert!(check(&items(&signatures)));
+        // Any one altered signature, message or key fails the batch.
+        for i in 0..signatures.len() {
+            let mut bad = signatures.clone();
+            bad[i][5] ^= 1;
+            assert!(!check(&items(&bad)), "signature {i}");
+            let mut set = items(&signatures);
+            set[i].0.push(0);
+            assert!(!check(&set), "message {i}");
+            let mut set = items(&signatures);
+            set[i].2 = publics[(i + 1) % 3];
+            assert!(!check(&set), "key {i}");
+        }
+        // A small-order key is refused, as strict verification refuses it.
+        let mut set = items(&signatures);
+        let identity = {
+            let mut bytes = [0u8; 32];
+            bytes[0] = 1;
+            PublicKey(bytes)
+        };
+        set[0].2 = identity;
+        assert!(!check(&set));
+        // A non-canonical s (s + l) is refused.
+        let mut set = items(&signatures);
+        set[0].1[63] |= 0xf0;
+        assert!(!check(&set));
+    }
 
     #[test]
     fn key_file_round_trip_and_errors() {

@@ -144,7 +144,7 @@ impl Transition {
     }
 
     /// The bytes the signature covers.
-    fn signed_bytes(&self) -> Vec<u8> {
+    pub(crate) fn signed_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(MAGIC, FORMAT_VERSION);
         w.str(self.case.as_str());
         w.u32(self.seq);

@@ -233,10 +233,15 @@ fn initial(world: &World, cases: &[Case]) -> (Endpoint, Endpoint) {
     let mut hub = endpoint(world, hub_office, 1);
     let mut dpf = endpoint(world, dpf_office, 2);
     for case in cases.iter() {
-        hub.store
-            .put_local(&case.id, case.route, Automerge::load(&case.saved).unwrap());
         // The hub's store keeps full saves, as the real store does.
-        hub.store.saved(&case.id).unwrap();
+        hub.store
+            .commit(vec![StoreWrite::Case {
+                case: case.id.clone(),
+                route: case.route,
+                doc: Box::new(Automerge::load(&case.saved).unwrap()),
+                saved: Some(case.saved.clone()),
+            }])
+            .unwrap();
     }
     let now = Timestamp(epoch().0 + 3_600_000);
     let start = Instant::now();

@@ -56,7 +56,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, Value};
 use tongban_domain::ids::{CaseId, Timestamp};
 
-use crate::admit;
 #[cfg(doc)]
 use crate::node::Event;
 use crate::node::{Limits, SessionId, SyncError, SyncNode};
@@ -373,27 +372,21 @@ impl SyncNode {
     }
 
     /// A case was stored from `session` (admitted, committed): fetch the materials
-    /// its document lists that the store does not hold, asking `session` first.
-    /// Called wherever a case from a peer is committed.
-    pub(crate) fn after_case_stored<S: SyncStore>(
+    /// its document lists (`refs`, from [`referenced`]) that the store does not
+    /// hold, asking `session` first. Called wherever a case from a peer is
+    /// committed.
+    pub(crate) fn want_materials<S: SyncStore>(
         &mut self,
         store: &S,
         session: SessionId,
         case: &CaseId,
-        doc: &Automerge,
+        route: CaseRoute,
+        refs: Vec<MaterialRef>,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let refs = referenced(doc);
         if refs.is_empty() {
             return Ok(());
         }
-        let route = match store.route(case).map_err(store_err)? {
-            Some(route) => route,
-            None => match admit::route_of(doc, case) {
-                Ok(route) => route,
-                Err(_) => return Ok(()),
-            },
-        };
         let limit = self.materials.limits.max_material_bytes;
         for material in refs {
             let hash = material.hash;

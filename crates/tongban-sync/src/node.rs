@@ -1235,7 +1235,7 @@ impl SyncNode {
                 Err(refusal) => self.refused(session, Some(case), refusal.to_string()),
             }
         }
-        self.store_admitted(store, session, ready, now)?;
+        self.store_admitted(store, session, ready, false, now)?;
         Ok(())
     }
 
@@ -1426,17 +1426,19 @@ impl SyncNode {
             saved: None,
             extra,
         }];
-        Ok(self.store_admitted(store, session, ready, now)?.pop())
+        Ok(self.store_admitted(store, session, ready, true, now)?.pop())
     }
 
     /// Stores admitted documents from `session` in one transaction: signs the
     /// receipts due, reports forks, then settles the sessions waiting for them.
-    /// Returns the stored documents, in order.
+    /// Returns the stored documents, in order, when `keep_docs` (else none: the
+    /// documents move into the write uncopied).
     fn store_admitted<S: SyncStore>(
         &mut self,
         store: &mut S,
         session: SessionId,
         ready: Vec<Ready>,
+        keep_docs: bool,
         now: Timestamp,
     ) -> Result<Vec<Automerge>, SyncError> {
         let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
@@ -1447,6 +1449,7 @@ impl SyncNode {
         }
         let mut writes = Vec::with_capacity(ready.len() * 2);
         let mut stored = Vec::with_capacity(ready.len());
+        let mut docs = Vec::new();
         for item in ready {
             let Ready {
                 case,
@@ -1481,28 +1484,51 @@ impl SyncNode {
                     }
                 }
             }
+            // What the sessions and the material fetcher need of the document,
+            // read before it moves into the write (no copy of it is kept).
+            let refs = crate::material::referenced(&doc);
+            let held = self.pending_heads_in(&case, &doc);
+            if keep_docs {
+                docs.push(doc.clone());
+            }
             writes.push(StoreWrite::Case {
                 case: case.clone(),
                 route,
-                doc: Box::new(doc.clone()),
+                doc: Box::new(doc),
                 saved,
             });
             writes.extend(extra);
-            stored.push((case, doc));
+            stored.push((case, route, refs, held));
         }
         store.commit(writes).map_err(store_err)?;
-        for (case, doc) in &stored {
+        for (case, route, refs, held) in stored {
             self.stats.cases_stored += 1;
-            self.after_case_stored(store, session, case, doc, now)?;
+            self.want_materials(store, session, &case, route, refs, now)?;
             tracing::debug!(case = case.short(), peer = %peer, "case stored");
             self.events.push_back(Event::CaseStored {
                 case: case.clone(),
                 peer: peer.clone(),
             });
-            self.case_settled(store, case, doc)?;
+            self.settle(store, &case, &|heads| held.contains(heads))?;
         }
         self.pump_all(store, now)?;
-        Ok(stored.into_iter().map(|(_, doc)| doc).collect())
+        Ok(docs)
+    }
+
+    /// The head sets sessions wait for on `case` that `doc` contains.
+    fn pending_heads_in(&self, case: &CaseId, doc: &Automerge) -> Vec<Vec<Hash32>> {
+        let mut held: Vec<Vec<Hash32>> = Vec::new();
+        for s in self.sessions.values() {
+            for batch in s.batches.values() {
+                if let Some(heads) = batch.pending.get(case)
+                    && !held.contains(heads)
+                    && heads.iter().all(|h| has_change(doc, h))
+                {
+                    held.push(heads.clone());
+                }
+            }
+        }
+        held
     }
 
     /// Every session waiting for changes of `case` that `doc` now holds stops
@@ -1513,7 +1539,19 @@ impl SyncNode {
         case: &CaseId,
         doc: &Automerge,
     ) -> Result<(), SyncError> {
-        let has = |heads: &Vec<Hash32>| heads.iter().all(|h| has_change(doc, h));
+        self.settle(store, case, &|heads| {
+            heads.iter().all(|h| has_change(doc, h))
+        })
+    }
+
+    /// Every session waiting for head sets of `case` that `has` says are stored
+    /// stops waiting; cursors move where they can.
+    fn settle<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        case: &CaseId,
+        has: &dyn Fn(&Vec<Hash32>) -> bool,
+    ) -> Result<(), SyncError> {
         let mut touched = Vec::new();
         for (id, s) in self.sessions.iter_mut() {
             let mut hit = false;

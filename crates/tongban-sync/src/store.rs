@@ -224,13 +224,36 @@ pub enum Never {}
 
 #[derive(Debug, Clone)]
 struct MemCase {
-    doc: Automerge,
-    /// The full save, made on first demand and kept until the case changes, as
-    /// the real store keeps one.
+    /// The document, when it was written as one or read since; a case written
+    /// with its full save keeps only the bytes until it is first read (the real
+    /// store keeps bytes and caches what is read), so a first sync of 100,000
+    /// cases does not hold 100,000 op sets in memory.
+    doc: std::cell::RefCell<Option<Automerge>>,
+    /// The full save: as written, or made on first demand and kept until the case
+    /// changes. At least one of `doc` and `saved` is present.
     saved: std::cell::RefCell<Option<Vec<u8>>>,
     heads: Vec<Hash32>,
     route: CaseRoute,
     seq: u64,
+}
+
+impl MemCase {
+    /// The document, loaded from the saved bytes when only those are kept.
+    fn document(&self) -> Automerge {
+        if let Some(doc) = &*self.doc.borrow() {
+            return doc.clone();
+        }
+        let saved = self.saved.borrow();
+        // The bytes were a save of a document that loaded: loading them again
+        // cannot fail short of memory corruption; an empty document would make
+        // the next sync fetch the case again rather than crash.
+        let doc = saved
+            .as_deref()
+            .and_then(|bytes| Automerge::load(bytes).ok())
+            .unwrap_or_default();
+        *self.doc.borrow_mut() = Some(doc.clone());
+        doc
+    }
 }
 
 /// A [`SyncStore`] in memory, for tests and benchmarks: the same contract as the
@@ -354,14 +377,14 @@ impl SyncStore for MemStore {
     }
 
     fn load(&self, case: &CaseId) -> Result<Option<Automerge>, Never> {
-        Ok(self.cases.get(case).map(|c| c.doc.clone()))
+        Ok(self.cases.get(case).map(MemCase::document))
     }
 
     fn saved(&self, case: &CaseId) -> Result<Option<Vec<u8>>, Never> {
         Ok(self.cases.get(case).map(|c| {
             c.saved
                 .borrow_mut()
-                .get_or_insert_with(|| c.doc.save())
+                .get_or_insert_with(|| c.document().save())
                 .clone()
         }))
     }
@@ -429,15 +452,16 @@ impl SyncStore for MemStore {
                     let heads = heads_of(&doc);
                     let fresh = !self.cases.contains_key(&case);
                     let previous = self.cases.get(&case).map(|c| (c.heads.clone(), c.seq));
-                    let merged = match self.cases.remove(&case) {
-                        Some(mut held) if held.heads != heads => {
+                    let (merged, saved) = match self.cases.remove(&case) {
+                        Some(held) if held.heads != heads => {
                             // Merge rather than replace, as the real store does.
-                            let changes = doc.save_after(&held.doc.get_heads());
-                            let _ = held.doc.load_incremental(&changes);
-                            held.doc
+                            let mut held = held.document();
+                            let changes = doc.save_after(&held.get_heads());
+                            let _ = held.load_incremental(&changes);
+                            (held, None)
                         }
-                        Some(held) => held.doc,
-                        None => *doc,
+                        Some(held) => (held.document(), held.saved.into_inner()),
+                        None => (*doc, saved.filter(|_| fresh)),
                     };
                     let heads = heads_of(&merged);
                     let seq = match previous {
@@ -459,8 +483,13 @@ impl SyncStore for MemStore {
                     self.cases.insert(
                         case,
                         MemCase {
-                            saved: std::cell::RefCell::new(saved.filter(|_| fresh)),
-                            doc: merged,
+                            // With the bytes at hand, keep only them.
+                            doc: std::cell::RefCell::new(if saved.is_some() {
+                                None
+                            } else {
+                                Some(merged)
+                            }),
+                            saved: std::cell::RefCell::new(saved),
                             heads,
                             route,
                             seq,

@@ -13,7 +13,11 @@
 //! A session is one bidirectional QUIC stream per connection, carrying the sync
 //! protocol's frames in order (the protocol is correct under loss and reordering,
 //! and efficient when frames arrive in order). The side that connected opens the
-//! stream; its first frame is its hello.
+//! stream; its first frame is its hello. Whole-document batches (`Docs` frames,
+//! up to 1 MiB) each go on a stream of their own, at most [`BATCH_STREAMS`] in
+//! flight, so a large batch never holds up acknowledgements and inventories, and
+//! the peer's stream limit pushes back on the sender; every further stream a peer
+//! opens is read into the same session.
 //!
 //! # What it must never do
 //!
@@ -39,6 +43,7 @@ use tongban_ledger::keys::OfficeKey;
 use tongban_replica::Replica;
 use tongban_store::{Store, StoreOptions};
 use tongban_sync::route::on_route;
+use tongban_sync::wire::Kind;
 use tongban_sync::{Config as SyncConfig, Event, Limits, SessionId, SyncNode, SyncStore};
 use tongban_transport::{
     Backoff, BackoffConfig, Connection, DirectoryHandle, Endpoint, EndpointConfig, FrameReceiver,
@@ -903,6 +908,10 @@ async fn wait_stop(mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Most `Docs` frames a session has in flight on streams of their own (each up
+/// to 1 MiB); the writer waits for one to be acknowledged before opening more.
+const BATCH_STREAMS: usize = 8;
+
 /// Runs one session until the connection or the engine ends.
 async fn run_session(
     connection: Connection,
@@ -932,8 +941,37 @@ async fn run_session(
         return;
     };
     tracing::info!(%peer, %address, "connected");
+    // Whole documents (`Docs` frames, up to 1 MiB each) go on a stream of their
+    // own, a few at a time: a batch held up by loss or flow control does not
+    // hold up the acknowledgements and inventories on the session stream, and
+    // the stream limit pushes back on the sender. The peer reads every stream it
+    // is given into the same session.
+    let batch_streams = Arc::new(tokio::sync::Semaphore::new(BATCH_STREAMS));
+    let batch_connection = connection.clone();
     let writer = tokio::spawn(async move {
         while let Some(frame) = out.recv().await {
+            if frame.get(3) == Some(&Kind::Docs.wire()) {
+                let Ok(permit) = batch_streams.clone().acquire_owned().await else {
+                    break;
+                };
+                let connection = batch_connection.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let sent = async {
+                        let (mut stream, _) =
+                            connection.open_stream().await.map_err(|e| e.to_string())?;
+                        stream.send_frame(&frame).await.map_err(|e| e.to_string())?;
+                        stream.finish().map_err(|e| e.to_string())?;
+                        stream.delivered().await.map_err(|e| e.to_string())
+                    };
+                    if let Err(err) = sent.await {
+                        // The protocol notices the missing documents and asks
+                        // again; nothing else to do here.
+                        tracing::info!(error = %err, "document batch not sent");
+                    }
+                });
+                continue;
+            }
             if let Err(err) = send.send_frame(&frame).await {
                 tracing::info!(error = %err, "send failed");
                 break;
@@ -941,6 +979,24 @@ async fn run_session(
         }
         let _ = send.finish();
     });
+    let batch_reader = {
+        let connection = connection.clone();
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            let mut readers = tokio::task::JoinSet::new();
+            while let Ok((_, mut recv)) = connection.accept_stream().await {
+                let inputs = inputs.clone();
+                readers.spawn(async move {
+                    while let Ok(Some(bytes)) = recv.recv_frame().await {
+                        if inputs.send(Input::Frame { session, bytes }).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            readers.shutdown().await;
+        })
+    };
     loop {
         let frame = tokio::select! {
             f = recv.recv_frame() => f,
@@ -961,5 +1017,6 @@ async fn run_session(
     }
     let _ = inputs.send(Input::Closed { session }).await;
     writer.abort();
+    batch_reader.abort();
     connection.close("session ended");
 }

@@ -169,6 +169,42 @@ impl Demo {
             .await?)
     }
 
+    /// Materials of `case` held and listed at every node, after waiting (up to
+    /// [`STEP_TIMEOUT`]) for every node to hold all it lists.
+    async fn wait_for_materials(
+        &self,
+        case: &CaseId,
+    ) -> anyhow::Result<BTreeMap<&'static str, (usize, usize)>> {
+        let start = Instant::now();
+        loop {
+            let mut counts = BTreeMap::new();
+            for (id, ..) in OFFICES {
+                let case = case.clone();
+                let count = self
+                    .handle(id)?
+                    .exec(move |node, _| -> anyhow::Result<(usize, usize)> {
+                        let listed = node.store().case_materials(&case)?;
+                        let mut held = 0;
+                        for hash in &listed {
+                            if node.store().has_material(hash)? {
+                                held += 1;
+                            }
+                        }
+                        Ok((held, listed.len()))
+                    })
+                    .await??;
+                counts.insert(id, count);
+            }
+            let done = counts
+                .values()
+                .all(|(held, listed)| held == listed && *listed > 0);
+            if done || start.elapsed() > STEP_TIMEOUT {
+                return Ok(counts);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `office` holds `case` at `stage` or later on the path.
     async fn wait_for(&self, office: &str, case: &CaseId, stage: Stage) -> anyhow::Result<()> {
         let start = Instant::now();
@@ -666,6 +702,9 @@ async fn walk(
         );
     }
     let mut all_ok = report.is_ok();
+    // The scans attached at the acceptance office follow the case to every node
+    // of its route (hubs relay them), fetched and checked by their hashes.
+    let materials = demo.wait_for_materials(&case_id).await?;
     println!("\n逐节点验证 verification on every node:");
     for (id, ..) in OFFICES {
         let case = case_id.clone();
@@ -689,8 +728,10 @@ async fn walk(
                 ))
             })
             .await??;
+        let (held, listed) = materials.get(id).copied().unwrap_or((0, 0));
+        let ok = ok && held == listed;
         println!(
-            "  {:<11} {:<24} {} 条签名转换，{}，文档头 {}",
+            "  {:<11} {:<24} {} 条签名转换，材料 materials {held}/{listed}，{}，文档头 {}",
             id,
             demo.name(id),
             n,

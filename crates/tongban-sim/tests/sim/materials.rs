@@ -17,17 +17,17 @@ use tongban_sync::store::{StoreWrite, SyncStore};
 use tongban_sync::wire::{MAX_CHUNK, Message};
 
 /// What the hook does with a frame in flight.
-enum Tamper {
+pub(crate) enum Tamper {
     Pass,
     Drop,
     Replace(Message),
 }
 
-type Hook = Box<dyn FnMut(&str, &str, &Message) -> Tamper>;
+pub(crate) type Hook = Box<dyn FnMut(&str, &str, &Message) -> Tamper>;
 
-struct Node {
-    store: Replica,
-    sync: SyncNode,
+pub(crate) struct Node {
+    pub(crate) store: Replica,
+    pub(crate) sync: SyncNode,
     events: Vec<Event>,
     /// Session → link.
     sessions: BTreeMap<SessionId, usize>,
@@ -47,7 +47,7 @@ struct Frame {
 }
 
 /// Nodes named by office id, linked in-process.
-struct Net {
+pub(crate) struct Net {
     world: World,
     dir: tempfile::TempDir,
     limits: BTreeMap<String, Limits>,
@@ -56,7 +56,7 @@ struct Net {
     queue: VecDeque<Frame>,
     /// Every message delivered: (from, to, message).
     log: Vec<(String, String, Message)>,
-    hook: Option<Hook>,
+    pub(crate) hook: Option<Hook>,
     now: i64,
     rng: Rng,
 }
@@ -70,7 +70,7 @@ fn limits() -> Limits {
 }
 
 impl Net {
-    fn new(offices: &[&str]) -> Net {
+    pub(crate) fn new(offices: &[&str]) -> Net {
         let mut net = Net {
             world: World::standard(),
             dir: tempfile::tempdir().unwrap(),
@@ -138,11 +138,11 @@ impl Net {
         self.start(office);
     }
 
-    fn node(&self, office: &str) -> &Node {
+    pub(crate) fn node(&self, office: &str) -> &Node {
         &self.nodes[office]
     }
 
-    fn connect(&mut self, a: &str, b: &str) -> usize {
+    pub(crate) fn connect(&mut self, a: &str, b: &str) -> usize {
         let now = Timestamp(self.now);
         let link = self
             .links
@@ -209,7 +209,7 @@ impl Net {
     }
 
     /// Queues `message` from `from` to `to` as if `from`'s node had sent it.
-    fn inject(&mut self, from: &str, to: &str, message: &Message) {
+    pub(crate) fn inject(&mut self, from: &str, to: &str, message: &Message) {
         let link = self
             .links
             .iter()
@@ -262,7 +262,7 @@ impl Net {
     /// Delivers frames and fires timers (moving the virtual clock to them, a
     /// little network delay per step) until nothing is in flight and no timer is
     /// due before `for_ms` from now.
-    fn run(&mut self, for_ms: i64) {
+    pub(crate) fn run(&mut self, for_ms: i64) {
         let end = self.now + for_ms;
         for _ in 0..1_000_000 {
             if self.step() {
@@ -294,7 +294,12 @@ impl Net {
     /// A new case at `acceptance` for a resident of `domicile`, with a scan of
     /// `len` bytes attached, written as the office application does (case and
     /// material in one commit). Returns the case and the scan.
-    fn new_case(&mut self, acceptance: &str, domicile: &str, len: usize) -> (CaseId, Vec<u8>) {
+    pub(crate) fn new_case(
+        &mut self,
+        acceptance: &str,
+        domicile: &str,
+        len: usize,
+    ) -> (CaseId, Vec<u8>) {
         let office = self.world.offices[self.index(acceptance)].clone();
         let now = Timestamp(self.now);
         let case = CaseId::new(&office.division, now.china_date(), self.rng.bytes4()).unwrap();
@@ -341,11 +346,11 @@ impl Net {
         Some(out)
     }
 
-    fn holds_case(&self, office: &str, case: &CaseId) -> bool {
+    pub(crate) fn holds_case(&self, office: &str, case: &CaseId) -> bool {
         self.node(office).store.load(case).unwrap().is_some()
     }
 
-    fn refusals(&self, office: &str) -> Vec<String> {
+    pub(crate) fn refusals(&self, office: &str) -> Vec<String> {
         self.node(office)
             .events
             .iter()

@@ -1,0 +1,119 @@
+//! Admission of whole documents arriving in `Docs` batches, frame by frame on
+//! real stores (the harness of `materials.rs`): a batch is loaded and verified on
+//! several threads, and each document in it is admitted or refused on its own.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ReadDoc, ScalarValue, Value};
+use tongban_sync::store::SyncStore;
+use tongban_sync::wire::Message;
+
+use crate::materials::{Net, Tamper};
+
+const TA: &str = "130102001";
+const TD: &str = "130102002";
+const T3: &str = "130102003";
+const HUB: &str = "hub-130102";
+const DPF: &str = "130102-dpf";
+
+/// `bytes` (a saved case document) with the signature of its first signed
+/// transition altered in a new Automerge change, as a relay forging it would.
+fn forge(bytes: &[u8]) -> Vec<u8> {
+    let mut doc = AutoCommit::load(bytes).unwrap();
+    let Ok(Some((Value::Object(ObjType::Map), transitions))) =
+        doc.get(automerge::ROOT, "transitions")
+    else {
+        panic!("no transitions map");
+    };
+    let key = doc.keys(&transitions).next().unwrap();
+    let Ok(Some((Value::Object(ObjType::Map), record))) = doc.get(&transitions, key.as_str())
+    else {
+        panic!("no transition record");
+    };
+    let Ok(Some((Value::Scalar(value), _))) = doc.get(&record, "signed") else {
+        panic!("no signed bytes");
+    };
+    let ScalarValue::Bytes(mut signed) = value.into_owned() else {
+        panic!("signed is not bytes");
+    };
+    let last = signed.len() - 1;
+    signed[last] ^= 0x01;
+    doc.put(&record, "signed", ScalarValue::Bytes(signed))
+        .unwrap();
+    doc.save()
+}
+
+#[test]
+fn a_forged_document_in_a_batch_is_refused_and_the_rest_admitted() {
+    let mut net = Net::new(&[TA, HUB, DPF]);
+    net.connect(TA, HUB);
+    let cases: Vec<_> = (0..3).map(|_| net.new_case(TA, TD, 100).0).collect();
+    net.run(30_000);
+    for case in &cases {
+        assert!(net.holds_case(HUB, case));
+    }
+    // The hub's first batch to the DPF carries the second case forged.
+    let forged = cases[1].clone();
+    let mut armed = true;
+    net.hook = Some(Box::new(move |from, to, m| match m {
+        Message::Docs { docs } if armed && from == HUB && to == DPF => {
+            armed = false;
+            let docs = docs
+                .iter()
+                .map(|(case, bytes)| {
+                    let bytes = if *case == forged {
+                        forge(bytes)
+                    } else {
+                        bytes.clone()
+                    };
+                    (case.clone(), bytes)
+                })
+                .collect();
+            Tamper::Replace(Message::Docs { docs })
+        }
+        _ => Tamper::Pass,
+    }));
+    net.connect(HUB, DPF);
+    net.run(5_000);
+    // The forged document was refused by its signature; the others of the same
+    // frame were stored.
+    let refusals = net.refusals(DPF);
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(refusals[0].contains("BadSignature"), "{refusals:?}");
+    assert!(net.holds_case(DPF, &cases[0]));
+    assert!(net.holds_case(DPF, &cases[2]));
+    assert!(!net.holds_case(DPF, &cases[1]));
+    // The DPF asks again after the stall period and gets the honest document,
+    // with none of the forged change in it.
+    net.run(120_000);
+    assert!(net.holds_case(DPF, &cases[1]));
+    assert_eq!(
+        net.node(DPF).store.heads(&cases[1]).unwrap(),
+        net.node(HUB).store.heads(&cases[1]).unwrap()
+    );
+}
+
+#[test]
+fn a_case_off_the_receivers_route_is_refused_whatever_the_sender() {
+    let mut net = Net::new(&[TA, HUB, T3]);
+    net.connect(TA, HUB);
+    let (case, _) = net.new_case(TA, TD, 100);
+    let (other, _) = net.new_case(TA, T3, 100);
+    net.run(30_000);
+    // T3 is the domicile of `other`, not of `case`: a hub pushing `case` to it in
+    // the same batch as `other` (before the protocol offers T3 anything) gets
+    // `case` refused and `other` stored.
+    let saved = |c| net.node(HUB).store.saved(c).unwrap().unwrap();
+    let docs = vec![(case.clone(), saved(&case)), (other.clone(), saved(&other))];
+    net.connect(HUB, T3);
+    net.inject(HUB, T3, &Message::Docs { docs });
+    net.run(30_000);
+    assert!(!net.holds_case(T3, &case));
+    assert!(net.holds_case(T3, &other));
+    let refusals = net.refusals(T3);
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.contains("not on this node's route")),
+        "{refusals:?}"
+    );
+}

@@ -238,6 +238,10 @@ pub struct NodeStatus {
     pub cases: u64,
     /// The directory version held.
     pub directory_version: Option<u64>,
+    /// Scanned materials the held cases list that this node does not hold yet
+    /// (still to be fetched from route peers).
+    #[serde(default)]
+    pub materials_missing: u64,
     /// Peers: those connected now and those remembered from earlier sessions.
     pub peers: Vec<PeerStatus>,
 }
@@ -272,6 +276,7 @@ pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
         latest_seq,
         cases: store.stats()?.cases,
         directory_version: node.directory().ok().map(|d| d.version),
+        materials_missing: store.missing_materials()?.len() as u64,
         peers,
     })
 }
@@ -342,6 +347,7 @@ impl Engine {
             latest_seq: 0,
             cases: 0,
             directory_version: None,
+            materials_missing: 0,
             peers: Vec::new(),
         });
         status.running = true;

@@ -292,6 +292,7 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     let status = ok(Some(&domicile_dir), &auth, &["node", "status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["running"], false);
+    assert_eq!(status["materials_missing"], 0, "{status}");
     assert!(
         status["peers"]
             .as_array()

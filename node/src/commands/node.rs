@@ -171,6 +171,12 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
             .map(|v| v.to_string())
             .unwrap_or_else(|| "—".into())
     );
+    if status.materials_missing > 0 {
+        println!(
+            "待取材料 materials still to fetch: {} 份（从路由上的对端获取）",
+            status.materials_missing
+        );
+    }
     if status.peers.is_empty() {
         println!("尚无同步对端 no peer has synced with this node yet");
     }

@@ -40,7 +40,7 @@ pub use keys::{KeyError, OfficeKey, PublicKey};
 pub use transition::{SignError, SignedTransition, Transition};
 pub use verify::{
     Branch, CaseHistory, DeadlineCheck, PendingDeadline, Report, Severity, SignatureStatus,
-    TimelineEntry, VerifyContext, Violation, ViolationKind, verify_case,
+    TimelineEntry, VerifiedSignatures, VerifyContext, Violation, ViolationKind, verify_case,
 };
 
 /// Lower-case hexadecimal of `bytes` (hashes, keys) for display.

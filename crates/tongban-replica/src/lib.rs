@@ -425,6 +425,7 @@ impl SyncStore for Replica {
                         route,
                         doc,
                         saved,
+                        materials,
                     } => {
                         let meta = meta.unwrap_or_else(|| self.meta_of(doc, route));
                         match saved {
@@ -432,7 +433,9 @@ impl SyncStore for Replica {
                             None => tx.put_document(case, doc, &meta)?,
                         };
                         put_route(tx, case, route)?;
-                        attach_materials(tx, case, doc)?;
+                        for material in materials {
+                            tx.attach_material(case, &MaterialHash(material.hash))?;
+                        }
                     }
                     StoreWrite::Cursor { peer, cursor } => {
                         tx.set_peer_cursor(peer, cursor.seq)?;

@@ -50,12 +50,12 @@ fn materials_are_referenced_checked_stored_and_read_by_range() {
     let scan: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
     let hash = *blake3::hash(&scan).as_bytes();
     replica
-        .commit(vec![StoreWrite::Case {
-            case: case.clone(),
+        .commit(vec![StoreWrite::case(
+            case.clone(),
             route,
-            doc: Box::new(doc_listing(&case, &hash, scan.len() as u64)),
-            saved: None,
-        }])
+            doc_listing(&case, &hash, scan.len() as u64),
+            None,
+        )])
         .unwrap();
     // The case write recorded the reference; the scan is still to come.
     assert_eq!(
@@ -127,12 +127,12 @@ fn materials_are_referenced_checked_stored_and_read_by_range() {
         .unwrap();
     assert!(replica.material_removed(&hash).unwrap());
     replica
-        .commit(vec![StoreWrite::Case {
-            case: case.clone(),
+        .commit(vec![StoreWrite::case(
+            case.clone(),
             route,
-            doc: Box::new(doc_listing(&case, &hash, total)),
-            saved: None,
-        }])
+            doc_listing(&case, &hash, total),
+            None,
+        )])
         .unwrap();
     assert!(replica.missing_materials().unwrap().is_empty());
 }

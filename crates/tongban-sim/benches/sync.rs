@@ -235,12 +235,12 @@ fn initial(world: &World, cases: &[Case]) -> (Endpoint, Endpoint) {
     for case in cases.iter() {
         // The hub's store keeps full saves, as the real store does.
         hub.store
-            .commit(vec![StoreWrite::Case {
-                case: case.id.clone(),
-                route: case.route,
-                doc: Box::new(Automerge::load(&case.saved).unwrap()),
-                saved: Some(case.saved.clone()),
-            }])
+            .commit(vec![StoreWrite::case(
+                case.id.clone(),
+                case.route,
+                Automerge::load(&case.saved).unwrap(),
+                Some(case.saved.clone()),
+            )])
             .unwrap();
     }
     let now = Timestamp(epoch().0 + 3_600_000);

@@ -746,12 +746,7 @@ impl Sim {
             return;
         };
         let result = store
-            .commit(vec![StoreWrite::Case {
-                case: case.clone(),
-                route,
-                doc: Box::new(doc),
-                saved: None,
-            }])
+            .commit(vec![StoreWrite::case(case.clone(), route, doc, None)])
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 node.handle_local_change(store, now)

@@ -24,7 +24,9 @@ use tongban_domain::ids::{CaseId, Timestamp};
 use tongban_domain::stage::Stage;
 use tongban_ledger::directory::Directory;
 use tongban_ledger::transition::SignedTransition;
-use tongban_ledger::verify::{CaseHistory, VerifyContext, ViolationKind, verify_case};
+use tongban_ledger::verify::{
+    CaseHistory, VerifiedSignatures, VerifyContext, ViolationKind, verify_case,
+};
 
 use crate::route::CaseRoute;
 
@@ -183,10 +185,14 @@ pub fn verify(
         directory,
         calendar,
         now,
+        None,
     )
 }
 
-/// [`verify`] of transitions already read from `doc` (by [`transitions_of`]).
+/// [`verify`] of transitions already read from `doc` (by [`transitions_of`]),
+/// trusting the signatures `verified` holds (checked in a batch over many
+/// documents).
+#[allow(clippy::too_many_arguments)]
 pub fn verify_transitions(
     doc: &Automerge,
     transitions: Vec<Vec<u8>>,
@@ -195,6 +201,7 @@ pub fn verify_transitions(
     directory: &Directory,
     calendar: &Calendar,
     now: Timestamp,
+    verified: Option<&VerifiedSignatures>,
 ) -> Result<Findings, Refusal> {
     let history = CaseHistory {
         case: case.clone(),
@@ -202,7 +209,8 @@ pub fn verify_transitions(
         domicile_township: route.domicile().to_string(),
     };
     let has_head = |hash: &[u8; 32]| crate::store::has_change(doc, hash);
-    let ctx = VerifyContext::new(directory, calendar, now, &has_head);
+    let mut ctx = VerifyContext::new(directory, calendar, now, &has_head);
+    ctx.verified = verified;
     let report = verify_case(&history, &ctx);
     let mut findings = Findings::default();
     for violation in report.violations {

@@ -52,8 +52,8 @@ pub enum StoreWrite {
     /// Store the state of `doc` as the document of `case` (merging into what is
     /// stored; new changes get a new log sequence number). The store computes its
     /// own index metadata from the document, and records in the same transaction
-    /// that `case` references every material the document lists
-    /// ([`crate::material::referenced`]), whether the material is held or not.
+    /// that `case` references every material in `materials`, whether the material
+    /// is held or not. [`StoreWrite::case`] fills `materials` in.
     Case {
         /// The case.
         case: CaseId,
@@ -65,6 +65,10 @@ pub enum StoreWrite {
         /// has it at hand (a document received whole): the store may keep these
         /// bytes instead of saving the document again. Must be a save of `doc`.
         saved: Option<Vec<u8>>,
+        /// The materials the document lists ([`crate::material::referenced`] of
+        /// `doc`): read by the writer, which needs them too, and often on another
+        /// core, so the store's transaction does not read the document again.
+        materials: Vec<crate::material::MaterialRef>,
     },
     /// Record how far this node has durably consumed `peer`'s change log.
     Cursor {
@@ -109,6 +113,24 @@ pub struct MaterialPart {
     /// The bytes asked for: `min(max_len, total_len - offset)` of them, none at or
     /// after the end.
     pub data: Vec<u8>,
+}
+
+impl StoreWrite {
+    /// A [`StoreWrite::Case`], with the materials read from `doc`.
+    pub fn case(
+        case: CaseId,
+        route: CaseRoute,
+        doc: Automerge,
+        saved: Option<Vec<u8>>,
+    ) -> StoreWrite {
+        StoreWrite::Case {
+            materials: crate::material::referenced(&doc),
+            case,
+            route,
+            doc: Box::new(doc),
+            saved,
+        }
+    }
 }
 
 /// A node's store, as the sync protocol uses it. Reads take `&self`; the one write
@@ -328,12 +350,7 @@ impl MemStore {
 
     /// Stores a document as a local write (what the office application does).
     pub fn put_local(&mut self, case: &CaseId, route: CaseRoute, doc: Automerge) {
-        let _ = self.commit(vec![StoreWrite::Case {
-            case: case.clone(),
-            route,
-            doc: Box::new(doc),
-            saved: None,
-        }]);
+        let _ = self.commit(vec![StoreWrite::case(case.clone(), route, doc, None)]);
     }
 }
 
@@ -435,8 +452,11 @@ impl SyncStore for MemStore {
         // The materials each written document references (the merged document's
         // are these and those recorded by earlier writes).
         for write in &writes {
-            if let StoreWrite::Case { case, doc, .. } = write {
-                for material in crate::material::referenced(doc) {
+            if let StoreWrite::Case {
+                case, materials, ..
+            } = write
+            {
+                for material in materials {
                     self.references.insert((case.clone(), material.hash));
                 }
             }
@@ -448,6 +468,7 @@ impl SyncStore for MemStore {
                     route,
                     doc,
                     saved,
+                    ..
                 } => {
                     let heads = heads_of(&doc);
                     let fresh = !self.cases.contains_key(&case);

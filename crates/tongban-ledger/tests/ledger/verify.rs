@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tongban_domain::stage::Stage;
 use tongban_ledger::{
     CaseHistory, OfficeKey, Revocation, SignatureStatus, SignedTransition, Transition,
-    VerifyContext, ViolationKind, verify_case,
+    VerifiedSignatures, VerifyContext, ViolationKind, verify_case,
 };
 
 use crate::fixture::*;
@@ -636,4 +636,89 @@ fn report_serializes_to_json() {
     assert_eq!(json["branches"][0]["entries"][3]["to"], "received");
     assert_eq!(json["branches"][0]["entries"][3]["signature"], "valid");
     let _ = SignedTransition::decode(&chain.encoded()[0]).unwrap();
+}
+
+/// Verifies like `verify_all_heads`, trusting the signatures in `verified`.
+fn verify_with(
+    chain: &ChainBuilder<'_>,
+    transitions: Vec<Vec<u8>>,
+    offices: &Offices,
+    verified: &VerifiedSignatures,
+) -> tongban_ledger::Report {
+    let present: HashSet<[u8; 32]> = (0..200).map(head).collect();
+    let has_head = move |h: &[u8; 32]| present.contains(h);
+    let directory = offices.directory();
+    let calendar = calendar();
+    let ctx = VerifyContext::new(&directory, &calendar, bj(2025, 3, 13, 9, 0), &has_head)
+        .with_verified(verified);
+    verify_case(
+        &CaseHistory {
+            case: chain.case.clone(),
+            transitions,
+            domicile_township: DOMICILE.into(),
+        },
+        &ctx,
+    )
+}
+
+#[test]
+fn a_batch_over_many_cases_stands_in_for_each_signature_check() {
+    let offices = Offices::new();
+    let chain = full_chain(&offices);
+    let mut other = ChainBuilder::new(&offices);
+    other.case =
+        tongban_domain::ids::CaseId::new(ACCEPTANCE, date(2025, 3, 3), [9, 9, 9, 9]).unwrap();
+    other.step(Stage::Draft, ACCEPTANCE, bj(2025, 3, 3, 9, 0));
+    let mut all = chain.encoded();
+    all.extend(other.encoded());
+    all.push(b"not a transition".to_vec());
+    let verified = VerifiedSignatures::batch(all.iter().map(Vec::as_slice))
+        .expect("honest signatures verify as a batch");
+    assert_eq!(
+        verified.len(),
+        all.len() - 1,
+        "undecodable entries are left out"
+    );
+
+    // The same findings as checking each signature.
+    let plain = verify_all_heads(
+        &chain.case,
+        chain.encoded(),
+        &offices.directory(),
+        &calendar(),
+        bj(2025, 3, 13, 9, 0),
+    );
+    let batched = verify_with(&chain, chain.encoded(), &offices, &verified);
+    assert_eq!(render(&batched), render(&plain));
+    assert_eq!(kinds(&batched), []);
+
+    // One forged entry among many cases fails the whole batch.
+    let mut forged = chain.signed[6].clone();
+    forged.transition.operator = tongban_domain::ids::Operator::parse("someone-else").unwrap();
+    let mut with_forgery = all.clone();
+    with_forgery[6] = forged.encode();
+    assert!(VerifiedSignatures::batch(with_forgery.iter().map(Vec::as_slice)).is_none());
+
+    // A set that does not hold an entry does not excuse it: the forgery is
+    // still checked, and named.
+    let mut entries = chain.encoded();
+    entries[6] = forged.encode();
+    let report = verify_with(&chain, entries, &offices, &verified);
+    assert!(
+        kinds(&report).contains(&BadSignature),
+        "{}",
+        render(&report)
+    );
+
+    // A verified signature says nothing of the key's authority: a stranger's
+    // well-signed transition is still an unknown key.
+    let stranger = OfficeKey::from_bytes(&[66; 32]);
+    let mut chain = prefix(&offices, 3);
+    let mut t = chain.next(Stage::Received, DOMICILE, bj(2025, 3, 4, 9, 5));
+    t.signer_key = stranger.public();
+    chain.push_signed(t, &stranger);
+    let entries = chain.encoded();
+    let verified = VerifiedSignatures::batch(entries.iter().map(Vec::as_slice)).unwrap();
+    let report = verify_with(&chain, entries, &offices, &verified);
+    assert!(kinds(&report).contains(&UnknownKey), "{}", render(&report));
 }

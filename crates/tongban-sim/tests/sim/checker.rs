@@ -34,12 +34,12 @@ fn a_case_planted_off_its_route_is_caught() {
     let office = sim.office(outsider).id.clone();
     sim.store_mut(outsider)
         .unwrap()
-        .commit(vec![StoreWrite::Case {
-            case: track.id.clone(),
-            route: track.route,
-            doc: Box::new(doc),
-            saved: None,
-        }])
+        .commit(vec![StoreWrite::case(
+            track.id.clone(),
+            track.route,
+            doc,
+            None,
+        )])
         .unwrap();
     let violations = check(&sim);
     assert!(

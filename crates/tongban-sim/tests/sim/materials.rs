@@ -319,12 +319,12 @@ impl Net {
         let node = self.nodes.get_mut(acceptance).unwrap();
         node.store
             .commit(vec![
-                StoreWrite::Case {
-                    case: case.clone(),
+                StoreWrite::case(
+                    case.clone(),
                     route,
-                    doc: Box::new(document.automerge_mut().document().clone()),
-                    saved: None,
-                },
+                    document.automerge_mut().document().clone(),
+                    None,
+                ),
                 StoreWrite::Material {
                     case: case.clone(),
                     hash: *blake3::hash(&scan).as_bytes(),

@@ -26,8 +26,8 @@ use tongban_ledger::verify::{
 
 use crate::intake::Intake;
 use crate::schema::{
-    self, Acceptance, Applicant, CaseDoc, Household, MaterialsNotice, NoticeItem, SCHEMA_VERSION,
-    TransitionRecord,
+    self, Acceptance, Applicant, CaseCore, CaseDoc, Household, MaterialsNotice, NoticeItem,
+    SCHEMA_VERSION, TransitionRecord,
 };
 
 /// Why an operation on a case document failed.
@@ -330,6 +330,11 @@ impl CaseDocument {
         read_case(&self.doc)
     }
 
+    /// Reads only the case's [`CaseCore`] (see [`read_core`]).
+    pub fn read_core(&self) -> Result<CaseCore, CaseError> {
+        read_core(&self.doc)
+    }
+
     /// Changes the document through its Rust form, as one Automerge change.
     pub fn update(
         &mut self,
@@ -362,7 +367,7 @@ impl CaseDocument {
     /// Decodes the chain of signed transitions: from the first transition, follow
     /// successors (by previous hash); at a fork, follow the lowest hash and flag it.
     pub fn chain(&self) -> Result<Chain, CaseError> {
-        Ok(Chain::of(&self.read()?))
+        Ok(self.read_core()?.chain())
     }
 
     /// The current stage, from the signed chain.
@@ -372,9 +377,8 @@ impl CaseDocument {
 
     /// The facts the stage machine needs.
     pub fn facts(&self) -> Result<CaseFacts, CaseError> {
-        let case = self.read()?;
-        let chain = Chain::of(&case);
-        Ok(facts_of(&case, &chain))
+        let core = self.read_core()?;
+        Ok(core.facts(&core.chain()))
     }
 }
 
@@ -382,16 +386,30 @@ impl CaseDocument {
 /// schema version: what [`CaseDocument::read`] does, for a caller holding a
 /// plain `Automerge` (the store and sync layers), without a save and reload.
 pub fn read_case<D: ReadDoc + autosurgeon::ReadDoc>(doc: &D) -> Result<CaseDoc, CaseError> {
+    check_version(doc)?;
+    autosurgeon::hydrate(doc).map_err(|e| CaseError::Schema(e.to_string()))
+}
+
+/// Reads (hydrates) only the [`CaseCore`] of the case: the fields its chain, its
+/// deadlines and the store's index need, at a fraction of [`read_case`]'s cost.
+/// Checks the schema version as `read_case` does.
+pub fn read_core<D: ReadDoc + autosurgeon::ReadDoc>(doc: &D) -> Result<CaseCore, CaseError> {
+    check_version(doc)?;
+    autosurgeon::hydrate(doc).map_err(|e| CaseError::Schema(e.to_string()))
+}
+
+/// Refuses a document without a schema version or with a newer one than this
+/// code knows.
+fn check_version<D: ReadDoc>(doc: &D) -> Result<(), CaseError> {
     let version: Option<u64> = match ReadDoc::get(doc, automerge::ROOT, "schema_version") {
         Ok(Some((automerge::Value::Scalar(s), _))) => s.as_u64(),
         _ => None,
     };
     match version {
-        Some(v) if v > SCHEMA_VERSION => return Err(CaseError::NewerSchema { found: v }),
-        Some(_) => {}
-        None => return Err(CaseError::Schema("schema_version is missing".into())),
+        Some(v) if v > SCHEMA_VERSION => Err(CaseError::NewerSchema { found: v }),
+        Some(_) => Ok(()),
+        None => Err(CaseError::Schema("schema_version is missing".into())),
     }
-    autosurgeon::hydrate(doc).map_err(|e| CaseError::Schema(e.to_string()))
 }
 
 /// The facts the stage machine needs, from a read case and its chain.
@@ -404,20 +422,54 @@ pub fn facts_of(case: &CaseDoc, chain: &Chain) -> CaseFacts {
     }
 }
 
+impl CaseCore {
+    /// The signed chain (see [`Chain::of`]).
+    pub fn chain(&self) -> Chain {
+        Chain::from_records(
+            self.transitions
+                .values()
+                .map(|r| (r.signed.as_slice(), r.payload.as_slice())),
+        )
+    }
+
+    /// The facts the stage machine needs (see [`facts_of`]).
+    pub fn facts(&self, chain: &Chain) -> CaseFacts {
+        CaseFacts {
+            acceptance_office: self.acceptance.office.clone(),
+            acceptance_township: self.acceptance.township.clone(),
+            domicile_township: self.applicant.hukou_township.clone(),
+            approved: chain.approved(),
+        }
+    }
+
+    /// The due date of the current stage (see [`CaseDocument::due`]).
+    pub fn due(&self, chain: &Chain, calendar: &Calendar) -> Result<Option<Due>, CaseError> {
+        due_from_facts(&self.facts(chain), chain, calendar)
+    }
+}
+
 impl Chain {
     /// Decodes the chain of signed transitions of a read case: from the first
     /// transition, follow successors (by previous hash); at a fork, follow the
     /// lowest hash and flag it.
     pub fn of(case: &CaseDoc) -> Chain {
+        Chain::from_records(
+            case.transitions
+                .values()
+                .map(|r| (r.signed.as_slice(), r.payload.as_slice())),
+        )
+    }
+
+    /// [`Chain::of`] the records' (signed transition, payload) bytes.
+    pub fn from_records<'a>(records: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Chain {
         let mut links = Vec::new();
         let mut undecodable = 0;
-        for record in case.transitions.values() {
-            let (signed, payload) = (record.signed.to_vec(), record.payload.to_vec());
-            match SignedTransition::decode(&signed) {
+        for (signed, payload) in records {
+            match SignedTransition::decode(signed) {
                 Ok(t) => links.push(ChainLink {
-                    hash: t.hash(),
+                    hash: *blake3::hash(signed).as_bytes(),
                     signed: t,
-                    payload,
+                    payload: payload.to_vec(),
                 }),
                 Err(_) => undecodable += 1,
             }
@@ -453,8 +505,14 @@ impl Chain {
 impl CaseDocument {
     /// The case id.
     pub fn case_id(&self) -> Result<CaseId, CaseError> {
-        let case = self.read()?;
-        CaseId::parse(&case.case_id).map_err(|e| CaseError::Schema(e.to_string()))
+        let text = match ReadDoc::get(&self.doc, automerge::ROOT, "case_id") {
+            Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
+                automerge::ScalarValue::Str(text) => text.to_string(),
+                _ => return Err(CaseError::Schema("case_id is not a string".into())),
+            },
+            _ => return Err(CaseError::Schema("case_id is missing".into())),
+        };
+        CaseId::parse(&text).map_err(|e| CaseError::Schema(e.to_string()))
     }
 
     /// Moves the case to `to`: checks the stage machine, signs over the current heads
@@ -467,14 +525,15 @@ impl CaseDocument {
         at: Timestamp,
         payload: &Payload,
     ) -> Result<SignedTransition, CaseError> {
-        let chain = self.chain()?;
+        let core = self.read_core()?;
+        let chain = core.chain();
         if chain.forked {
             return Err(CaseError::Chain(
                 "two signed successors of one transition (a fork); resolve it first".into(),
             ));
         }
         let from = chain.stage();
-        let facts = self.facts()?;
+        let facts = core.facts(&chain);
         stage::check_transition(from, to, &facts, &office.facts)?;
         if from == Some(Stage::Publicized) && to != Stage::Withdrawn {
             // The village notice must run its whole period before the review.
@@ -492,7 +551,7 @@ impl CaseDocument {
             }
         }
         check_payload(to, payload)?;
-        let case_id = self.case_id()?;
+        let case_id = CaseId::parse(&core.case_id).map_err(|e| CaseError::Schema(e.to_string()))?;
         let payload_bytes =
             serde_json::to_vec(payload).map_err(|e| CaseError::Payload(e.to_string()))?;
         let office_id =
@@ -589,8 +648,8 @@ impl CaseDocument {
     /// The due date of the current stage: the earliest deadline among the rules that
     /// leave it, counted by the calendar from the signed time of entering it.
     pub fn due(&self, calendar: &Calendar) -> Result<Option<Due>, CaseError> {
-        let case = self.read()?;
-        due_of(&case, &Chain::of(&case), calendar)
+        let core = self.read_core()?;
+        core.due(&core.chain(), calendar)
     }
 }
 
@@ -600,14 +659,22 @@ pub fn due_of(
     chain: &Chain,
     calendar: &Calendar,
 ) -> Result<Option<Due>, CaseError> {
+    due_from_facts(&facts_of(case, chain), chain, calendar)
+}
+
+/// The due date of the current stage of a chain with these facts.
+fn due_from_facts(
+    facts: &CaseFacts,
+    chain: &Chain,
+    calendar: &Calendar,
+) -> Result<Option<Due>, CaseError> {
     let (Some(stage), Some(entered)) = (chain.stage(), chain.entered_at()) else {
         return Ok(None);
     };
-    let facts = facts_of(case, chain);
     let policy = Policy::for_province(facts.domicile_township.get(..2).unwrap_or("00"))
         .map_err(|e| CaseError::Payload(e.to_string()))?;
     let mut best: Option<Due> = None;
-    for rule in stage::rules_from(Some(stage)).filter(|r| stage::guard_holds(r.guard, &facts)) {
+    for rule in stage::rules_from(Some(stage)).filter(|r| stage::guard_holds(r.guard, facts)) {
         let Some(deadline) = rule.deadline else {
             continue;
         };

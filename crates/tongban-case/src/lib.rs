@@ -17,6 +17,6 @@ pub mod schema;
 
 pub use document::{
     CaseDocument, CaseError, Chain, Due, Outcome, Payload, SigningOffice, due_of, facts_of,
-    read_case,
+    read_case, read_core,
 };
 pub use intake::{FieldError, Intake, IntakeForm};

@@ -104,6 +104,55 @@ impl fmt::Debug for Applicant {
     }
 }
 
+/// The fields of a case document that its signed chain, its deadlines and the
+/// store's index need, hydrated without the rest ([`crate::read_core`]): reading
+/// the whole [`CaseDoc`] costs several times more, most of it in the materials
+/// notice, the household and the opinions, which none of these use. Field names
+/// are those of [`CaseDoc`].
+#[derive(Debug, Clone, PartialEq, Eq, Hydrate)]
+pub struct CaseCore {
+    /// Schema version the document was written with.
+    pub schema_version: u64,
+    /// The case id.
+    pub case_id: String,
+    /// The acceptance office.
+    pub acceptance: Acceptance,
+    /// The applicant's resident id and household-registration township.
+    pub applicant: ApplicantCore,
+    /// Subsidy kinds applied for.
+    pub subsidy_kinds: Vec<String>,
+    /// Signed stage transitions by transition hash (hex).
+    pub transitions: BTreeMap<String, SignedRecord>,
+}
+
+/// Of the applicant, what routing and the resident index need. `Debug` masks the
+/// id number.
+#[derive(Clone, PartialEq, Eq, Hydrate)]
+pub struct ApplicantCore {
+    /// Resident ID number in clear (personal data).
+    pub resident_id: String,
+    /// 9-digit township of the household register.
+    pub hukou_township: String,
+}
+
+impl fmt::Debug for ApplicantCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplicantCore")
+            .field("resident_id", &mask_id(&self.resident_id))
+            .field("hukou_township", &self.hukou_township)
+            .finish()
+    }
+}
+
+/// Of a [`TransitionRecord`], the signed transition and its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hydrate)]
+pub struct SignedRecord {
+    /// The encoded signed transition.
+    pub signed: ByteVec,
+    /// The payload bytes whose digest the transition carries.
+    pub payload: ByteVec,
+}
+
 /// Masks a name for display: the family name kept, the rest starred.
 pub fn mask_name(name: &str) -> String {
     let mut chars = name.chars();

@@ -652,3 +652,85 @@ fn intake_names_every_bad_field_at_once() {
         errors[2].message
     );
 }
+
+/// The core reading (`read_core`: only the fields the chain, the deadlines and
+/// the index need) gives what the whole reading gives.
+fn assert_core_agrees(world: &World, doc: &CaseDocument) {
+    use tongban_case::{Chain, due_of, facts_of};
+    let case = doc.read().unwrap();
+    let core = doc.read_core().unwrap();
+    let (whole, chain) = (Chain::of(&case), core.chain());
+    let hashes = |c: &Chain| c.links.iter().map(|l| l.hash).collect::<Vec<_>>();
+    assert_eq!(hashes(&chain), hashes(&whole));
+    assert_eq!(
+        chain
+            .links
+            .iter()
+            .map(|l| l.payload.clone())
+            .collect::<Vec<_>>(),
+        whole
+            .links
+            .iter()
+            .map(|l| l.payload.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((chain.stage(), chain.forked), (whole.stage(), whole.forked));
+    assert_eq!(core.facts(&chain), facts_of(&case, &whole));
+    assert_eq!(
+        core.due(&chain, &world.calendar).unwrap(),
+        due_of(&case, &whole, &world.calendar).unwrap()
+    );
+    assert_eq!(core.case_id, case.case_id);
+    assert_eq!(core.subsidy_kinds, case.subsidy_kinds);
+    assert_eq!(core.applicant.resident_id, case.applicant.resident_id);
+    assert_eq!(core.applicant.hukou_township, case.applicant.hukou_township);
+    assert_eq!(doc.case_id().unwrap().as_str(), case.case_id);
+    // Debug masks the id number, as the whole applicant's does.
+    assert!(!format!("{core:?}").contains(&case.applicant.resident_id));
+}
+
+#[test]
+fn the_core_reading_agrees_with_the_whole_at_every_stage() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    assert_core_agrees(&world, &doc);
+    let steps: Vec<(&str, Stage, Timestamp, Payload)> = vec![
+        ("440106001", Stage::Accepted, at(0, 10), Payload::default()),
+        ("440106001", Stage::Pushed, at(0, 11), Payload::default()),
+        ("130102001", Stage::Received, at(1, 9), Payload::default()),
+        (
+            "130102001",
+            Stage::InitialReviewed,
+            at(2, 9),
+            approve("初审同意"),
+        ),
+        (
+            "130102-dpf",
+            Stage::DpfReviewed,
+            at(3, 9),
+            approve("复审同意"),
+        ),
+    ];
+    for (office, stage, when, payload) in steps {
+        world.step(&mut doc, office, stage, when, payload);
+        assert_core_agrees(&world, &doc);
+    }
+    let payload = decision(&world, &doc);
+    world.step(&mut doc, "130102-ca", Stage::Decided, at(4, 9), payload);
+    assert_core_agrees(&world, &doc);
+    // A document of a newer schema is refused by both readings.
+    use automerge::transaction::Transactable;
+    let mut newer = CaseDocument::load(&doc.save()).unwrap();
+    newer
+        .automerge_mut()
+        .put(automerge::ROOT, "schema_version", 99u64)
+        .unwrap();
+    assert!(matches!(
+        newer.read_core(),
+        Err(CaseError::NewerSchema { found: 99 })
+    ));
+    assert!(matches!(
+        newer.read(),
+        Err(CaseError::NewerSchema { found: 99 })
+    ));
+}

@@ -36,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use automerge::Automerge;
-use tongban_case::{CaseDocument, Chain, due_of, read_case};
+use tongban_case::{CaseDocument, read_core};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, OfficeId};
@@ -131,8 +131,9 @@ pub fn case_meta(
     )
 }
 
-/// [`case_meta`] of a plain Automerge document: the case is read (hydrated) once,
-/// and the stage and due date come from that one reading.
+/// [`case_meta`] of a plain Automerge document: the case's core (`read_core`:
+/// the fields the index needs, not the whole document) is read once, and the
+/// stage and due date come from that one reading.
 pub fn doc_meta<D: automerge::ReadDoc + autosurgeon::ReadDoc>(
     doc: &D,
     domicile: &str,
@@ -147,18 +148,15 @@ pub fn doc_meta<D: automerge::ReadDoc + autosurgeon::ReadDoc>(
         offices: Vec::new(),
         subsidy_kinds: Vec::new(),
     };
-    if let Ok(case) = read_case(doc) {
+    if let Ok(case) = read_core(doc) {
         meta.resident_key = resident_key(resident_secret, &case.applicant.resident_id);
-        meta.subsidy_kinds = case.subsidy_kinds.clone();
         if let Ok(office) = OfficeId::parse(&case.acceptance.office) {
             meta.offices.push(office);
         }
-        let chain = Chain::of(&case);
+        let chain = case.chain();
         meta.stage = chain.stage().unwrap_or(Stage::Draft);
-        meta.due = due_of(&case, &chain, calendar)
-            .ok()
-            .flatten()
-            .map(|d| d.date);
+        meta.due = case.due(&chain, calendar).ok().flatten().map(|d| d.date);
+        meta.subsidy_kinds = case.subsidy_kinds;
     }
     for (role, division, office) in offices {
         let on = match role {

@@ -105,7 +105,7 @@ pub fn resident_key(secret: &[u8; 32], resident_id: &str) -> ResidentKey {
 /// The route of a case document: its acceptance township (from the case id) and
 /// the applicant's domicile township.
 pub fn route_of(case: &CaseId, document: &CaseDocument) -> Option<CaseRoute> {
-    let domicile = document.read().ok()?.applicant.hukou_township;
+    let domicile = document.read_core().ok()?.applicant.hukou_township;
     let acceptance = DivisionCode::parse(case.acceptance_township()).ok()?;
     CaseRoute::new(acceptance, DivisionCode::parse(&domicile).ok()?).ok()
 }

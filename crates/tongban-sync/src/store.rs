@@ -250,7 +250,9 @@ struct MemCase {
     /// with its full save keeps only the bytes until it is first read (the real
     /// store keeps bytes and caches what is read), so a first sync of 100,000
     /// cases does not hold 100,000 op sets in memory.
-    doc: std::cell::RefCell<Option<Automerge>>,
+    /// Boxed: an `Automerge` is a few KiB inline, and the case map moves its
+    /// entries each time it grows.
+    doc: std::cell::RefCell<Option<Box<Automerge>>>,
     /// The full save: as written, or made on first demand and kept until the case
     /// changes. At least one of `doc` and `saved` is present.
     saved: std::cell::RefCell<Option<Vec<u8>>>,
@@ -263,7 +265,7 @@ impl MemCase {
     /// The document, loaded from the saved bytes when only those are kept.
     fn document(&self) -> Automerge {
         if let Some(doc) = &*self.doc.borrow() {
-            return doc.clone();
+            return Automerge::clone(doc);
         }
         let saved = self.saved.borrow();
         // The bytes were a save of a document that loaded: loading them again
@@ -273,7 +275,7 @@ impl MemCase {
             .as_deref()
             .and_then(|bytes| Automerge::load(bytes).ok())
             .unwrap_or_default();
-        *self.doc.borrow_mut() = Some(doc.clone());
+        *self.doc.borrow_mut() = Some(Box::new(doc.clone()));
         doc
     }
 }
@@ -508,7 +510,7 @@ impl SyncStore for MemStore {
                             doc: std::cell::RefCell::new(if saved.is_some() {
                                 None
                             } else {
-                                Some(merged)
+                                Some(Box::new(merged))
                             }),
                             saved: std::cell::RefCell::new(saved),
                             heads,

@@ -220,6 +220,18 @@ fn automerge_floor(cases: &[Case]) -> (Duration, u64) {
     (elapsed, bytes)
 }
 
+/// CPU time this process has used (user + system), from `/proc/self/stat`;
+/// `None` where there is no procfs.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -244,16 +256,23 @@ fn initial(world: &World, cases: &[Case]) -> (Endpoint, Endpoint) {
             .unwrap();
     }
     let now = Timestamp(epoch().0 + 3_600_000);
+    let cpu_before = cpu_time();
     let start = Instant::now();
     let (bytes, frames) = sync(&mut hub, &mut dpf, now);
     let ours = start.elapsed();
+    // How many cores the protocol kept busy: below the core count, it waited.
+    let cores = cpu_before
+        .zip(cpu_time())
+        .map(|(a, b)| (b - a).as_secs_f64() / ours.as_secs_f64());
     assert_eq!(dpf.store.len(), n);
     let (floor, floor_bytes) = automerge_floor(cases);
     println!(
-        "\ninitial sync, {n} docs: protocol {:.0} docs/s ({:.1?}, {bytes} bytes in {frames} frames); \
-         automerge sync floor {:.0} docs/s ({:.1?}, {floor_bytes} bytes); ratio {:.2}x the floor's time",
+        "\ninitial sync, {n} docs: protocol {:.0} docs/s ({:.1?}, {bytes} bytes in {frames} frames, \
+         {} cores busy); automerge sync floor {:.0} docs/s ({:.1?}, {floor_bytes} bytes); \
+         ratio {:.2}x the floor's time",
         per_sec(n, ours),
         ours,
+        cores.map_or("?".to_string(), |c| format!("{c:.2}")),
         per_sec(n, floor),
         floor,
         ours.as_secs_f64() / floor.as_secs_f64()

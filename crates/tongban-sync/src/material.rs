@@ -91,11 +91,12 @@ pub fn referenced(doc: &Automerge) -> Vec<MaterialRef> {
         return Vec::new();
     };
     let mut out: BTreeMap<Hash32, u64> = BTreeMap::new();
-    for key in doc.keys(&materials) {
-        let Ok(Some((Value::Object(ObjType::Map), entry))) = doc.get(&materials, key.as_str())
-        else {
+    // One pass over the map's entries (cheaper than looking each key up).
+    for item in doc.map_range(&materials, ..) {
+        let automerge::ValueRef::Object(ObjType::Map) = item.value else {
             continue;
         };
+        let entry = item.id();
         let hash = match doc.get(&entry, "hash") {
             Ok(Some((Value::Scalar(value), _))) => match value.as_ref() {
                 ScalarValue::Str(text) => parse_hex32(text),

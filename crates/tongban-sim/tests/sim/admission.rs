@@ -117,3 +117,62 @@ fn a_case_off_the_receivers_route_is_refused_whatever_the_sender() {
         "{refusals:?}"
     );
 }
+
+#[test]
+fn a_large_batch_is_checked_in_chunks_with_each_forgery_refused_alone() {
+    // Enough cases that the DPF's first `Docs` frame is checked in several
+    // chunks on the worker threads, each chunk's signatures as one batch.
+    let mut net = Net::new(&[TA, HUB, DPF]);
+    net.connect(TA, HUB);
+    let cases: Vec<_> = (0..150).map(|_| net.new_case(TA, TD, 100).0).collect();
+    net.run(60_000);
+    for case in &cases {
+        assert!(net.holds_case(HUB, case));
+    }
+    // Forgeries in the first chunk and in a later one: each fails its chunk's
+    // batch, whose documents are then verified one by one.
+    let forged = [cases[3].clone(), cases[130].clone()];
+    let mut armed = true;
+    let seen = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen_in_hook = seen.clone();
+    net.hook = Some(Box::new(move |from, to, m| match m {
+        Message::Docs { docs } if armed && from == HUB && to == DPF => {
+            armed = false;
+            seen_in_hook.set(docs.len());
+            let docs = docs
+                .iter()
+                .map(|(case, bytes)| {
+                    let bytes = if forged.contains(case) {
+                        forge(bytes)
+                    } else {
+                        bytes.clone()
+                    };
+                    (case.clone(), bytes)
+                })
+                .collect();
+            Tamper::Replace(Message::Docs { docs })
+        }
+        _ => Tamper::Pass,
+    }));
+    net.connect(HUB, DPF);
+    net.run(5_000);
+    let batch_len = seen.get();
+    assert!(
+        batch_len >= 131,
+        "the first frame carried {batch_len} documents"
+    );
+    let refusals = net.refusals(DPF);
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(
+        refusals.iter().all(|r| r.contains("BadSignature")),
+        "{refusals:?}"
+    );
+    for (i, case) in cases.iter().enumerate() {
+        assert_eq!(net.holds_case(DPF, case), i != 3 && i != 130, "case #{i}");
+    }
+    // Asked again, the honest copies arrive.
+    net.run(120_000);
+    for case in &cases {
+        assert!(net.holds_case(DPF, case));
+    }
+}

@@ -244,6 +244,23 @@ impl Target {
         }
     }
 
+    /// `case export`: the encoded archive of one case (`crate::archive`).
+    pub fn archive(
+        &self,
+        case: &CaseId,
+        with_materials: bool,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, crate::archive::ExportError> {
+        match self {
+            Target::Direct(node) => {
+                crate::archive::export(node, case, with_materials, now).map(|a| a.encode())
+            }
+            Target::Daemon(client) => Ok(client.get(&format!(
+                "/v1/cases/{case}/archive?with_materials={with_materials}"
+            ))?),
+        }
+    }
+
     /// `case new`.
     pub fn new_case(
         &self,

@@ -77,6 +77,25 @@ impl From<NodeError> for Failure {
     }
 }
 
+impl From<crate::archive::ExportError> for Failure {
+    fn from(err: crate::archive::ExportError) -> Failure {
+        match err {
+            crate::archive::ExportError::Node(err) => err.into(),
+            err => Failure(
+                if err.is_rejection() {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                ApiError {
+                    rejection: err.is_rejection(),
+                    error: err.to_string(),
+                },
+            ),
+        }
+    }
+}
+
 impl From<DaemonError> for Failure {
     fn from(err: DaemonError) -> Failure {
         Failure(
@@ -187,6 +206,14 @@ pub struct BackupRequest {
     pub out: std::path::PathBuf,
 }
 
+/// `GET /v1/cases/{id}/archive` query.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ArchiveQuery {
+    /// Include the scanned materials' bytes (the node must hold every one).
+    #[serde(default)]
+    pub with_materials: bool,
+}
+
 /// `GET /v1/cases` query.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ListQuery {
@@ -237,6 +264,25 @@ async fn document(
     let bytes = api
         .node
         .exec(move |node, _| node.case(&case).map(|mut d| d.save()))
+        .await??;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+async fn archive(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<ArchiveQuery>,
+) -> Result<Response, Failure> {
+    api.check(&headers)?;
+    let case = parse_case(&id)?;
+    // Built on the engine's thread from its own store, as `case export` does on
+    // a stopped node: one read, nothing written.
+    let bytes = api
+        .node
+        .exec(move |node, now| {
+            crate::archive::export(node, &case, query.with_materials, now).map(|a| a.encode())
+        })
         .await??;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
@@ -348,6 +394,7 @@ fn router(api: Api) -> Router {
         .route("/v1/backup", post(backup))
         .route("/v1/cases", get(list).post(new_case))
         .route("/v1/cases/{id}", get(document))
+        .route("/v1/cases/{id}/archive", get(archive))
         .route("/v1/cases/{id}/transitions", post(transition))
         .route("/v1/cases/{id}/evaluation", post(evaluation))
         .route("/v1/cases/{id}/materials", post(material))

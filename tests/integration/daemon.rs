@@ -276,6 +276,54 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     );
     ok(None, &auth, &["backup", "verify", backup.to_str().unwrap()]);
 
+    // A case archive of a running node is built by the node, and verifies on
+    // nothing but the archive and the authority key.
+    let archive = root.join("case.tbarc");
+    let out = ok(
+        Some(&domicile_dir),
+        &auth,
+        &[
+            "case",
+            "export",
+            &made[0],
+            "--out",
+            archive.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("已导出 exported"), "{out}");
+    let authority_key = auth.join("authority.pub");
+    ok(
+        None,
+        &auth,
+        &[
+            "verify",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--authority-key",
+            authority_key.to_str().unwrap(),
+        ],
+    );
+    // An unknown case is refused through the daemon too: non-zero, nothing written.
+    let absent = root.join("absent.tbarc");
+    let out = tongban(
+        Some(&domicile_dir),
+        &auth,
+        &[
+            "case",
+            "export",
+            "130102001-20250101-AAAAAA",
+            "--out",
+            absent.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is not held by this node"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!absent.exists());
+
     // SIGTERM stops each node cleanly; then every store verifies directly.
     assert_eq!(domicile.terminate(), 0);
     assert_eq!(acceptance.terminate(), 0);

@@ -12,7 +12,7 @@ use tongban_domain::policy::SubsidyKind;
 use tongban_domain::stage::Stage;
 use tongban_node::client::Target;
 
-use super::{fail, open_node, open_target, reject};
+use super::{fail, open_target, reject};
 use crate::cli::{CaseCommand, DecideArgs, NewCaseArgs, OperatorArg, ReviewArgs, StageArgs};
 use crate::output::print_json;
 
@@ -217,11 +217,11 @@ fn export(
     with_materials: bool,
     data: &crate::cli::DataDirArg,
 ) -> anyhow::Result<ExitCode> {
-    let node = tryx!(open_node(data));
+    // Through the running daemon when there is one, else on the store.
+    let node = tryx!(open_target(data));
     let id = tryx!(case_id(case));
-    let archive = match tongban_node::archive::export(&node, &id, with_materials, Timestamp::now())
-    {
-        Ok(archive) => archive,
+    let bytes = match node.archive(&id, with_materials, Timestamp::now()) {
+        Ok(bytes) => bytes,
         Err(e) => {
             if e.is_rejection() {
                 eprintln!("拒绝 refused: {e}");
@@ -231,7 +231,15 @@ fn export(
             return Ok(super::rejected());
         }
     };
-    let bytes = archive.encode();
+    // The daemon's bytes are decoded again: a damaged answer is caught here,
+    // before anything is written.
+    let archive = match tongban_node::archive::Archive::decode(&bytes) {
+        Ok(archive) => archive,
+        Err(e) => {
+            eprintln!("错误 error: the archive received does not decode: {e}");
+            return Ok(super::rejected());
+        }
+    };
     if let Err(e) = tongban_node::authority::write_atomic(out, &bytes, Some(0o600)) {
         eprintln!("错误 error: cannot write {}: {e}", out.display());
         return Ok(super::rejected());

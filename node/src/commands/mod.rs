@@ -62,14 +62,6 @@ pub fn fail(err: &tongban_node::local::NodeError) -> ExitCode {
     rejected()
 }
 
-/// Opens the node of `--data-dir`, or prints why not.
-pub fn open_node(
-    data: &crate::cli::DataDirArg,
-) -> Result<tongban_node::local::LocalNode, ExitCode> {
-    let dir = require_data_dir(data)?;
-    tongban_node::local::LocalNode::open(&dir).map_err(|e| fail(&e))
-}
-
 /// Opens the node of `--data-dir` for a command: through the running daemon's
 /// control API when one runs, on the store directly otherwise.
 pub fn open_target(

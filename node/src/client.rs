@@ -244,6 +244,32 @@ impl Target {
         }
     }
 
+    /// `node directory-import`: a signed directory, verified against the authority
+    /// the node trusts (`authority`, when given, must be that key; the first
+    /// import on a stopped node needs it). Answers the version now held.
+    pub fn import_directory(
+        &mut self,
+        bytes: &[u8],
+        authority: Option<tongban_ledger::keys::PublicKey>,
+    ) -> Result<u64, NodeError> {
+        match self {
+            Target::Direct(node) => node.import_directory(bytes, authority),
+            Target::Daemon(client) => {
+                let mut request = client
+                    .agent
+                    .post(client.url("/v1/directory"))
+                    .header("Authorization", client.auth());
+                if let Some(key) = authority {
+                    request = request.query("authority", key.to_string());
+                }
+                let response = request.send(bytes);
+                let answer: crate::control::DirectoryImported =
+                    Client::json(&client.answer(response)?)?;
+                Ok(answer.version)
+            }
+        }
+    }
+
     /// `case export`: the encoded archive of one case (`crate::archive`).
     pub fn archive(
         &self,

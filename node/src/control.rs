@@ -206,6 +206,22 @@ pub struct BackupRequest {
     pub out: std::path::PathBuf,
 }
 
+/// `POST /v1/directory` query.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryQuery {
+    /// The authority's public key (64 hex digits), when the importer names one:
+    /// it must be the key the node trusts.
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+/// `POST /v1/directory` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DirectoryImported {
+    /// The version the node now holds.
+    pub version: u64,
+}
+
 /// `GET /v1/cases/{id}/archive` query.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ArchiveQuery {
@@ -386,11 +402,36 @@ async fn directory(State(api): State<Api>, headers: HeaderMap) -> Result<Respons
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
+async fn import_directory(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(query): Query<DirectoryQuery>,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    api.check(&headers)?;
+    let authority = query
+        .authority
+        .as_deref()
+        .map(tongban_ledger::keys::PublicKey::from_hex)
+        .transpose()
+        .map_err(|e| bad_request(format!("authority: {e}")))?;
+    match api.node.import_directory(body.to_vec(), authority).await? {
+        Ok(version) => Ok(axum::Json(DirectoryImported { version }).into_response()),
+        Err(error) => Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError {
+                error,
+                rejection: true,
+            },
+        )),
+    }
+}
+
 /// The routes, for the server and for documentation.
 fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/directory", get(directory))
+        .route("/v1/directory", get(directory).post(import_directory))
         .route("/v1/backup", post(backup))
         .route("/v1/cases", get(list).post(new_case))
         .route("/v1/cases/{id}", get(document))

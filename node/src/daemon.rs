@@ -39,12 +39,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tongban_domain::ids::{OfficeId, Timestamp};
-use tongban_ledger::keys::OfficeKey;
+use tongban_ledger::keys::{OfficeKey, PublicKey};
 use tongban_replica::Replica;
 use tongban_store::{Store, StoreOptions};
 use tongban_sync::route::on_route;
 use tongban_sync::wire::Kind;
-use tongban_sync::{Config as SyncConfig, Event, Limits, SessionId, SyncNode, SyncStore};
+use tongban_sync::{
+    Config as SyncConfig, Event, Limits, SessionId, SyncError, SyncNode, SyncStore,
+};
 use tongban_transport::{
     Backoff, BackoffConfig, Connection, DirectoryHandle, Endpoint, EndpointConfig, FrameReceiver,
     FrameSender, connect_with_backoff,
@@ -882,6 +884,53 @@ impl DaemonHandle {
             if let Err(err) = engine.local_change() {
                 tracing::error!(error = %err, "cannot offer local changes");
             }
+            let _ = tx.send(result);
+        });
+        self.inputs
+            .send(Input::Job(job))
+            .await
+            .map_err(|_| DaemonError::Stopped)?;
+        rx.await.map_err(|_| DaemonError::Stopped)
+    }
+
+    /// Adopts a directory given locally (`tongban node directory-import` on a
+    /// running node): the sync engine verifies it against the authority the node
+    /// trusts, stores it and passes it to its peers; the transport, the replica
+    /// and the local node take it as they take one received by sync. `authority`,
+    /// when given, must be the key the node already trusts. Answers the new
+    /// version, or why the directory was not taken.
+    pub async fn import_directory(
+        &self,
+        bytes: Vec<u8>,
+        authority: Option<PublicKey>,
+    ) -> Result<Result<u64, String>, DaemonError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine: &mut Engine| {
+            let now = engine.now();
+            let trusted = engine.local.authority();
+            let result = match (trusted, authority) {
+                (Some(held), Some(given)) if held != given => Err(format!(
+                    "this node trusts authority {}, not {}",
+                    held.fingerprint(),
+                    given.fingerprint()
+                )),
+                _ => {
+                    let held = engine.sync.directory().version;
+                    match tokio::task::block_in_place(|| {
+                        engine.sync.adopt_directory(&mut engine.replica, bytes, now)
+                    }) {
+                        Ok(Some(version)) => Ok(version),
+                        Ok(None) => Err(format!(
+                            "the directory given is not newer than the version {held} this node holds"
+                        )),
+                        Err(SyncError::Directory(err)) => Err(format!("directory refused: {err}")),
+                        Err(err) => Err(err.to_string()),
+                    }
+                }
+            };
+            // The new directory's consequences (transport, replica, local node,
+            // revoked connections) follow from the engine's event, handled when
+            // the job returns.
             let _ = tx.send(result);
         });
         self.inputs

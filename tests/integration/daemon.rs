@@ -324,6 +324,95 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     );
     assert!(!absent.exists());
 
+    // A newer directory (one more office certified) imported into the running
+    // domicile node is taken by it and passed on to its hub.
+    let newcomer = root.join("130102002");
+    let out = ok(
+        Some(&newcomer),
+        &auth,
+        &["node", "init", "--office", "130102002"],
+    );
+    let key = out.lines().nth(2).unwrap().trim().to_string();
+    ok(
+        None,
+        &auth,
+        &[
+            "directory",
+            "add",
+            "--office",
+            "130102002",
+            "--name",
+            "测试 130102002",
+            "--role",
+            "township",
+            "--division",
+            "130102002",
+            "--public-key",
+            &key,
+        ],
+    );
+    let directory_file = auth.join("directory.tbdir");
+    let imported = ok(
+        Some(&domicile_dir),
+        &auth,
+        &[
+            "node",
+            "directory-import",
+            directory_file.to_str().unwrap(),
+            "--authority-key",
+            authority_key.to_str().unwrap(),
+        ],
+    );
+    assert!(imported.contains("running node took it"), "{imported}");
+    let version: u64 = imported
+        .split("version ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{imported}"));
+    let directory_version = |data: &Path| {
+        let status = ok(Some(data), &auth, &["node", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        status["directory_version"].as_u64()
+    };
+    assert_eq!(directory_version(&domicile_dir), Some(version));
+    let start = Instant::now();
+    while directory_version(&root.join("hub-cn")) != Some(version) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the hub did not receive directory version {version}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The same directory again is refused: not newer, exit non-zero.
+    let again = tongban(
+        Some(&domicile_dir),
+        &auth,
+        &["node", "directory-import", directory_file.to_str().unwrap()],
+    );
+    assert_ne!(again.status.code(), Some(0), "{}", stdout(&again));
+    assert!(stderr(&again).contains("not newer"), "{}", stderr(&again));
+    // A wrong authority key is refused before anything is taken.
+    let stranger = root.join("stranger.pub");
+    std::fs::write(&stranger, format!("{}\n", "ab".repeat(32))).unwrap();
+    let wrong = tongban(
+        Some(&domicile_dir),
+        &auth,
+        &[
+            "node",
+            "directory-import",
+            directory_file.to_str().unwrap(),
+            "--authority-key",
+            stranger.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(wrong.status.code(), Some(0), "{}", stdout(&wrong));
+    assert!(
+        stderr(&wrong).contains("trusts authority"),
+        "{}",
+        stderr(&wrong)
+    );
+
     // SIGTERM stops each node cleanly; then every store verifies directly.
     assert_eq!(domicile.terminate(), 0);
     assert_eq!(acceptance.terminate(), 0);

@@ -1646,6 +1646,38 @@ impl SyncNode {
         if version <= self.directory.version {
             return Ok(());
         }
+        self.install_directory(store, directory, bytes, now)
+    }
+
+    /// Adopts a directory given locally (`tongban node directory-import` on a
+    /// running node): verified against the authority this node trusts, stored,
+    /// and passed on to every peer, as a directory received by sync is. Returns
+    /// the new version, or `None` when this node holds that version or a newer one.
+    pub fn adopt_directory<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        bytes: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<Option<u64>, SyncError> {
+        let directory = Directory::verify(&bytes, &self.authority)?;
+        let version = directory.version;
+        if version <= self.directory.version {
+            return Ok(None);
+        }
+        self.install_directory(store, directory, bytes, now)?;
+        Ok(Some(version))
+    }
+
+    /// Stores a verified, newer directory, takes it, tells the peers and retries
+    /// what the older one refused.
+    fn install_directory<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        directory: Directory,
+        bytes: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let version = directory.version;
         store
             .commit(vec![StoreWrite::Directory {
                 bytes: bytes.clone(),

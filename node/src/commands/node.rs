@@ -60,22 +60,31 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
                 Ok(k) => k,
                 Err(e) => return Ok(super::reject(&e.to_string())),
             };
-            let mut node = match LocalNode::open(&dir) {
+            // A running node takes the directory through its control API and
+            // passes it to its peers; a stopped one stores it directly.
+            let mut node = match tongban_node::client::Target::open(&dir) {
                 Ok(n) => n,
                 Err(err) => return Ok(fail(&err)),
             };
             match node.import_directory(&bytes, authority) {
                 Ok(version) => {
                     println!("目录已导入 directory imported: version {version}");
-                    match node.certificate(Timestamp::now()) {
-                        Ok(cert) => println!(
-                            "本节点证书 this office: {} {}（{}，{}）",
-                            cert.office,
-                            cert.name,
-                            cert.role.zh(),
-                            cert.division
-                        ),
-                        Err(err) => eprintln!("注意 warning: {err}"),
+                    if node.via_daemon() {
+                        println!(
+                            "运行中的节点已采用并转发给对端 the running node took it and passes it to its peers"
+                        );
+                    }
+                    if let Some(local) = node.local() {
+                        match local.certificate(Timestamp::now()) {
+                            Ok(cert) => println!(
+                                "本节点证书 this office: {} {}（{}，{}）",
+                                cert.office,
+                                cert.name,
+                                cert.role.zh(),
+                                cert.division
+                            ),
+                            Err(err) => eprintln!("注意 warning: {err}"),
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
                 }

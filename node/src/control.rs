@@ -415,16 +415,22 @@ async fn import_directory(
         .map(tongban_ledger::keys::PublicKey::from_hex)
         .transpose()
         .map_err(|e| bad_request(format!("authority: {e}")))?;
-    match api.node.import_directory(body.to_vec(), authority).await? {
-        Ok(version) => Ok(axum::Json(DirectoryImported { version }).into_response()),
-        Err(error) => Err(Failure(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError {
-                error,
-                rejection: true,
-            },
-        )),
-    }
+    let version = api
+        .node
+        .import_directory(body.to_vec(), authority)
+        .await?
+        .map_err(|err| match err {
+            // The directory given is what is wrong: 422, as documented.
+            NodeError::Directory(_) => Failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiError {
+                    rejection: err.is_rejection(),
+                    error: err.to_string(),
+                },
+            ),
+            err => err.into(),
+        })?;
+    Ok(axum::Json(DirectoryImported { version }).into_response())
 }
 
 /// The routes, for the server and for documentation.

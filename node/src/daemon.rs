@@ -877,75 +877,60 @@ impl DaemonHandle {
         &self,
         f: impl FnOnce(&mut LocalNode, Timestamp) -> R + Send + 'static,
     ) -> Result<R, DaemonError> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |engine: &mut Engine| {
+        self.on_engine(move |engine| {
             let now = engine.now();
             let result = tokio::task::block_in_place(|| f(engine.local(), now));
             if let Err(err) = engine.local_change() {
                 tracing::error!(error = %err, "cannot offer local changes");
             }
-            let _ = tx.send(result);
-        });
-        self.inputs
-            .send(Input::Job(job))
-            .await
-            .map_err(|_| DaemonError::Stopped)?;
-        rx.await.map_err(|_| DaemonError::Stopped)
+            result
+        })
+        .await
     }
 
     /// Adopts a directory given locally (`tongban node directory-import` on a
     /// running node): the sync engine verifies it against the authority the node
     /// trusts, stores it and passes it to its peers; the transport, the replica
-    /// and the local node take it as they take one received by sync. `authority`,
-    /// when given, must be the key the node already trusts. Answers the new
-    /// version, or why the directory was not taken.
+    /// and the local node take it as they take one received by sync (the
+    /// engine's `DirectoryUpdated` event, handled when the job returns).
+    /// `authority`, when given, must be the key the node already trusts.
     pub async fn import_directory(
         &self,
         bytes: Vec<u8>,
         authority: Option<PublicKey>,
-    ) -> Result<Result<u64, String>, DaemonError> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |engine: &mut Engine| {
+    ) -> Result<Result<u64, NodeError>, DaemonError> {
+        self.on_engine(move |engine| {
+            crate::local::trusted_authority(engine.local.authority(), authority)?;
+            let held = engine.sync.directory().version;
             let now = engine.now();
-            let trusted = engine.local.authority();
-            let result = match (trusted, authority) {
-                (Some(held), Some(given)) if held != given => Err(format!(
-                    "this node trusts authority {}, not {}",
-                    held.fingerprint(),
-                    given.fingerprint()
-                )),
-                _ => {
-                    let held = engine.sync.directory().version;
-                    match tokio::task::block_in_place(|| {
-                        engine.sync.adopt_directory(&mut engine.replica, bytes, now)
-                    }) {
-                        Ok(Some(version)) => Ok(version),
-                        Ok(None) => Err(format!(
-                            "the directory given is not newer than the version {held} this node holds"
-                        )),
-                        Err(SyncError::Directory(err)) => Err(format!("directory refused: {err}")),
-                        Err(err) => Err(err.to_string()),
-                    }
-                }
-            };
-            // The new directory's consequences (transport, replica, local node,
-            // revoked connections) follow from the engine's event, handled when
-            // the job returns.
-            let _ = tx.send(result);
-        });
-        self.inputs
-            .send(Input::Job(job))
-            .await
-            .map_err(|_| DaemonError::Stopped)?;
-        rx.await.map_err(|_| DaemonError::Stopped)
+            match tokio::task::block_in_place(|| {
+                engine.sync.adopt_directory(&mut engine.replica, bytes, now)
+            }) {
+                Ok(Some(version)) => Ok(version),
+                Ok(None) => Err(NodeError::Directory(format!(
+                    "the directory given is not newer than the version {held} this node holds"
+                ))),
+                Err(SyncError::Directory(err)) => Err(NodeError::Directory(err.to_string())),
+                Err(err) => Err(NodeError::Rejected(err.to_string())),
+            }
+        })
+        .await
     }
 
     /// The node's status.
     pub async fn status(&self) -> Result<NodeStatus, DaemonError> {
+        self.on_engine(|engine| tokio::task::block_in_place(|| engine.status()))
+            .await
+    }
+
+    /// Runs `f` on the engine, between two of its inputs, and answers its result.
+    async fn on_engine<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine) -> R + Send + 'static,
+    ) -> Result<R, DaemonError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |engine: &mut Engine| {
-            let status = tokio::task::block_in_place(|| engine.status());
-            let _ = tx.send(status);
+            let _ = tx.send(f(engine));
         });
         self.inputs
             .send(Input::Job(job))

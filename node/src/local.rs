@@ -374,22 +374,7 @@ impl LocalNode {
         bytes: &[u8],
         authority: Option<PublicKey>,
     ) -> Result<u64, NodeError> {
-        let trusted = match (self.authority, authority) {
-            (Some(held), Some(given)) if held != given => {
-                return Err(NodeError::Directory(format!(
-                    "this node trusts authority {}, not {}",
-                    held.fingerprint(),
-                    given.fingerprint()
-                )));
-            }
-            (Some(held), _) => held,
-            (None, Some(given)) => given,
-            (None, None) => {
-                return Err(NodeError::Rejected(
-                    "the first directory import needs --authority-key KEYFILE (the authority's public key)".into(),
-                ));
-            }
-        };
+        let trusted = trusted_authority(self.authority, authority)?;
         let directory =
             Directory::verify(bytes, &trusted).map_err(|e| NodeError::Directory(e.to_string()))?;
         if let Some(held) = &self.directory
@@ -825,4 +810,27 @@ pub fn load_calendar(data_dir: Option<&Path>) -> Result<Calendar, String> {
             .map_err(|e| format!("imported calendar {} is damaged: {e}", file.display()))?;
     }
     Ok(calendar)
+}
+
+/// The authority key a directory import is verified against: the one the node
+/// already trusts (a key given with the import must be that one), or, for a
+/// node's first directory, the key given. One rule for a stopped node
+/// ([`LocalNode::import_directory`]) and a running one (the daemon).
+pub fn trusted_authority(
+    held: Option<PublicKey>,
+    given: Option<PublicKey>,
+) -> Result<PublicKey, NodeError> {
+    match (held, given) {
+        (Some(held), Some(given)) if held != given => Err(NodeError::Directory(format!(
+            "this node trusts authority {}, not {}",
+            held.fingerprint(),
+            given.fingerprint()
+        ))),
+        (Some(held), _) => Ok(held),
+        (None, Some(given)) => Ok(given),
+        (None, None) => Err(NodeError::Rejected(
+            "the first directory import needs --authority-key KEYFILE (the authority's public key)"
+                .into(),
+        )),
+    }
 }

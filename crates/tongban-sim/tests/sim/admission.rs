@@ -42,25 +42,23 @@ fn forge(bytes: &[u8]) -> Vec<u8> {
     doc.save()
 }
 
-#[test]
-fn a_forged_document_in_a_batch_is_refused_and_the_rest_admitted() {
-    let mut net = Net::new(&[TA, HUB, DPF]);
-    net.connect(TA, HUB);
-    let cases: Vec<_> = (0..3).map(|_| net.new_case(TA, TD, 100).0).collect();
-    net.run(30_000);
-    for case in &cases {
-        assert!(net.holds_case(HUB, case));
-    }
-    // The hub's first batch to the DPF carries the second case forged.
-    let forged = cases[1].clone();
+/// Arms `net` so that the hub's first `Docs` frame to the DPF carries the
+/// `forged` cases forged; answers a cell that then holds that frame's size.
+fn forge_first_batch(
+    net: &mut Net,
+    forged: Vec<tongban_domain::ids::CaseId>,
+) -> std::rc::Rc<std::cell::Cell<usize>> {
+    let seen = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen_in_hook = seen.clone();
     let mut armed = true;
     net.hook = Some(Box::new(move |from, to, m| match m {
         Message::Docs { docs } if armed && from == HUB && to == DPF => {
             armed = false;
+            seen_in_hook.set(docs.len());
             let docs = docs
                 .iter()
                 .map(|(case, bytes)| {
-                    let bytes = if *case == forged {
+                    let bytes = if forged.contains(case) {
                         forge(bytes)
                     } else {
                         bytes.clone()
@@ -72,6 +70,20 @@ fn a_forged_document_in_a_batch_is_refused_and_the_rest_admitted() {
         }
         _ => Tamper::Pass,
     }));
+    seen
+}
+
+#[test]
+fn a_forged_document_in_a_batch_is_refused_and_the_rest_admitted() {
+    let mut net = Net::new(&[TA, HUB, DPF]);
+    net.connect(TA, HUB);
+    let cases: Vec<_> = (0..3).map(|_| net.new_case(TA, TD, 100).0).collect();
+    net.run(30_000);
+    for case in &cases {
+        assert!(net.holds_case(HUB, case));
+    }
+    // The hub's first batch to the DPF carries the second case forged.
+    forge_first_batch(&mut net, vec![cases[1].clone()]);
     net.connect(HUB, DPF);
     net.run(5_000);
     // The forged document was refused by its signature; the others of the same
@@ -131,29 +143,7 @@ fn a_large_batch_is_checked_in_chunks_with_each_forgery_refused_alone() {
     }
     // Forgeries in the first chunk and in a later one: each fails its chunk's
     // batch, whose documents are then verified one by one.
-    let forged = [cases[3].clone(), cases[130].clone()];
-    let mut armed = true;
-    let seen = std::rc::Rc::new(std::cell::Cell::new(0usize));
-    let seen_in_hook = seen.clone();
-    net.hook = Some(Box::new(move |from, to, m| match m {
-        Message::Docs { docs } if armed && from == HUB && to == DPF => {
-            armed = false;
-            seen_in_hook.set(docs.len());
-            let docs = docs
-                .iter()
-                .map(|(case, bytes)| {
-                    let bytes = if forged.contains(case) {
-                        forge(bytes)
-                    } else {
-                        bytes.clone()
-                    };
-                    (case.clone(), bytes)
-                })
-                .collect();
-            Tamper::Replace(Message::Docs { docs })
-        }
-        _ => Tamper::Pass,
-    }));
+    let seen = forge_first_batch(&mut net, vec![cases[3].clone(), cases[130].clone()]);
     net.connect(HUB, DPF);
     net.run(5_000);
     let batch_len = seen.get();

@@ -20,8 +20,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha512};
 use thiserror::Error;
 
 use crate::encoding::{from_hex, to_hex};
@@ -92,8 +97,10 @@ impl PublicKey {
 }
 
 /// Whether every `(message, signature, key)` verifies, checked together with
-/// ed25519 batch verification (one multiscalar multiplication; about 2.5x the
-/// speed of one-at-a-time checks). Weak (small-order) keys and non-canonical `s`
+/// ed25519 batch verification: one multiscalar multiplication with one term per
+/// signature's `R` and one per distinct key (10–17 µs a signature here against
+/// 40–50 µs one at a time, `cargo bench -p
+/// tongban-ledger --bench batch`). Weak (small-order) keys and non-canonical `s`
 /// are refused as by [`PublicKey::verify`].
 ///
 /// The batch equation is cofactorless with 128-bit coefficients derived from a
@@ -104,21 +111,80 @@ impl PublicKey {
 /// produce one. Callers that must name the failing entry verify one at a time
 /// when the batch fails.
 pub fn verify_batch(items: &[(&[u8], &[u8; 64], &PublicKey)]) -> bool {
-    let mut messages = Vec::with_capacity(items.len());
-    let mut signatures = Vec::with_capacity(items.len());
-    let mut keys = Vec::with_capacity(items.len());
+    // Written here rather than taken from `ed25519_dalek::verify_batch`, which has
+    // the same equation but one `[z·h]A` term per signature: a county's documents
+    // are signed by a handful of office keys, so grouping the terms by key makes
+    // the multiscalar multiplication about half as long (n + keys + 1 points
+    // instead of 2n + 1). Inputs, checks and the equation are dalek's; only the
+    // grouping and the transcript hash (BLAKE3 instead of Merlin) differ.
+    // `ed25519-zebra` groups keys too but verifies by ZIP-215 rules, which accept
+    // what our strict rules refuse.
+    let mut hasher = blake3::Hasher::new_derive_key("tongban 2026 ed25519 batch coefficients v1");
+    let mut key_slot: Vec<[u8; 32]> = Vec::new();
+    let mut key_points: Vec<EdwardsPoint> = Vec::new();
+    let mut entries: Vec<(usize, Scalar, Scalar, CompressedEdwardsY)> =
+        Vec::with_capacity(items.len());
     for (message, signature, key) in items {
-        let Some(key) = verifying_key(&key.0) else {
+        let slot = match key_slot.iter().position(|k| *k == key.0) {
+            Some(slot) => slot,
+            None => {
+                let Some(verifying) = verifying_key(&key.0) else {
+                    return false;
+                };
+                if verifying.is_weak() {
+                    return false;
+                }
+                key_slot.push(key.0);
+                key_points.push(verifying.to_edwards());
+                key_slot.len() - 1
+            }
+        };
+        let (r_bytes, s_bytes) = signature.split_at(32);
+        let Ok(s_bytes) = <[u8; 32]>::try_from(s_bytes) else {
             return false;
         };
-        if key.is_weak() {
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
             return false;
-        }
-        messages.push(*message);
-        signatures.push(Signature::from_bytes(signature));
-        keys.push(key);
+        };
+        let Ok(r) = CompressedEdwardsY::from_slice(r_bytes) else {
+            return false;
+        };
+        let mut sha = Sha512::new();
+        sha.update(r_bytes);
+        sha.update(key.0);
+        sha.update(message);
+        let hram: [u8; 64] = sha.finalize().into();
+        hasher.update(&hram);
+        hasher.update(&s_bytes);
+        entries.push((slot, Scalar::from_bytes_mod_order_wide(&hram), s, r));
     }
-    ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    // 128-bit coefficients from a transcript of every input, as dalek derives them:
+    // whoever chose the signatures cannot choose the coefficients.
+    let mut coefficients = hasher.finalize_xof();
+    let mut basepoint = Scalar::ZERO;
+    let mut key_scalars = vec![Scalar::ZERO; key_points.len()];
+    let mut r_scalars = Vec::with_capacity(entries.len());
+    let mut r_points = Vec::with_capacity(entries.len());
+    for (slot, hram, s, r) in &entries {
+        let mut z = [0u8; 16];
+        coefficients.fill(&mut z);
+        let z = Scalar::from(u128::from_le_bytes(z));
+        basepoint -= z * s;
+        if let Some(sum) = key_scalars.get_mut(*slot) {
+            *sum += z * hram;
+        }
+        r_scalars.push(z);
+        r_points.push(r.decompress());
+    }
+    EdwardsPoint::optional_multiscalar_mul(
+        std::iter::once(basepoint)
+            .chain(r_scalars)
+            .chain(key_scalars),
+        std::iter::once(Some(ED25519_BASEPOINT_POINT))
+            .chain(r_points)
+            .chain(key_points.into_iter().map(Some)),
+    )
+    .is_some_and(|sum| sum.is_identity())
 }
 
 /// Most decompressed keys one thread keeps (a directory certifies a few thousand
@@ -316,6 +382,45 @@ mod tests {
         let mut set = items(&signatures);
         set[0].1[63] |= 0xf0;
         assert!(!check(&set));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The key-grouped batch decides as dalek's own batch verification does, on
+        /// sound sets and on sets with one signature, message or key altered.
+        #[test]
+        fn the_grouped_batch_agrees_with_dalek(
+            signers in proptest::collection::vec(0usize..4, 1..40),
+            alter in 0usize..4,
+            at in 0usize..1000,
+            bit in 0usize..512,
+        ) {
+            let keys: Vec<OfficeKey> = (0..4u8).map(|i| OfficeKey::from_bytes(&[i + 1; 32])).collect();
+            let n = signers.len();
+            let mut messages: Vec<Vec<u8>> = (0..n).map(|i| format!("transition {i}").into_bytes()).collect();
+            let mut signatures: Vec<[u8; 64]> =
+                messages.iter().zip(&signers).map(|(m, k)| keys[*k].sign(m)).collect();
+            let mut publics: Vec<PublicKey> = signers.iter().map(|k| keys[*k].public()).collect();
+            let i = at % n;
+            match alter {
+                1 => signatures[i][bit / 8] ^= 1 << (bit % 8),
+                2 => messages[i].push(0),
+                3 => publics[i] = keys[(signers[i] + 1) % 4].public(),
+                _ => {}
+            }
+            let items: Vec<(&[u8], &[u8; 64], &PublicKey)> = (0..n)
+                .map(|j| (messages[j].as_slice(), &signatures[j], &publics[j]))
+                .collect();
+            let dalek = {
+                let keys: Option<Vec<VerifyingKey>> =
+                    publics.iter().map(|p| VerifyingKey::from_bytes(&p.0).ok()).collect();
+                let sigs: Vec<Signature> = signatures.iter().map(Signature::from_bytes).collect();
+                let msgs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+                keys.is_some_and(|keys| ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok())
+            };
+            proptest::prop_assert_eq!(verify_batch(&items), dalek);
+            proptest::prop_assert_eq!(verify_batch(&items), alter == 0);
+        }
     }
 
     #[test]

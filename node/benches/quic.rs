@@ -28,6 +28,10 @@ use tongban_replica::Replica;
 use tongban_store::{Store, StoreOptions};
 use tongban_sync::{Config as SyncConfig, Limits, SyncNode};
 
+/// The allocator the `tongban` binary runs with (`node/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HUB: &str = "hub-cn";
 const ACCEPTANCE: &str = "440106001";
 

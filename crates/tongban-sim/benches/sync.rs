@@ -31,6 +31,11 @@ use tongban_sync::node::{Config, Limits, SessionId, SyncNode};
 use tongban_sync::route::{CaseRoute, CountyOffice, Place};
 use tongban_sync::store::{MemStore, StoreWrite, SyncStore};
 
+/// The allocator the `tongban` binary runs with (`node/src/main.rs`); the floor
+/// in the same process runs with it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A case as built: its full save, so that 100,000 of them fit in memory beside
 /// the two stores.
 struct Case {

@@ -40,6 +40,13 @@ fn ok(data: Option<&Path>, auth: &Path, args: &[&str]) -> String {
     stdout(&out)
 }
 
+/// Runs a command that must be refused: non-zero exit, `reason` on stderr.
+fn refused(data: Option<&Path>, auth: &Path, args: &[&str], reason: &str) {
+    let out = tongban(data, auth, args);
+    assert_ne!(out.status.code(), Some(0), "{args:?}\n{}", stdout(&out));
+    assert!(stderr(&out).contains(reason), "{args:?}\n{}", stderr(&out));
+}
+
 /// Makes a node for each `(office, role, division)` under `root`, certified by
 /// one authority; returns the authority folder.
 fn offices(root: &Path, specs: &[(&str, &str, &str)]) -> PathBuf {
@@ -305,7 +312,7 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     );
     // An unknown case is refused through the daemon too: non-zero, nothing written.
     let absent = root.join("absent.tbarc");
-    let out = tongban(
+    refused(
         Some(&domicile_dir),
         &auth,
         &[
@@ -315,12 +322,7 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
             "--out",
             absent.to_str().unwrap(),
         ],
-    );
-    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("is not held by this node"),
-        "{}",
-        stderr(&out)
+        "is not held by this node",
     );
     assert!(!absent.exists());
 
@@ -385,17 +387,16 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The same directory again is refused: not newer, exit non-zero.
-    let again = tongban(
+    refused(
         Some(&domicile_dir),
         &auth,
         &["node", "directory-import", directory_file.to_str().unwrap()],
+        "not newer",
     );
-    assert_ne!(again.status.code(), Some(0), "{}", stdout(&again));
-    assert!(stderr(&again).contains("not newer"), "{}", stderr(&again));
     // A wrong authority key is refused before anything is taken.
     let stranger = root.join("stranger.pub");
     std::fs::write(&stranger, format!("{}\n", "ab".repeat(32))).unwrap();
-    let wrong = tongban(
+    refused(
         Some(&domicile_dir),
         &auth,
         &[
@@ -405,12 +406,7 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
             "--authority-key",
             stranger.to_str().unwrap(),
         ],
-    );
-    assert_ne!(wrong.status.code(), Some(0), "{}", stdout(&wrong));
-    assert!(
-        stderr(&wrong).contains("trusts authority"),
-        "{}",
-        stderr(&wrong)
+        "trusts authority",
     );
 
     // SIGTERM stops each node cleanly; then every store verifies directly.

@@ -16,7 +16,7 @@ pub mod intake;
 pub mod schema;
 
 pub use document::{
-    CaseDocument, CaseError, Chain, Due, Outcome, Payload, SigningOffice, due_of, facts_of,
-    read_case, read_core,
+    CaseDocument, CaseError, CaseSummary, Chain, Due, Outcome, Payload, SigningOffice, due_of,
+    facts_of, read_case, read_core,
 };
 pub use intake::{FieldError, Intake, IntakeForm};

@@ -734,3 +734,183 @@ fn the_core_reading_agrees_with_the_whole_at_every_stage() {
         Err(CaseError::NewerSchema { found: 99 })
     ));
 }
+
+/// `read_core` reads well-formed documents by hand and leaves the rest to
+/// autosurgeon: on every shape here, good or damaged, it gives exactly what
+/// autosurgeon's hydration gives (the same core, or an error for both).
+#[test]
+fn the_core_read_by_hand_is_what_autosurgeon_hydrates() {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ReadDoc, ScalarValue};
+    use tongban_case::schema::CaseCore;
+    fn agree(what: &str, doc: &automerge::AutoCommit) {
+        let hydrated: Result<CaseCore, _> = autosurgeon::hydrate(doc);
+        let version_ok = matches!(
+            doc.get(automerge::ROOT, "schema_version"),
+            Ok(Some((automerge::Value::Scalar(s), _))) if s.as_u64().is_some_and(|v| v <= 1)
+        );
+        if let Some(by_hand) = tongban_case::document::read_core_well_formed(doc) {
+            assert_eq!(Some(&by_hand), hydrated.as_ref().ok(), "{what}");
+        }
+        match (tongban_case::read_core(doc), hydrated) {
+            (Ok(read), Ok(hydrated)) => assert_eq!(read, hydrated, "{what}"),
+            (Err(_), Err(_)) => {}
+            (Err(_), Ok(_)) if !version_ok => {}
+            (read, hydrated) => panic!("{what}: read {read:?}, hydrated {hydrated:?}"),
+        }
+    }
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    agree("new case", doc.automerge());
+    to_received(&world, &mut doc);
+    agree("received", doc.automerge());
+    // What Tongban writes is read by hand, not left to autosurgeon.
+    assert!(tongban_case::document::read_core_well_formed(doc.automerge()).is_some());
+    let base = doc.save();
+    let fresh = || automerge::AutoCommit::load(&base).unwrap();
+    let obj = |d: &automerge::AutoCommit, key: &str| match d.get(automerge::ROOT, key) {
+        Ok(Some((_, id))) => id,
+        _ => panic!("{key} missing"),
+    };
+    type Damage = Box<dyn Fn(&mut automerge::AutoCommit)>;
+    let damages: Vec<(&str, Damage)> = vec![
+        (
+            "case id missing",
+            Box::new(|d| d.delete(automerge::ROOT, "case_id").unwrap()),
+        ),
+        (
+            "case id a number",
+            Box::new(|d| d.put(automerge::ROOT, "case_id", 7_u64).unwrap()),
+        ),
+        (
+            "case id as text object",
+            Box::new(|d| {
+                let t = d
+                    .put_object(automerge::ROOT, "case_id", ObjType::Text)
+                    .unwrap();
+                d.splice_text(&t, 0, 0, "440106001-20240304-01020304")
+                    .unwrap();
+            }),
+        ),
+        (
+            "schema version signed",
+            Box::new(|d| {
+                d.put(automerge::ROOT, "schema_version", ScalarValue::Int(1))
+                    .unwrap()
+            }),
+        ),
+        (
+            "schema version newer",
+            Box::new(|d| d.put(automerge::ROOT, "schema_version", 9_u64).unwrap()),
+        ),
+        (
+            "acceptance a list",
+            Box::new(|d| {
+                d.put_object(automerge::ROOT, "acceptance", ObjType::List)
+                    .unwrap();
+            }),
+        ),
+        (
+            "township missing",
+            Box::new(move |d| {
+                let a = obj(d, "acceptance");
+                d.delete(&a, "township").unwrap();
+            }),
+        ),
+        (
+            "resident id bytes",
+            Box::new(move |d| {
+                let a = obj(d, "applicant");
+                d.put(&a, "resident_id", ScalarValue::Bytes(vec![1, 2]))
+                    .unwrap();
+            }),
+        ),
+        (
+            "a subsidy kind a number",
+            Box::new(move |d| {
+                let k = obj(d, "subsidy_kinds");
+                d.insert(&k, 0, 3_u64).unwrap();
+            }),
+        ),
+        (
+            "subsidy kinds a map",
+            Box::new(|d| {
+                d.put_object(automerge::ROOT, "subsidy_kinds", ObjType::Map)
+                    .unwrap();
+            }),
+        ),
+        (
+            "no subsidy kinds",
+            Box::new(move |d| {
+                let k = obj(d, "subsidy_kinds");
+                d.delete(&k, 0).unwrap();
+            }),
+        ),
+        (
+            "a transition without payload",
+            Box::new(move |d| {
+                let t = obj(d, "transitions");
+                let first = d.map_range(&t, ..).next().unwrap().id();
+                d.delete(&first, "payload").unwrap();
+            }),
+        ),
+        (
+            "a transition a string",
+            Box::new(move |d| {
+                let t = obj(d, "transitions");
+                d.put(&t, "ff", "not a record").unwrap();
+            }),
+        ),
+        (
+            "a transition signed a string",
+            Box::new(move |d| {
+                let t = obj(d, "transitions");
+                let first = d.map_range(&t, ..).next().unwrap().id();
+                d.put(&first, "signed", "x").unwrap();
+            }),
+        ),
+        (
+            "transitions a list",
+            Box::new(|d| {
+                d.put_object(automerge::ROOT, "transitions", ObjType::List)
+                    .unwrap();
+            }),
+        ),
+        (
+            "no transitions",
+            Box::new(|d| {
+                d.put_object(automerge::ROOT, "transitions", ObjType::Map)
+                    .unwrap();
+            }),
+        ),
+        (
+            "extra fields everywhere",
+            Box::new(move |d| {
+                d.put(automerge::ROOT, "zzz", 1_u64).unwrap();
+                let a = obj(d, "applicant");
+                d.put(&a, "aaa", true).unwrap();
+            }),
+        ),
+    ];
+    for (what, damage) in &damages {
+        let mut d = fresh();
+        damage(&mut d);
+        agree(what, &d);
+    }
+    // Concurrent writes of the same fields: both readings take the same winner.
+    let mut left = fresh();
+    let mut right = fresh();
+    right.set_actor(automerge::ActorId::from([9_u8; 16]));
+    left.put(automerge::ROOT, "case_id", "440106001-20240304-0a0b0c0d")
+        .unwrap();
+    right
+        .put(automerge::ROOT, "case_id", "440106001-20240304-01020304")
+        .unwrap();
+    let a = obj(&left, "applicant");
+    left.put(&a, "hukou_township", "130102002").unwrap();
+    let a = obj(&right, "applicant");
+    right.put(&a, "hukou_township", "130102003").unwrap();
+    left.merge(&mut right).unwrap();
+    agree("concurrent writes", &left);
+    assert!(tongban_case::document::read_core_well_formed(&left).is_some());
+}

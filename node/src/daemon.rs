@@ -10,6 +10,13 @@
 //! hub, the control API, and the status ticker. Store calls run in
 //! `block_in_place`, so a slow disk stalls the engine, not the runtime.
 //!
+//! Whole-document batches are admitted off the engine: a `Docs` frame becomes a
+//! job (`SyncNode::docs_job`: load and verify every document, pure CPU) on
+//! rayon's threads, and its outcome comes back to the engine as an input, which
+//! stores what passed (`SyncNode::handle_checked`). So the engine commits one
+//! batch while the cores check the next ones; at most [`MAX_ADMITTING`] frames
+//! are out at once, and the rest wait in QUIC's flow control.
+//!
 //! A session is one bidirectional QUIC stream per connection, carrying the sync
 //! protocol's frames in order (the protocol is correct under loss and reordering,
 //! and efficient when frames arrive in order). The side that connected opens the
@@ -45,7 +52,7 @@ use tongban_store::{Store, StoreOptions};
 use tongban_sync::route::on_route;
 use tongban_sync::wire::Kind;
 use tongban_sync::{
-    Config as SyncConfig, Event, Limits, SessionId, SyncError, SyncNode, SyncStore,
+    CheckedDocs, Config as SyncConfig, Event, Limits, SessionId, SyncError, SyncNode, SyncStore,
 };
 use tongban_transport::{
     Backoff, BackoffConfig, Connection, DirectoryHandle, Endpoint, EndpointConfig, FrameReceiver,
@@ -300,8 +307,17 @@ enum Input {
         session: SessionId,
     },
     Job(Job),
+    /// A `Docs` frame's admission finished (`Err`: it panicked, and the
+    /// frame's documents are dropped; the protocol asks for them again).
+    Checked(Result<CheckedDocs, SessionId>),
     Tick,
 }
+
+/// Most `Docs` frames being admitted off the engine at once. Admission (loading
+/// and verifying) runs on rayon's threads while the engine commits the frame
+/// before, so both cores work; a few frames ahead is enough to keep them busy,
+/// and the limit holds frames back in QUIC's flow control instead of in memory.
+const MAX_ADMITTING: usize = 3;
 
 /// What the engine keeps per open session.
 struct Link {
@@ -320,6 +336,10 @@ pub struct Engine {
     peers: BTreeMap<String, PeerStatus>,
     endpoint: Arc<Endpoint>,
     dirty: bool,
+    /// `Docs` frames being admitted on rayon's threads.
+    admitting: usize,
+    /// Where their admissions report.
+    checked: mpsc::UnboundedSender<Input>,
 }
 
 impl Engine {
@@ -528,11 +548,36 @@ impl Engine {
                     }
                 }
             }
-            Input::Frame { session, bytes } => {
-                tokio::task::block_in_place(|| {
+            Input::Frame { session, bytes } => match self.sync.docs_job(session, &bytes, now) {
+                Some(job) => {
+                    // Loading and verifying the documents is most of the work of
+                    // a first sync: off the engine, which meanwhile commits.
+                    self.admitting += 1;
+                    let report = self.checked.clone();
+                    rayon::spawn(move || {
+                        let session = job.session();
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
+                                .map_err(|_| session);
+                        // The engine may have stopped: nothing to report to then.
+                        let _ = report.send(Input::Checked(outcome));
+                    });
+                }
+                None => tokio::task::block_in_place(|| {
                     self.sync
                         .handle_message(&mut self.replica, session, &bytes, now)
-                })?;
+                })?,
+            },
+            Input::Checked(outcome) => {
+                self.admitting = self.admitting.saturating_sub(1);
+                match outcome {
+                    Ok(checked) => tokio::task::block_in_place(|| {
+                        self.sync.handle_checked(&mut self.replica, checked, now)
+                    })?,
+                    Err(session) => {
+                        tracing::error!(?session, "document admission failed; the batch is dropped")
+                    }
+                }
             }
             Input::Closed { session } => self.close(session),
             Input::Job(job) => job(self),
@@ -655,6 +700,7 @@ impl Daemon {
         tracing::info!(%office, %listen, "node started");
 
         let (inputs, mut rx) = mpsc::channel::<Input>(4096);
+        let (checked, mut checked_rx) = mpsc::unbounded_channel::<Input>();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut engine = Engine {
             local,
@@ -665,16 +711,23 @@ impl Daemon {
             peers: BTreeMap::new(),
             endpoint: endpoint.clone(),
             dirty: false,
+            admitting: 0,
+            checked,
         };
         let engine_stop = shutdown_rx.clone();
         let engine_task = tokio::spawn(async move {
             loop {
                 // Stop on the shutdown signal even while handles to the engine
                 // are still held elsewhere.
+                // New input first while few frames are being admitted, so that
+                // rayon's threads always have a frame to admit while the engine
+                // commits the one before; then finished admissions. The rest
+                // waits in the channel and in QUIC's flow control.
                 let input = tokio::select! {
                     biased;
                     _ = wait_stop(engine_stop.clone()) => None,
-                    input = rx.recv() => input,
+                    input = rx.recv(), if engine.admitting < MAX_ADMITTING => input,
+                    Some(done) = checked_rx.recv() => Some(done),
                 };
                 let Some(input) = input else { break };
                 if let Err(err) = engine.handle(input).await {

@@ -36,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use automerge::Automerge;
-use tongban_case::{CaseDocument, read_core};
+use tongban_case::{CaseDocument, CaseSummary, read_core};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, OfficeId};
@@ -141,6 +141,20 @@ pub fn doc_meta<D: automerge::ReadDoc + autosurgeon::ReadDoc>(
     calendar: &Calendar,
     resident_secret: &[u8; 32],
 ) -> CaseMeta {
+    let summary = read_core(doc)
+        .ok()
+        .map(|core| CaseSummary::of(&core, calendar));
+    summary_meta(summary.as_ref(), domicile, offices, resident_secret)
+}
+
+/// [`case_meta`] from a case's summary (`None`: a document that does not read
+/// as a case, which gets minimal metadata).
+pub fn summary_meta(
+    summary: Option<&CaseSummary>,
+    domicile: &str,
+    offices: &[(Role, String, OfficeId)],
+    resident_secret: &[u8; 32],
+) -> CaseMeta {
     let mut meta = CaseMeta {
         stage: Stage::Draft,
         due: None,
@@ -148,15 +162,14 @@ pub fn doc_meta<D: automerge::ReadDoc + autosurgeon::ReadDoc>(
         offices: Vec::new(),
         subsidy_kinds: Vec::new(),
     };
-    if let Ok(case) = read_core(doc) {
-        meta.resident_key = resident_key(resident_secret, &case.applicant.resident_id);
-        if let Ok(office) = OfficeId::parse(&case.acceptance.office) {
+    if let Some(case) = summary {
+        meta.resident_key = resident_key(resident_secret, &case.resident_id);
+        if let Ok(office) = OfficeId::parse(&case.acceptance_office) {
             meta.offices.push(office);
         }
-        let chain = case.chain();
-        meta.stage = chain.stage().unwrap_or(Stage::Draft);
-        meta.due = case.due(&chain, calendar).ok().flatten().map(|d| d.date);
-        meta.subsidy_kinds = case.subsidy_kinds;
+        meta.stage = case.stage;
+        meta.due = case.due;
+        meta.subsidy_kinds = case.subsidy_kinds.clone();
     }
     for (role, division, office) in offices {
         let on = match role {
@@ -267,14 +280,30 @@ impl Replica {
         Ok(())
     }
 
-    fn meta_of(&self, doc: &Automerge, route: &CaseRoute) -> CaseMeta {
-        doc_meta(
-            doc,
-            &route.domicile().to_string(),
-            &self.offices,
-            &self.calendar,
-            &self.resident_secret,
-        )
+    /// The index metadata of a case write: from the summary the writer read,
+    /// else from the document.
+    fn meta_of(
+        &self,
+        doc: &Automerge,
+        route: &CaseRoute,
+        summary: Option<&CaseSummary>,
+    ) -> CaseMeta {
+        let domicile = route.domicile().to_string();
+        match summary {
+            Some(summary) => summary_meta(
+                Some(summary),
+                &domicile,
+                &self.offices,
+                &self.resident_secret,
+            ),
+            None => doc_meta(
+                doc,
+                &domicile,
+                &self.offices,
+                &self.calendar,
+                &self.resident_secret,
+            ),
+        }
     }
 
     /// Every case the store holds, from the change log (one entry per case).
@@ -402,13 +431,23 @@ impl SyncStore for Replica {
     }
 
     fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), StoreError> {
-        // Index metadata reads each document whole (a hydration): independent per
-        // document, so a batch computes it on all cores before the transaction.
+        // Index metadata comes from the summary admission read; a document
+        // written without one is read whole (a hydration): independent per
+        // document, so several are read on all cores before the transaction.
         let meta = |w: &StoreWrite| match w {
-            StoreWrite::Case { doc, route, .. } => Some(self.meta_of(doc, route)),
+            StoreWrite::Case {
+                doc,
+                route,
+                summary,
+                ..
+            } => Some(self.meta_of(doc, route, summary.as_deref())),
             _ => None,
         };
-        let metas: Vec<Option<CaseMeta>> = if writes.len() > 2 {
+        let unread = writes
+            .iter()
+            .filter(|w| matches!(w, StoreWrite::Case { summary: None, .. }))
+            .count();
+        let metas: Vec<Option<CaseMeta>> = if unread > 2 {
             use rayon::prelude::*;
             writes.par_iter().map(meta).collect()
         } else {
@@ -416,7 +455,7 @@ impl SyncStore for Replica {
         };
         let mut new_directory = None;
         self.store.write(|tx| {
-            for (write, meta) in writes.iter().zip(metas) {
+            for (write, meta) in writes.into_iter().zip(metas) {
                 match write {
                     StoreWrite::Case {
                         case,
@@ -424,11 +463,16 @@ impl SyncStore for Replica {
                         doc,
                         saved,
                         materials,
+                        summary,
                     } => {
-                        let meta = meta.unwrap_or_else(|| self.meta_of(doc, route));
+                        let meta =
+                            meta.unwrap_or_else(|| self.meta_of(&doc, &route, summary.as_deref()));
+                        let case = &case;
+                        let route = &route;
                         match saved {
-                            Some(saved) => tx.put_saved_document(case, doc, saved, &meta)?,
-                            None => tx.put_document(case, doc, &meta)?,
+                            // The document moves into the store's cache: no copy.
+                            Some(saved) => tx.put_saved_document(case, *doc, &saved, &meta)?,
+                            None => tx.put_document(case, &doc, &meta)?,
                         };
                         put_route(tx, case, route)?;
                         for material in materials {
@@ -436,31 +480,31 @@ impl SyncStore for Replica {
                         }
                     }
                     StoreWrite::Cursor { peer, cursor } => {
-                        tx.set_peer_cursor(peer, cursor.seq)?;
+                        tx.set_peer_cursor(&peer, cursor.seq)?;
                         let mut value = cursor.incarnation.to_vec();
                         value.extend_from_slice(&cursor.seq.to_be_bytes());
-                        tx.set_meta(&cursor_key(peer), &value)?;
+                        tx.set_meta(&cursor_key(&peer), &value)?;
                     }
                     StoreWrite::SyncState { peer, case, state } => {
-                        tx.put_sync_state(peer, case, state)?
+                        tx.put_sync_state(&peer, &case, &state)?
                     }
                     StoreWrite::Directory { bytes } => {
-                        tx.set_meta(META_DIRECTORY, bytes)?;
-                        new_directory = Some(bytes.clone());
+                        tx.set_meta(META_DIRECTORY, &bytes)?;
+                        new_directory = Some(bytes);
                     }
                     StoreWrite::Material { case, hash, bytes } => {
                         let put = tx.put_material(bytes.as_slice())?;
-                        if put.hash.0 != *hash {
+                        if put.hash.0 != hash {
                             // Never keep bytes under another address: abort.
                             return Err(StoreError::InvalidArgument {
                                 detail: format!(
                                     "material bytes hash to {}, not {}",
                                     put.hash,
-                                    MaterialHash(*hash)
+                                    MaterialHash(hash)
                                 ),
                             });
                         }
-                        tx.attach_material(case, &put.hash)?;
+                        tx.attach_material(&case, &put.hash)?;
                     }
                 }
             }

@@ -324,6 +324,20 @@ fn merge_slow<'b>(
     Ok((working, heads, Cow::Owned(written)))
 }
 
+/// The heads of a document about to become a new case, refused when some of its
+/// changes miss their dependencies.
+fn complete_heads(case: &CaseId, doc: &Automerge) -> R<Vec<ChangeHash>> {
+    let missing = doc.get_missing_deps(&[]);
+    if !missing.is_empty() {
+        return Err(StoreError::MissingDependencies {
+            case: case.clone(),
+            missing: missing.len(),
+        }
+        .into());
+    }
+    Ok(doc.get_heads())
+}
+
 /// Rewrites the index entries of a case from `old` to `new` metadata.
 pub(crate) fn reindex(
     txn: &WriteTransaction,
@@ -488,16 +502,17 @@ impl WriteTx<'_> {
 
     /// [`WriteTx::put_document`] for a caller that also holds the document's full
     /// save (a document received whole): a new case keeps `saved` as its base
-    /// without saving `doc` again. `saved` must be a save of `doc` (its heads are
-    /// `doc`'s); for a case the store already holds it is not used.
+    /// without saving `doc` again, and `doc` itself (given, not lent) becomes the
+    /// cached copy without being cloned. `saved` must be a save of `doc` (its
+    /// heads are `doc`'s); for a case the store already holds it is not used.
     pub fn put_saved_document(
         &mut self,
         case: &CaseId,
-        doc: &Automerge,
+        doc: Automerge,
         saved: &[u8],
         meta: &CaseMeta,
     ) -> Result<CaseWrite, StoreError> {
-        let result = self.put_inner(case, Source::Saved(doc, saved), meta);
+        let result = self.put_inner(case, Source::Saved(Box::new(doc), saved), meta);
         self.finish(result)
     }
 
@@ -518,21 +533,13 @@ impl WriteTx<'_> {
         // change chunks the store did not have.
         let (working, heads, written): (CachedDoc, Vec<ChangeHash>, Cow<'_, [u8]>) =
             match (&old, source) {
-                (None, Source::Document(src) | Source::Saved(src, _)) => {
-                    let missing = src.get_missing_deps(&[]);
-                    if !missing.is_empty() {
-                        return Err(StoreError::MissingDependencies {
-                            case: case.clone(),
-                            missing: missing.len(),
-                        }
-                        .into());
-                    }
-                    let heads = src.get_heads();
-                    let written = match source {
-                        Source::Saved(_, saved) => Cow::Borrowed(saved),
-                        _ => Cow::Owned(src.save()),
-                    };
-                    (CachedDoc::new(src.clone()), heads, written)
+                (None, Source::Document(src)) => {
+                    let heads = complete_heads(case, src)?;
+                    (CachedDoc::new(src.clone()), heads, Cow::Owned(src.save()))
+                }
+                (None, Source::Saved(src, saved)) => {
+                    let heads = complete_heads(case, &src)?;
+                    (CachedDoc::new(*src), heads, Cow::Borrowed(saved))
                 }
                 (None, Source::Changes(bytes)) => {
                     if bytes.is_empty() {
@@ -547,9 +554,8 @@ impl WriteTx<'_> {
                 }
                 (Some(record), source) => {
                     let bytes: Cow<'_, [u8]> = match source {
-                        Source::Document(src) | Source::Saved(src, _) => {
-                            Cow::Owned(src.save_after(&old_heads))
-                        }
+                        Source::Document(src) => Cow::Owned(src.save_after(&old_heads)),
+                        Source::Saved(src, _) => Cow::Owned(src.save_after(&old_heads)),
                         Source::Changes(bytes) => Cow::Borrowed(bytes),
                     };
                     let working = self.working_doc(case, record)?;
@@ -903,10 +909,10 @@ impl WriteTx<'_> {
     }
 }
 
-#[derive(Clone, Copy)]
+/// What a case write stores.
 enum Source<'a> {
     Changes(&'a [u8]),
     Document(&'a Automerge),
-    /// A document and its full save.
-    Saved(&'a Automerge, &'a [u8]),
+    /// A document, given, and its full save.
+    Saved(Box<Automerge>, &'a [u8]),
 }

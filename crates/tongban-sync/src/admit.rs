@@ -18,6 +18,7 @@
 //! case schema (`docs/case-schema.md`), without hydrating the whole document.
 
 use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, Value, ValueRef};
+use tongban_case::CaseSummary;
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, Timestamp};
@@ -127,13 +128,79 @@ pub fn route_of(doc: &Automerge, case: &CaseId) -> Result<CaseRoute, Refusal> {
     let domicile = map(doc, &automerge::ROOT, "applicant")
         .and_then(|obj| string(doc, &obj, "hukou_township"))
         .ok_or(Refusal::MissingField("domicile township"))?;
+    check_route(case, found, &acceptance, &domicile)
+}
+
+/// The route of `case` from the case id, acceptance township and domicile
+/// township a document names, each checked.
+fn check_route(
+    case: &CaseId,
+    found: String,
+    acceptance: &str,
+    domicile: &str,
+) -> Result<CaseRoute, Refusal> {
+    if found != case.as_str() {
+        return Err(Refusal::WrongCase {
+            expected: case.clone(),
+            found,
+        });
+    }
+    if acceptance != case.acceptance_township() {
+        return Err(Refusal::AcceptanceMismatch {
+            expected: case.acceptance_township().to_string(),
+            found: acceptance.to_string(),
+        });
+    }
     let parse =
         |text: &str, what| DivisionCode::parse(text).map_err(|_| Refusal::MissingField(what));
     CaseRoute::new(
-        parse(&acceptance, "acceptance township")?,
-        parse(&domicile, "domicile township")?,
+        parse(acceptance, "acceptance township")?,
+        parse(domicile, "domicile township")?,
     )
     .map_err(|_| Refusal::MissingField("township-level route"))
+}
+
+/// What admission reads of a document, in one pass when it can.
+#[derive(Debug)]
+pub struct Reading {
+    /// The route the document gives (see [`route_of`]).
+    pub route: CaseRoute,
+    /// Its encoded signed transitions, in key order (see [`transitions_of`]).
+    pub transitions: Vec<Vec<u8>>,
+    /// What a store's indexes need of it, when it reads as a case core.
+    pub summary: Option<CaseSummary>,
+}
+
+/// Reads a document's route (checked as [`route_of`] checks it), its signed
+/// transitions and its summary. A document that reads as a case core (every
+/// complete one) is read once, through the core, and the store's index summary
+/// comes from the same reading; one that does not (a partly written one) is read
+/// field by field, with the same refusals, and gets no summary.
+pub fn read(doc: &Automerge, case: &CaseId, calendar: &Calendar) -> Result<Reading, Refusal> {
+    let Ok(core) = tongban_case::read_core(doc) else {
+        return Ok(Reading {
+            route: route_of(doc, case)?,
+            transitions: transitions_of(doc),
+            summary: None,
+        });
+    };
+    let route = check_route(
+        case,
+        core.case_id.clone(),
+        &core.acceptance.township,
+        &core.applicant.hukou_township,
+    )?;
+    let summary = CaseSummary::of(&core, calendar);
+    let transitions = core
+        .transitions
+        .into_values()
+        .map(|record| record.signed.into())
+        .collect();
+    Ok(Reading {
+        route,
+        transitions,
+        summary: Some(summary),
+    })
 }
 
 /// The encoded signed transitions the document carries, in key order.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ReadDoc, SaveOptions};
-use tongban_case::{CaseDocument, Payload, SigningOffice};
+use tongban_case::{CaseDocument, CaseSummary, Payload, SigningOffice};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
@@ -54,7 +54,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             batch_entries: 512,
-            window: 4,
+            window: 8,
             stall_ms: 30_000,
             docs_frame_bytes: 1 << 20,
             max_material_bytes: 64 << 20,
@@ -317,7 +317,7 @@ pub struct SyncNode {
     authority: PublicKey,
     calendar: Arc<Calendar>,
     limits: Limits,
-    directory: Directory,
+    directory: Arc<Directory>,
     directory_bytes: Vec<u8>,
     incarnation: Incarnation,
     sessions: BTreeMap<SessionId, Session>,
@@ -389,7 +389,7 @@ impl SyncNode {
             authority: config.authority,
             calendar: config.calendar,
             limits: config.limits,
-            directory,
+            directory: Arc::new(directory),
             directory_bytes,
             incarnation: store.incarnation(),
             sessions: BTreeMap::new(),
@@ -1184,43 +1184,94 @@ impl SyncNode {
         if fresh.is_empty() {
             return Ok(());
         }
-        let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
-            return Ok(());
-        };
         let checker = Checker {
             place: self.place,
-            directory: &self.directory,
+            directory: self.directory.as_ref(),
             calendar: &self.calendar,
             now,
         };
-        // Loading and verifying are most of a document's cost, and independent per
-        // document: spread them over the cores in chunks, each chunk's signatures
-        // checked as one batch (rayon keeps the order, so the outcome does not
-        // depend on scheduling). Several chunks a core, so that a core that
-        // finishes early takes another instead of waiting for the slowest.
-        let chunk = fresh
-            .len()
-            .div_ceil(rayon::current_num_threads().max(1) * CHUNKS_PER_CORE)
-            .clamp(MIN_VERIFY_BATCH, MAX_VERIFY_BATCH);
-        let checked: Vec<Checked> = if fresh.len() > chunk {
-            use rayon::prelude::*;
-            let chunks: Vec<Vec<(CaseId, Vec<u8>)>> = {
-                let mut fresh = fresh.into_iter();
-                std::iter::from_fn(|| {
-                    let part: Vec<_> = fresh.by_ref().take(chunk).collect();
-                    (!part.is_empty()).then_some(part)
-                })
-                .collect()
-            };
-            chunks
-                .into_par_iter()
-                .map(|part| checker.check_many(part))
-                .collect::<Vec<_>>()
+        let checked = checker.check_all(fresh);
+        self.store_checked(store, session, checked, now)
+    }
+
+    /// Takes the admission of a `Docs` frame out of the node, to run
+    /// ([`DocsJob::run`]) on other threads while the node handles further input;
+    /// its outcome comes back through [`SyncNode::handle_checked`]. `None` when
+    /// `frame` is not a well-formed `Docs` frame of an open session: give it to
+    /// [`SyncNode::handle_message`] as usual.
+    ///
+    /// Documents are checked as if this node held none of them (the usual case:
+    /// a first sync); [`SyncNode::handle_checked`] merges those it holds by then
+    /// as `handle_message` would have, and checks everything again if the
+    /// directory changed meanwhile. The protocol does not depend on the order
+    /// in which frames are handled, so the outcome arriving after later frames
+    /// changes nothing but timing.
+    pub fn docs_job(&self, session: SessionId, frame: &[u8], now: Timestamp) -> Option<DocsJob> {
+        let is_docs = matches!(
+            crate::wire::FrameHeader::parse(frame),
+            Ok(Some(header)) if header.kind == crate::wire::Kind::Docs
+        );
+        if !is_docs || !self.sessions.contains_key(&session) {
+            return None;
+        }
+        let Ok(Message::Docs { docs }) = Message::decode(frame) else {
+            return None;
+        };
+        Some(DocsJob {
+            session,
+            docs,
+            place: self.place,
+            directory: self.directory.clone(),
+            calendar: self.calendar.clone(),
+            now,
+        })
+    }
+
+    /// The outcome of a [`DocsJob`]: stores what was admitted, as
+    /// [`SyncNode::handle_message`] does for the frame.
+    pub fn handle_checked<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        checked: CheckedDocs,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let CheckedDocs {
+            session,
+            directory,
+            checked,
+        } = checked;
+        if !self.sessions.contains_key(&session) {
+            return Ok(());
+        }
+        if !Arc::ptr_eq(&directory, &self.directory) {
+            // Checked under a directory since replaced: check again.
+            let docs = checked
                 .into_iter()
-                .flatten()
-                .collect()
-        } else {
-            checker.check_many(fresh)
+                .map(|(case, bytes, _)| (case, bytes))
+                .collect();
+            return self.on_docs(store, session, docs, now);
+        }
+        let mut fresh = Vec::with_capacity(checked.len());
+        for (case, bytes, result) in checked {
+            match store.load(&case).map_err(store_err)? {
+                None => fresh.push((case, bytes, result)),
+                Some(held) => self.on_doc_held(store, session, case, held, bytes, now)?,
+            }
+        }
+        self.store_checked(store, session, fresh, now)
+    }
+
+    /// Stores the documents admission passed, of those it checked as fresh, and
+    /// reports the refused.
+    fn store_checked<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        checked: Vec<Checked>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let Some(peer) = self.sessions.get(&session).map(|s| s.peer.clone()) else {
+            return Ok(());
         };
         let mut ready = Vec::with_capacity(checked.len());
         for (case, bytes, result) in checked {
@@ -1419,7 +1470,7 @@ impl SyncNode {
         }
         let checker = Checker {
             place: self.place,
-            directory: &self.directory,
+            directory: self.directory.as_ref(),
             calendar: &self.calendar,
             now,
         };
@@ -1478,6 +1529,7 @@ impl SyncNode {
                 findings,
                 tips,
                 materials,
+                mut summary,
                 ..
             } = admitted;
             if findings.forked {
@@ -1489,6 +1541,8 @@ impl SyncNode {
                     Ok(signed) => {
                         doc = signed;
                         saved = None;
+                        // The receipt moved the stage: the store reads it anew.
+                        summary = None;
                         self.stats.receipts += 1;
                         self.events.push_back(Event::ReceiptSigned {
                             case: case.clone(),
@@ -1512,6 +1566,7 @@ impl SyncNode {
                 doc: Box::new(doc),
                 saved,
                 materials: materials.clone(),
+                summary: summary.map(Box::new),
             });
             writes.extend(extra);
             stored.push((case, route, materials, held));
@@ -1683,7 +1738,7 @@ impl SyncNode {
                 bytes: bytes.clone(),
             }])
             .map_err(store_err)?;
-        self.directory = directory;
+        self.directory = Arc::new(directory);
         self.directory_bytes = bytes;
         self.events.push_back(Event::DirectoryUpdated { version });
         // Pass it on, and retry at once what an older directory refused.
@@ -1740,6 +1795,8 @@ struct Admitted {
     stripped: bool,
     /// The materials it lists.
     materials: Vec<MaterialRef>,
+    /// What the store's indexes need of it, read with its transitions.
+    summary: Option<CaseSummary>,
 }
 
 /// A document past the checks that need no signature, its transitions read.
@@ -1747,6 +1804,7 @@ struct ReadyToVerify {
     doc: Automerge,
     route: CaseRoute,
     transitions: Vec<Vec<u8>>,
+    summary: Option<CaseSummary>,
     stripped: bool,
 }
 
@@ -1780,6 +1838,74 @@ enum Changed {
     Empty,
 }
 
+/// The admission of one `Docs` frame, taken out of its node by
+/// [`SyncNode::docs_job`]: what it needs of the node travels with it (the
+/// directory and calendar shared, not copied), so it runs on any thread.
+pub struct DocsJob {
+    session: SessionId,
+    docs: Vec<(CaseId, Vec<u8>)>,
+    place: Place,
+    directory: Arc<Directory>,
+    calendar: Arc<Calendar>,
+    now: Timestamp,
+}
+
+impl std::fmt::Debug for DocsJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocsJob")
+            .field("session", &self.session)
+            .field("docs", &self.docs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DocsJob {
+    /// The session the frame came on.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// Loads and verifies the frame's documents, on rayon's threads as
+    /// [`SyncNode::handle_message`] does. Touches no node and no store.
+    pub fn run(self) -> CheckedDocs {
+        let checker = Checker {
+            place: self.place,
+            directory: &self.directory,
+            calendar: &self.calendar,
+            now: self.now,
+        };
+        let checked = checker.check_all(self.docs);
+        CheckedDocs {
+            session: self.session,
+            directory: self.directory,
+            checked,
+        }
+    }
+}
+
+/// What a [`DocsJob`] found, for [`SyncNode::handle_checked`].
+pub struct CheckedDocs {
+    session: SessionId,
+    directory: Arc<Directory>,
+    checked: Vec<Checked>,
+}
+
+impl std::fmt::Debug for CheckedDocs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedDocs")
+            .field("session", &self.session)
+            .field("docs", &self.checked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckedDocs {
+    /// The session the frame came on.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+}
+
 /// Admission's inputs, shared read-only by the threads that check a batch.
 #[derive(Clone, Copy)]
 struct Checker<'a> {
@@ -1803,6 +1929,38 @@ impl Checker<'_> {
             Prepared::Unchanged(doc) => Ok(Changed::Unchanged(doc)),
             Prepared::Empty => Ok(Changed::Empty),
         }
+    }
+
+    /// Admission of documents this node holds nothing of. Loading and verifying
+    /// are most of a document's cost, and independent per document: spread them
+    /// over the cores in chunks, each chunk's signatures checked as one batch
+    /// (rayon keeps the order, so the outcome does not depend on scheduling).
+    /// Several chunks a core, so that a core that finishes early takes another
+    /// instead of waiting for the slowest.
+    fn check_all(&self, fresh: Vec<(CaseId, Vec<u8>)>) -> Vec<Checked> {
+        let chunk = fresh
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1) * CHUNKS_PER_CORE)
+            .clamp(MIN_VERIFY_BATCH, MAX_VERIFY_BATCH);
+        if fresh.len() <= chunk {
+            return self.check_many(fresh);
+        }
+        use rayon::prelude::*;
+        let chunks: Vec<Vec<(CaseId, Vec<u8>)>> = {
+            let mut fresh = fresh.into_iter();
+            std::iter::from_fn(|| {
+                let part: Vec<_> = fresh.by_ref().take(chunk).collect();
+                (!part.is_empty()).then_some(part)
+            })
+            .collect()
+        };
+        chunks
+            .into_par_iter()
+            .map(|part| self.check_many(part))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Admission of documents this node held nothing of, all signatures checked
@@ -1868,15 +2026,19 @@ impl Checker<'_> {
         if old_heads == Some(heads_of(&doc).as_slice()) {
             return Ok(Prepared::Unchanged(doc));
         }
-        let route = admit::route_of(&doc, case)?;
+        let admit::Reading {
+            route,
+            transitions,
+            summary,
+        } = admit::read(&doc, case, self.calendar)?;
         if !on_route(&self.place, &route) {
             return Err(Refusal::OffRoute);
         }
-        let transitions = admit::transitions_of(&doc);
         Ok(Prepared::Ready(ReadyToVerify {
             doc,
             route,
             transitions,
+            summary,
             stripped,
         }))
     }
@@ -1893,6 +2055,7 @@ impl Checker<'_> {
             doc,
             route,
             transitions,
+            summary,
             stripped,
         } = ready;
         let tips = admit::tips_of(&transitions);
@@ -1914,6 +2077,7 @@ impl Checker<'_> {
             tips,
             stripped,
             materials,
+            summary,
         })
     }
 }

@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
+use tongban_case::CaseSummary;
 use tongban_domain::ids::{CaseId, OfficeId};
 
 use crate::route::CaseRoute;
@@ -69,6 +70,12 @@ pub enum StoreWrite {
         /// `doc`): read by the writer, which needs them too, and often on another
         /// core, so the store's transaction does not read the document again.
         materials: Vec<crate::material::MaterialRef>,
+        /// What indexes need of `doc` ([`CaseSummary::of`] its core), when the
+        /// writer read it already: admission reads it on the core that verified
+        /// the document, so the store's transaction need not read the document
+        /// again. `None` when the writer did not (the store reads it itself). Must
+        /// be the summary of `doc`.
+        summary: Option<Box<CaseSummary>>,
     },
     /// Record how far this node has durably consumed `peer`'s change log.
     Cursor {
@@ -129,6 +136,7 @@ impl StoreWrite {
             route,
             doc: Box::new(doc),
             saved,
+            summary: None,
         }
     }
 }

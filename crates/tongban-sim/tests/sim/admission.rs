@@ -166,3 +166,144 @@ fn a_large_batch_is_checked_in_chunks_with_each_forgery_refused_alone() {
         assert!(net.holds_case(DPF, case));
     }
 }
+
+#[test]
+fn a_batch_admitted_off_the_node_refuses_each_forgery_alone() {
+    // As the daemon admits: each `Docs` frame checked off the node and its
+    // outcome handed back after later frames.
+    let mut net = Net::new(&[TA, HUB, DPF]);
+    net.deferred = true;
+    net.connect(TA, HUB);
+    let cases: Vec<_> = (0..150).map(|_| net.new_case(TA, TD, 100).0).collect();
+    net.run(60_000);
+    forge_first_batch(&mut net, vec![cases[3].clone(), cases[130].clone()]);
+    net.connect(HUB, DPF);
+    net.run(5_000);
+    let refusals = net.refusals(DPF);
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(
+        refusals.iter().all(|r| r.contains("BadSignature")),
+        "{refusals:?}"
+    );
+    for (i, case) in cases.iter().enumerate() {
+        assert_eq!(net.holds_case(DPF, case), i != 3 && i != 130, "case #{i}");
+    }
+    net.run(120_000);
+    for case in &cases {
+        assert!(net.holds_case(DPF, case));
+    }
+}
+
+#[test]
+fn admissions_handed_back_late_across_cuts_and_a_restart_lose_nothing() {
+    // Small frames from the hub, so that many are being admitted at once.
+    let mut net = Net::new(&[TA, DPF]);
+    net.limits.insert(
+        HUB.into(),
+        tongban_sync::Limits {
+            docs_frame_bytes: 16 << 10,
+            ..crate::materials::limits()
+        },
+    );
+    net.start(HUB);
+    net.deferred = true;
+    net.connect(TA, HUB);
+    let cases: Vec<_> = (0..200).map(|_| net.new_case(TA, TD, 100).0).collect();
+    net.run(60_000);
+    // The link drops while frames are being admitted, and later the receiver
+    // restarts with admissions still out: their outcomes come back to a
+    // session that is gone and are dropped; what they carried is asked again.
+    let link = net.connect(HUB, DPF);
+    while net.admitting() < 3 {
+        assert!(net.step(), "no frame was ever admitted");
+    }
+    net.cut(link);
+    net.run(1_000);
+    net.connect(HUB, DPF);
+    while net.admitting() < 2 {
+        assert!(net.step(), "no frame was ever admitted");
+    }
+    let before = cases.iter().filter(|c| net.holds_case(DPF, c)).count();
+    assert!(
+        before < cases.len(),
+        "everything arrived before the restart"
+    );
+    net.restart(DPF);
+    net.connect(HUB, DPF);
+    net.run(120_000);
+    for case in &cases {
+        assert!(net.holds_case(DPF, case), "{case}");
+        assert_eq!(
+            net.node(DPF).store.heads(case).unwrap(),
+            net.node(HUB).store.heads(case).unwrap()
+        );
+    }
+    assert!(net.refusals(DPF).is_empty(), "{:?}", net.refusals(DPF));
+}
+
+#[test]
+fn an_admission_that_a_new_directory_overtook_is_checked_again() {
+    use tongban_ledger::directory::{DirectoryAuthority, Revocation, SignedDirectory};
+    use tongban_ledger::keys::OfficeKey;
+    let mut net = Net::new(&[TA, DPF]);
+    net.limits.insert(
+        HUB.into(),
+        tongban_sync::Limits {
+            docs_frame_bytes: 16 << 10,
+            ..crate::materials::limits()
+        },
+    );
+    net.start(HUB);
+    net.deferred = true;
+    net.connect(TA, HUB);
+    let cases: Vec<_> = (0..60).map(|_| net.new_case(TA, TD, 100).0).collect();
+    net.run(60_000);
+    // The next directory revokes the acceptance office's key from before any
+    // of these cases was signed (the simulator's authority key is public).
+    let authority = DirectoryAuthority::new(OfficeKey::from_bytes(
+        blake3::hash(b"tongban-sim authority").as_bytes(),
+    ));
+    let old = SignedDirectory::decode(net.directory()).unwrap().directory;
+    let ta = old
+        .certificates
+        .iter()
+        .find(|c| c.cert.office.as_str() == TA)
+        .unwrap()
+        .cert
+        .clone();
+    let revocation = authority
+        .revoke(Revocation {
+            office: ta.office.clone(),
+            public_key: ta.public_key,
+            effective: ta.not_before,
+            reason: "key lost".into(),
+            serial: 9_999,
+        })
+        .unwrap();
+    let newer = authority
+        .publish(2, old.issued_at, old.certificates.clone(), vec![revocation])
+        .encode();
+    // Frames checked under the old directory are waiting to be handed back
+    // when the receiver adopts the new one.
+    net.connect(HUB, DPF);
+    while net.admitting() < 2 {
+        assert!(net.step(), "no frame was ever admitted");
+    }
+    let held: Vec<bool> = cases.iter().map(|c| net.holds_case(DPF, c)).collect();
+    assert!(
+        held.iter().any(|h| !h),
+        "everything arrived before the change"
+    );
+    net.adopt_directory(DPF, newer);
+    net.run(60_000);
+    // Nothing signed by the revoked key was stored after the change, not even
+    // what was checked (and passed) before it.
+    for (case, held) in cases.iter().zip(held) {
+        assert_eq!(net.holds_case(DPF, case), held, "{case}");
+    }
+    let refusals = net.refusals(DPF);
+    assert!(
+        refusals.iter().any(|r| r.contains("RevokedKey")),
+        "{refusals:?}"
+    );
+}

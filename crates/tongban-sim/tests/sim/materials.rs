@@ -11,7 +11,7 @@ use tongban_replica::Replica;
 use tongban_sim::rng::Rng;
 use tongban_sim::world::{World, attach_material, create_case, epoch, resident_id};
 use tongban_store::MaterialHash;
-use tongban_sync::node::{Config, Event, Limits, SessionId, SyncNode};
+use tongban_sync::node::{CheckedDocs, Config, Event, Limits, SessionId, SyncNode};
 use tongban_sync::route::CaseRoute;
 use tongban_sync::store::{StoreWrite, SyncStore};
 use tongban_sync::wire::{MAX_CHUNK, Message};
@@ -50,18 +50,25 @@ struct Frame {
 pub(crate) struct Net {
     world: World,
     dir: tempfile::TempDir,
-    limits: BTreeMap<String, Limits>,
+    pub(crate) limits: BTreeMap<String, Limits>,
     nodes: BTreeMap<String, Node>,
     links: Vec<Link>,
     queue: VecDeque<Frame>,
     /// Every message delivered: (from, to, message).
     log: Vec<(String, String, Message)>,
     pub(crate) hook: Option<Hook>,
+    /// Admit `Docs` frames as the daemon does: off the node
+    /// (`SyncNode::docs_job`), the outcome handed back (`handle_checked`) only
+    /// after a few more frames were delivered, in no particular order.
+    pub(crate) deferred: bool,
+    /// Admissions done, waiting to be handed back: (office, outcome, frames
+    /// still to deliver before it).
+    admissions: Vec<(String, CheckedDocs, u64)>,
     now: i64,
     rng: Rng,
 }
 
-fn limits() -> Limits {
+pub(crate) fn limits() -> Limits {
     Limits {
         stall_ms: 20_000,
         material_retry_ms: 1_000,
@@ -80,6 +87,8 @@ impl Net {
             queue: VecDeque::new(),
             log: Vec::new(),
             hook: None,
+            deferred: false,
+            admissions: Vec::new(),
             now: epoch().0,
             rng: Rng::new(42),
         };
@@ -98,7 +107,7 @@ impl Net {
     }
 
     /// Starts (or restarts, from its store) the node of `office`.
-    fn start(&mut self, office: &str) {
+    pub(crate) fn start(&mut self, office: &str) {
         let idx = self.index(office);
         let o = &self.world.offices[idx];
         let store = Replica::open(
@@ -128,13 +137,16 @@ impl Net {
     }
 
     /// Drops a node (its open sessions end) and starts it again from its store.
-    fn restart(&mut self, office: &str) {
+    pub(crate) fn restart(&mut self, office: &str) {
         for link in 0..self.links.len() {
             if self.links[link].a == office || self.links[link].b == office {
                 self.cut(link);
             }
         }
         self.nodes.remove(office);
+        // Admissions of the old node's sessions die with it (the daemon runs
+        // one node for its whole life, so its session ids are never reused).
+        self.admissions.retain(|a| a.0 != office);
         self.start(office);
     }
 
@@ -174,7 +186,7 @@ impl Net {
 
     /// The connection breaks: both sides forget the session, frames in flight
     /// are lost.
-    fn cut(&mut self, link: usize) {
+    pub(crate) fn cut(&mut self, link: usize) {
         let Some((sa, sb)) = self.links[link].sessions.take() else {
             return;
         };
@@ -225,11 +237,56 @@ impl Net {
         });
     }
 
-    /// Delivers the next frame; false when none is in flight.
-    fn step(&mut self) -> bool {
-        let Some(frame) = self.queue.pop_front() else {
+    /// `office` adopts `directory` as `tongban node directory-import` does.
+    pub(crate) fn adopt_directory(&mut self, office: &str, directory: Vec<u8>) {
+        let now = Timestamp(self.now);
+        let node = self.nodes.get_mut(office).unwrap();
+        node.sync
+            .adopt_directory(&mut node.store, directory, now)
+            .unwrap();
+        self.flush(office);
+    }
+
+    /// The world's directory.
+    pub(crate) fn directory(&self) -> &[u8] {
+        &self.world.directory
+    }
+
+    /// Admissions done and not yet handed back.
+    pub(crate) fn admitting(&self) -> usize {
+        self.admissions.len()
+    }
+
+    /// Hands a finished admission back to its node: one whose delay is over,
+    /// or any when `any`. False when none was handed back.
+    fn admit(&mut self, any: bool) -> bool {
+        let due = self.admissions.iter().position(|a| a.2 == 0);
+        let Some(i) = due.or_else(|| (any && !self.admissions.is_empty()).then_some(0)) else {
             return false;
         };
+        let (office, checked, _) = self.admissions.swap_remove(i);
+        let now = Timestamp(self.now);
+        if let Some(node) = self.nodes.get_mut(&office) {
+            node.sync
+                .handle_checked(&mut node.store, checked, now)
+                .unwrap();
+            self.flush(&office);
+        }
+        true
+    }
+
+    /// Delivers the next frame, or hands back an admission; false when nothing
+    /// is in flight.
+    pub(crate) fn step(&mut self) -> bool {
+        if self.admit(false) {
+            return true;
+        }
+        let Some(frame) = self.queue.pop_front() else {
+            return self.admit(true);
+        };
+        for admission in &mut self.admissions {
+            admission.2 = admission.2.saturating_sub(1);
+        }
         let Some((sa, sb)) = self.links[frame.link].sessions else {
             return true;
         };
@@ -252,6 +309,13 @@ impl Net {
             .push((frame.from.clone(), frame.to.clone(), message));
         let now = Timestamp(self.now);
         let node = self.nodes.get_mut(&frame.to).unwrap();
+        if self.deferred
+            && let Some(job) = node.sync.docs_job(session, &bytes, now)
+        {
+            let delay = self.rng.below(8);
+            self.admissions.push((frame.to.clone(), job.run(), delay));
+            return true;
+        }
         node.sync
             .handle_message(&mut node.store, session, &bytes, now)
             .unwrap();

@@ -11,11 +11,12 @@
 //! `block_in_place`, so a slow disk stalls the engine, not the runtime.
 //!
 //! Whole-document batches are admitted off the engine: a `Docs` frame becomes a
-//! job (`SyncNode::docs_job`: load and verify every document, pure CPU) on
-//! rayon's threads, and its outcome comes back to the engine as an input, which
-//! stores what passed (`SyncNode::handle_checked`). So the engine commits one
-//! batch while the cores check the next ones; at most [`MAX_ADMITTING`] frames
-//! are out at once, and the rest wait in QUIC's flow control.
+//! job (`SyncNode::docs_job`: load and verify every document, pure CPU) for the
+//! admission thread, which runs the jobs in order, each on all cores, and its
+//! outcome comes back to the engine as an input, which stores what passed
+//! (`SyncNode::handle_checked`). So the engine commits one batch while the
+//! cores check the next; at most [`MAX_ADMITTING`] frames are out at once, and
+//! the rest wait in QUIC's flow control.
 //!
 //! A session is one bidirectional QUIC stream per connection, carrying the sync
 //! protocol's frames in order (the protocol is correct under loss and reordering,
@@ -52,7 +53,8 @@ use tongban_store::{Store, StoreOptions};
 use tongban_sync::route::on_route;
 use tongban_sync::wire::Kind;
 use tongban_sync::{
-    CheckedDocs, Config as SyncConfig, Event, Limits, SessionId, SyncError, SyncNode, SyncStore,
+    CheckedDocs, Config as SyncConfig, DocsJob, Event, Limits, SessionId, SyncError, SyncNode,
+    SyncStore,
 };
 use tongban_transport::{
     Backoff, BackoffConfig, Connection, DirectoryHandle, Endpoint, EndpointConfig, FrameReceiver,
@@ -208,6 +210,9 @@ pub enum DaemonError {
     /// The control API could not start.
     #[error("control API: {0}")]
     Control(String),
+    /// A thread of the daemon could not start.
+    #[error("{0}")]
+    Thread(String),
     /// The daemon has stopped.
     #[error("the node has stopped")]
     Stopped,
@@ -336,10 +341,10 @@ pub struct Engine {
     peers: BTreeMap<String, PeerStatus>,
     endpoint: Arc<Endpoint>,
     dirty: bool,
-    /// `Docs` frames being admitted on rayon's threads.
+    /// `Docs` frames queued for admission or being admitted.
     admitting: usize,
-    /// Where their admissions report.
-    checked: mpsc::UnboundedSender<Input>,
+    /// The admission thread's queue.
+    admission: std::sync::mpsc::Sender<DocsJob>,
 }
 
 impl Engine {
@@ -552,16 +557,14 @@ impl Engine {
                 Some(job) => {
                     // Loading and verifying the documents is most of the work of
                     // a first sync: off the engine, which meanwhile commits.
-                    self.admitting += 1;
-                    let report = self.checked.clone();
-                    rayon::spawn(move || {
-                        let session = job.session();
-                        let outcome =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
-                                .map_err(|_| session);
-                        // The engine may have stopped: nothing to report to then.
-                        let _ = report.send(Input::Checked(outcome));
-                    });
+                    match self.admission.send(job) {
+                        Ok(()) => self.admitting += 1,
+                        Err(_) => {
+                            // The admission thread is gone (it only ends with the
+                            // engine): the protocol asks for these documents again.
+                            tracing::error!("document admission stopped; a batch is dropped");
+                        }
+                    }
                 }
                 None => tokio::task::block_in_place(|| {
                     self.sync
@@ -593,6 +596,33 @@ impl Engine {
         self.flush().await;
         Ok(())
     }
+}
+
+/// Starts the thread that admits `Docs` frames for the engine, one frame at a
+/// time in the order given, each spread over all cores by rayon
+/// (`DocsJob::run`), and reports each outcome as an [`Input::Checked`]. One at
+/// a time, not one rayon task per frame: concurrent frames share the cores and
+/// all finish together, leaving the engine a burst of commits while the cores
+/// idle; in order, each finishes as early as it can and the engine commits it
+/// while the next is checked. The thread ends when the engine drops its queue.
+fn spawn_admission(
+    report: mpsc::UnboundedSender<Input>,
+) -> Result<std::sync::mpsc::Sender<DocsJob>, DaemonError> {
+    let (jobs, queue) = std::sync::mpsc::channel::<DocsJob>();
+    std::thread::Builder::new()
+        .name("tongban-admission".into())
+        .spawn(move || {
+            while let Ok(job) = queue.recv() {
+                let session = job.session();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
+                    .map_err(|_| session);
+                if report.send(Input::Checked(outcome)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| DaemonError::Thread(format!("cannot start the admission thread: {e}")))?;
+    Ok(jobs)
 }
 
 /// A running node.
@@ -701,6 +731,7 @@ impl Daemon {
 
         let (inputs, mut rx) = mpsc::channel::<Input>(4096);
         let (checked, mut checked_rx) = mpsc::unbounded_channel::<Input>();
+        let admission = spawn_admission(checked)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut engine = Engine {
             local,
@@ -712,7 +743,7 @@ impl Daemon {
             endpoint: endpoint.clone(),
             dirty: false,
             admitting: 0,
-            checked,
+            admission,
         };
         let engine_stop = shutdown_rx.clone();
         let engine_task = tokio::spawn(async move {

@@ -438,6 +438,23 @@ pub fn read_core_well_formed<D: ReadDoc>(doc: &D) -> Option<CaseCore> {
     fn is_map(value: &ValueRef<'_>) -> bool {
         matches!(value, ValueRef::Object(ObjType::Map))
     }
+    /// The values at keys `a` and `b` of the map `obj`, each read by `read`.
+    fn pair<D: ReadDoc, T>(
+        doc: &D,
+        obj: automerge::ObjId,
+        [a, b]: [&str; 2],
+        read: fn(&ValueRef<'_>) -> Option<T>,
+    ) -> Option<(T, T)> {
+        let (mut first, mut second) = (None, None);
+        for field in doc.map_range(obj, ..) {
+            if field.key == a {
+                first = Some(read(&field.value)?);
+            } else if field.key == b {
+                second = Some(read(&field.value)?);
+            }
+        }
+        Some((first?, second?))
+    }
     let (mut version, mut case_id, mut acceptance, mut applicant) = (None, None, None, None);
     let (mut kinds, mut transitions) = (None, None);
     for item in doc.map_range(automerge::ROOT, ..) {
@@ -448,31 +465,15 @@ pub fn read_core_well_formed<D: ReadDoc>(doc: &D) -> Option<CaseCore> {
             },
             "case_id" => case_id = Some(text(&item.value)?),
             "acceptance" if is_map(&item.value) => {
-                let (mut office, mut township) = (None, None);
-                for field in doc.map_range(item.id(), ..) {
-                    match field.key.as_ref() {
-                        "office" => office = Some(text(&field.value)?),
-                        "township" => township = Some(text(&field.value)?),
-                        _ => {}
-                    }
-                }
-                acceptance = Some(Acceptance {
-                    office: office?,
-                    township: township?,
-                });
+                let (office, township) = pair(doc, item.id(), ["office", "township"], text)?;
+                acceptance = Some(Acceptance { office, township });
             }
             "applicant" if is_map(&item.value) => {
-                let (mut resident_id, mut hukou_township) = (None, None);
-                for field in doc.map_range(item.id(), ..) {
-                    match field.key.as_ref() {
-                        "resident_id" => resident_id = Some(text(&field.value)?),
-                        "hukou_township" => hukou_township = Some(text(&field.value)?),
-                        _ => {}
-                    }
-                }
+                let (resident_id, hukou_township) =
+                    pair(doc, item.id(), ["resident_id", "hukou_township"], text)?;
                 applicant = Some(schema::ApplicantCore {
-                    resident_id: resident_id?,
-                    hukou_township: hukou_township?,
+                    resident_id,
+                    hukou_township,
                 });
             }
             "subsidy_kinds" if matches!(item.value, ValueRef::Object(ObjType::List)) => {
@@ -488,19 +489,12 @@ pub fn read_core_well_formed<D: ReadDoc>(doc: &D) -> Option<CaseCore> {
                     if !is_map(&entry.value) {
                         return None;
                     }
-                    let (mut signed, mut payload) = (None, None);
-                    for field in doc.map_range(entry.id(), ..) {
-                        match field.key.as_ref() {
-                            "signed" => signed = Some(bytes(&field.value)?),
-                            "payload" => payload = Some(bytes(&field.value)?),
-                            _ => {}
-                        }
-                    }
+                    let (signed, payload) = pair(doc, entry.id(), ["signed", "payload"], bytes)?;
                     records.insert(
                         entry.key.to_string(),
                         schema::SignedRecord {
-                            signed: ByteVec::from(signed?),
-                            payload: ByteVec::from(payload?),
+                            signed: ByteVec::from(signed),
+                            payload: ByteVec::from(payload),
                         },
                     );
                 }

@@ -130,11 +130,13 @@ fn a_case_off_the_receivers_route_is_refused_whatever_the_sender() {
     );
 }
 
-#[test]
-fn a_large_batch_is_checked_in_chunks_with_each_forgery_refused_alone() {
+/// A first `Docs` frame of 150 cases, two of them forged, to the DPF: admitted
+/// on the node (`deferred: false`) or off it, as the daemon does.
+fn large_batch_with_forgeries(deferred: bool) {
     // Enough cases that the DPF's first `Docs` frame is checked in several
     // chunks on the worker threads, each chunk's signatures as one batch.
     let mut net = Net::new(&[TA, HUB, DPF]);
+    net.deferred = deferred;
     net.connect(TA, HUB);
     let cases: Vec<_> = (0..150).map(|_| net.new_case(TA, TD, 100).0).collect();
     net.run(60_000);
@@ -168,30 +170,15 @@ fn a_large_batch_is_checked_in_chunks_with_each_forgery_refused_alone() {
 }
 
 #[test]
+fn a_large_batch_is_checked_in_chunks_with_each_forgery_refused_alone() {
+    large_batch_with_forgeries(false);
+}
+
+#[test]
 fn a_batch_admitted_off_the_node_refuses_each_forgery_alone() {
     // As the daemon admits: each `Docs` frame checked off the node and its
     // outcome handed back after later frames.
-    let mut net = Net::new(&[TA, HUB, DPF]);
-    net.deferred = true;
-    net.connect(TA, HUB);
-    let cases: Vec<_> = (0..150).map(|_| net.new_case(TA, TD, 100).0).collect();
-    net.run(60_000);
-    forge_first_batch(&mut net, vec![cases[3].clone(), cases[130].clone()]);
-    net.connect(HUB, DPF);
-    net.run(5_000);
-    let refusals = net.refusals(DPF);
-    assert_eq!(refusals.len(), 2, "{refusals:?}");
-    assert!(
-        refusals.iter().all(|r| r.contains("BadSignature")),
-        "{refusals:?}"
-    );
-    for (i, case) in cases.iter().enumerate() {
-        assert_eq!(net.holds_case(DPF, case), i != 3 && i != 130, "case #{i}");
-    }
-    net.run(120_000);
-    for case in &cases {
-        assert!(net.holds_case(DPF, case));
-    }
+    large_batch_with_forgeries(true);
 }
 
 #[test]

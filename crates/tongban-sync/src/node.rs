@@ -1581,9 +1581,34 @@ impl SyncNode {
                 peer: peer.clone(),
             });
             self.settle(store, &case, &|heads| held.contains(heads))?;
+            if !keep_docs {
+                self.sync_newer(store, &case)?;
+            }
         }
         self.pump_all(store, now)?;
         Ok(docs)
+    }
+
+    /// A whole document just stored (asked for with `WantDocs`) may be older
+    /// than what a peer announced meanwhile — an inventory naming newer heads
+    /// arrived while the document was on its way or being admitted, and the
+    /// case was not asked for again because it was being fetched. Every session
+    /// still waiting for other heads of the case, with no exchange of it under
+    /// way, starts an Automerge sync of it now rather than after a stall.
+    fn sync_newer<S: SyncStore>(&mut self, store: &mut S, case: &CaseId) -> Result<(), SyncError> {
+        let behind: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                !s.sync_states.contains_key(case)
+                    && s.batches.values().any(|b| b.pending.contains_key(case))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in behind {
+            self.start_sync(store, id, case)?;
+        }
+        Ok(())
     }
 
     /// The head sets sessions wait for on `case` that `doc` contains.
@@ -1785,6 +1810,13 @@ const MIN_VERIFY_BATCH: usize = 16;
 /// Chunks of a frame per core, for load balance.
 const CHUNKS_PER_CORE: usize = 4;
 
+/// Documents a chunk of `n` checks: several chunks a core, each one signature
+/// batch of a useful size.
+fn chunk_len(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads().max(1) * CHUNKS_PER_CORE)
+        .clamp(MIN_VERIFY_BATCH, MAX_VERIFY_BATCH)
+}
+
 /// A document that passed admission.
 struct Admitted {
     doc: Automerge,
@@ -1868,17 +1900,126 @@ impl DocsJob {
     /// Loads and verifies the frame's documents, on rayon's threads as
     /// [`SyncNode::handle_message`] does. Touches no node and no store.
     pub fn run(self) -> CheckedDocs {
-        let checker = Checker {
+        use rayon::prelude::*;
+        let (join, parts) = self.split();
+        let checked = parts.into_par_iter().map(DocsPart::run).collect();
+        join.join(checked)
+    }
+
+    /// The job as parts that can be checked on any threads, in any order: the
+    /// frame's documents in the chunks [`DocsJob::run`] checks them in (16–128
+    /// documents, each chunk's signatures one batch). [`DocsJoin::join`] puts
+    /// the outcomes back together. A driver that starts each frame's parts
+    /// before the next frame's keeps the cores busy between frames without
+    /// delaying the earlier frame.
+    pub fn split(self) -> (DocsJoin, Vec<DocsPart>) {
+        let context = Arc::new(PartContext {
             place: self.place,
-            directory: &self.directory,
-            calendar: &self.calendar,
+            directory: self.directory.clone(),
+            calendar: self.calendar,
             now: self.now,
+        });
+        let len = chunk_len(self.docs.len());
+        let mut docs = self.docs.into_iter();
+        let parts: Vec<DocsPart> = std::iter::from_fn(|| {
+            let part: Vec<_> = docs.by_ref().take(len).collect();
+            (!part.is_empty()).then_some(part)
+        })
+        .enumerate()
+        .map(|(index, docs)| DocsPart {
+            index,
+            docs,
+            context: context.clone(),
+        })
+        .collect();
+        let join = DocsJoin {
+            session: self.session,
+            directory: self.directory,
+            parts: parts.len(),
         };
-        let checked = checker.check_all(self.docs);
+        (join, parts)
+    }
+}
+
+/// What the parts of a [`DocsJob`] share.
+struct PartContext {
+    place: Place,
+    directory: Arc<Directory>,
+    calendar: Arc<Calendar>,
+    now: Timestamp,
+}
+
+/// A chunk of a [`DocsJob`]'s documents ([`DocsJob::split`]).
+pub struct DocsPart {
+    index: usize,
+    docs: Vec<(CaseId, Vec<u8>)>,
+    context: Arc<PartContext>,
+}
+
+impl std::fmt::Debug for DocsPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocsPart")
+            .field("index", &self.index)
+            .field("docs", &self.docs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DocsPart {
+    /// Loads and verifies the chunk's documents on this thread, their
+    /// signatures as one batch. Touches no node and no store.
+    pub fn run(self) -> CheckedPart {
+        let checker = Checker {
+            place: self.context.place,
+            directory: &self.context.directory,
+            calendar: &self.context.calendar,
+            now: self.context.now,
+        };
+        CheckedPart {
+            index: self.index,
+            checked: checker.check_many(self.docs),
+        }
+    }
+}
+
+/// What a [`DocsPart`] found.
+pub struct CheckedPart {
+    index: usize,
+    checked: Vec<Checked>,
+}
+
+impl std::fmt::Debug for CheckedPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedPart")
+            .field("index", &self.index)
+            .field("docs", &self.checked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Puts the parts of a [`DocsJob`] back together ([`DocsJob::split`]).
+#[derive(Debug)]
+pub struct DocsJoin {
+    session: SessionId,
+    directory: Arc<Directory>,
+    parts: usize,
+}
+
+impl DocsJoin {
+    /// How many parts the job was split into.
+    pub fn parts(&self) -> usize {
+        self.parts
+    }
+
+    /// The job's outcome from its parts' outcomes, in any order. A part that is
+    /// missing (its thread failed) leaves its documents unstored: the protocol
+    /// asks for them again.
+    pub fn join(self, mut parts: Vec<CheckedPart>) -> CheckedDocs {
+        parts.sort_by_key(|p| p.index);
         CheckedDocs {
             session: self.session,
             directory: self.directory,
-            checked,
+            checked: parts.into_iter().flat_map(|p| p.checked).collect(),
         }
     }
 }
@@ -1938,10 +2079,7 @@ impl Checker<'_> {
     /// Several chunks a core, so that a core that finishes early takes another
     /// instead of waiting for the slowest.
     fn check_all(&self, fresh: Vec<(CaseId, Vec<u8>)>) -> Vec<Checked> {
-        let chunk = fresh
-            .len()
-            .div_ceil(rayon::current_num_threads().max(1) * CHUNKS_PER_CORE)
-            .clamp(MIN_VERIFY_BATCH, MAX_VERIFY_BATCH);
+        let chunk = chunk_len(fresh.len());
         if fresh.len() <= chunk {
             return self.check_many(fresh);
         }

@@ -194,6 +194,8 @@ fn admissions_handed_back_late_across_cuts_and_a_restart_lose_nothing() {
     );
     net.start(HUB);
     net.deferred = true;
+    // And now and then a part of a frame's admission is lost.
+    net.lose_parts = true;
     net.connect(TA, HUB);
     let cases: Vec<_> = (0..200).map(|_| net.new_case(TA, TD, 100).0).collect();
     net.run(60_000);
@@ -292,5 +294,36 @@ fn an_admission_that_a_new_directory_overtook_is_checked_again() {
     assert!(
         refusals.iter().any(|r| r.contains("RevokedKey")),
         "{refusals:?}"
+    );
+}
+
+#[test]
+fn a_document_older_than_announced_when_stored_is_brought_up_to_date_at_once() {
+    // The DPF asks for a case whole; while its document is being admitted, the
+    // case changes at the acceptance office and the hub announces the newer
+    // heads. The stored document is then behind what the hub announced, and
+    // the DPF must sync the rest at once, not after a stall.
+    let mut net = Net::new(&[TA, HUB, DPF]);
+    net.deferred = true;
+    net.connect(TA, HUB);
+    let (case, _) = net.new_case(TA, TD, 100);
+    net.run(30_000);
+    net.hold_admissions = true;
+    net.connect(HUB, DPF);
+    while net.admitting() < 1 {
+        assert!(net.step(), "the document was never admitted");
+    }
+    let route = tongban_sync::route::CaseRoute::new(
+        tongban_domain::division::DivisionCode::parse(TA).unwrap(),
+        tongban_domain::division::DivisionCode::parse(TD).unwrap(),
+    )
+    .unwrap();
+    net.add_scan(TA, &case, route);
+    // Well under the stall period (20 s here): only an immediate sync makes it.
+    net.run(5_000);
+    assert_eq!(
+        net.node(DPF).store.heads(&case).unwrap(),
+        net.node(TA).store.heads(&case).unwrap(),
+        "the DPF did not catch up with the newer heads"
     );
 }

@@ -61,6 +61,12 @@ pub(crate) struct Net {
     /// (`SyncNode::docs_job`), the outcome handed back (`handle_checked`) only
     /// after a few more frames were delivered, in no particular order.
     pub(crate) deferred: bool,
+    /// With `deferred`: lose one part of a frame's admission now and then, as a
+    /// failed worker would.
+    pub(crate) lose_parts: bool,
+    /// With `deferred`: hand admissions back only once nothing else is in
+    /// flight.
+    pub(crate) hold_admissions: bool,
     /// Admissions done, waiting to be handed back: (office, outcome, frames
     /// still to deliver before it).
     admissions: Vec<(String, CheckedDocs, u64)>,
@@ -88,6 +94,8 @@ impl Net {
             log: Vec::new(),
             hook: None,
             deferred: false,
+            lose_parts: false,
+            hold_admissions: false,
             admissions: Vec::new(),
             now: epoch().0,
             rng: Rng::new(42),
@@ -260,7 +268,10 @@ impl Net {
     /// Hands a finished admission back to its node: one whose delay is over,
     /// or any when `any`. False when none was handed back.
     fn admit(&mut self, any: bool) -> bool {
-        let due = self.admissions.iter().position(|a| a.2 == 0);
+        let due = self
+            .admissions
+            .iter()
+            .position(|a| a.2 == 0 && !self.hold_admissions);
         let Some(i) = due.or_else(|| (any && !self.admissions.is_empty()).then_some(0)) else {
             return false;
         };
@@ -312,8 +323,17 @@ impl Net {
         if self.deferred
             && let Some(job) = node.sync.docs_job(session, &bytes, now)
         {
+            // The parts are checked in any order, as on a pool of threads.
+            let (join, mut parts) = job.split();
+            for i in (1..parts.len()).rev() {
+                parts.swap(i, self.rng.below(i as u64 + 1) as usize);
+            }
+            if self.lose_parts && !parts.is_empty() && self.rng.chance(0.3) {
+                parts.pop();
+            }
+            let checked = join.join(parts.into_iter().map(|p| p.run()).collect());
             let delay = self.rng.below(8);
-            self.admissions.push((frame.to.clone(), job.run(), delay));
+            self.admissions.push((frame.to.clone(), checked, delay));
             return true;
         }
         node.sync
@@ -402,6 +422,35 @@ impl Net {
     }
 
     /// The bytes `office` holds for `scan`'s hash, read back and checked.
+    /// Attaches another scan to `case` at `office` (a new change of the
+    /// document), written as the office application does.
+    pub(crate) fn add_scan(&mut self, office: &str, case: &CaseId, route: CaseRoute) {
+        let o = self.world.offices[self.index(office)].clone();
+        let now = Timestamp(self.now);
+        let node = self.nodes.get_mut(office).unwrap();
+        let doc = node.store.load(case).unwrap().unwrap();
+        let mut document = tongban_case::CaseDocument::load(&doc.save()).unwrap();
+        let scan = format!("second scan of {case}").into_bytes();
+        attach_material(&mut document, &o, "photo", &scan, now).unwrap();
+        node.store
+            .commit(vec![
+                StoreWrite::case(
+                    case.clone(),
+                    route,
+                    document.automerge_mut().document().clone(),
+                    None,
+                ),
+                StoreWrite::Material {
+                    case: case.clone(),
+                    hash: *blake3::hash(&scan).as_bytes(),
+                    bytes: scan,
+                },
+            ])
+            .unwrap();
+        node.sync.handle_local_change(&mut node.store, now).unwrap();
+        self.flush(office);
+    }
+
     fn held(&self, office: &str, scan: &[u8]) -> Option<Vec<u8>> {
         let hash = MaterialHash(*blake3::hash(scan).as_bytes());
         let mut reader = self.node(office).store.inner().open_material(&hash).ok()?;

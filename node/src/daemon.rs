@@ -11,12 +11,12 @@
 //! `block_in_place`, so a slow disk stalls the engine, not the runtime.
 //!
 //! Whole-document batches are admitted off the engine: a `Docs` frame becomes a
-//! job (`SyncNode::docs_job`: load and verify every document, pure CPU) for the
-//! admission thread, which runs the jobs in order, each on all cores, and its
-//! outcome comes back to the engine as an input, which stores what passed
-//! (`SyncNode::handle_checked`). So the engine commits one batch while the
-//! cores check the next; at most [`MAX_ADMITTING`] frames are out at once, and
-//! the rest wait in QUIC's flow control.
+//! job (`SyncNode::docs_job`: load and verify every document, pure CPU) split
+//! into chunks that run on rayon's threads in arrival order, and their
+//! outcomes come back to the engine as inputs; once a frame's are all back the
+//! engine stores what passed (`SyncNode::handle_checked`). So the engine
+//! commits one batch while the cores check the next; at most [`MAX_ADMITTING`]
+//! frames are out at once, and the rest wait in QUIC's flow control.
 //!
 //! A session is one bidirectional QUIC stream per connection, carrying the sync
 //! protocol's frames in order (the protocol is correct under loss and reordering,
@@ -53,7 +53,7 @@ use tongban_store::{Store, StoreOptions};
 use tongban_sync::route::on_route;
 use tongban_sync::wire::Kind;
 use tongban_sync::{
-    CheckedDocs, Config as SyncConfig, DocsJob, Event, Limits, SessionId, SyncError, SyncNode,
+    CheckedPart, Config as SyncConfig, DocsJoin, Event, Limits, SessionId, SyncError, SyncNode,
     SyncStore,
 };
 use tongban_transport::{
@@ -210,9 +210,6 @@ pub enum DaemonError {
     /// The control API could not start.
     #[error("control API: {0}")]
     Control(String),
-    /// A thread of the daemon could not start.
-    #[error("{0}")]
-    Thread(String),
     /// The daemon has stopped.
     #[error("the node has stopped")]
     Stopped,
@@ -312,9 +309,12 @@ enum Input {
         session: SessionId,
     },
     Job(Job),
-    /// A `Docs` frame's admission finished (`Err`: it panicked, and the
-    /// frame's documents are dropped; the protocol asks for them again).
-    Checked(Result<CheckedDocs, SessionId>),
+    /// A part of a `Docs` frame's admission finished (`None`: it panicked, and
+    /// its documents are dropped; the protocol asks for them again).
+    Checked {
+        frame: u64,
+        part: Option<CheckedPart>,
+    },
     Tick,
 }
 
@@ -341,10 +341,12 @@ pub struct Engine {
     peers: BTreeMap<String, PeerStatus>,
     endpoint: Arc<Endpoint>,
     dirty: bool,
-    /// `Docs` frames queued for admission or being admitted.
-    admitting: usize,
-    /// The admission thread's queue.
-    admission: std::sync::mpsc::Sender<DocsJob>,
+    /// `Docs` frames being admitted, by arrival: how to put each together, its
+    /// parts still out, and those back.
+    admitting: BTreeMap<u64, (DocsJoin, usize, Vec<CheckedPart>)>,
+    next_frame: u64,
+    /// Where admission parts report.
+    checked: mpsc::UnboundedSender<Input>,
 }
 
 impl Engine {
@@ -557,13 +559,29 @@ impl Engine {
                 Some(job) => {
                     // Loading and verifying the documents is most of the work of
                     // a first sync: off the engine, which meanwhile commits.
-                    match self.admission.send(job) {
-                        Ok(()) => self.admitting += 1,
-                        Err(_) => {
-                            // The admission thread is gone (it only ends with the
-                            // engine): the protocol asks for these documents again.
-                            tracing::error!("document admission stopped; a batch is dropped");
-                        }
+                    // In parts, each started after the earlier frames' parts
+                    // (rayon takes work injected from outside its pool in
+                    // order), so the cores go on to the next frame without
+                    // holding up this one.
+                    let frame = self.next_frame;
+                    self.next_frame += 1;
+                    let (join, parts) = job.split();
+                    if parts.is_empty() {
+                        return Ok(());
+                    }
+                    self.admitting
+                        .insert(frame, (join, parts.len(), Vec::new()));
+                    for part in parts {
+                        let report = self.checked.clone();
+                        rayon::spawn_fifo(move || {
+                            let part =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    part.run()
+                                }))
+                                .ok();
+                            // The engine may have stopped: nothing to report to.
+                            let _ = report.send(Input::Checked { frame, part });
+                        });
                     }
                 }
                 None => tokio::task::block_in_place(|| {
@@ -571,19 +589,28 @@ impl Engine {
                         .handle_message(&mut self.replica, session, &bytes, now)
                 })?,
             },
-            Input::Checked(outcome) => {
-                self.admitting = self.admitting.saturating_sub(1);
-                match outcome {
-                    Ok(checked) => tokio::task::block_in_place(|| {
-                        self.sync.handle_checked(&mut self.replica, checked, now)
-                    })?,
-                    Err(session) => {
-                        tracing::error!(?session, "document admission failed; the batch is dropped")
-                    }
-                }
-            }
             Input::Closed { session } => self.close(session),
             Input::Job(job) => job(self),
+            Input::Checked { frame, part } => {
+                let Some((_, out, back)) = self.admitting.get_mut(&frame) else {
+                    return Ok(());
+                };
+                *out = out.saturating_sub(1);
+                match part {
+                    Some(part) => back.push(part),
+                    None => {
+                        tracing::error!("document admission failed; part of a batch is dropped")
+                    }
+                }
+                if *out == 0
+                    && let Some((join, _, back)) = self.admitting.remove(&frame)
+                {
+                    let checked = join.join(back);
+                    tokio::task::block_in_place(|| {
+                        self.sync.handle_checked(&mut self.replica, checked, now)
+                    })?;
+                }
+            }
             Input::Tick => {
                 if self.sync.poll_timeout().is_some_and(|t| t.0 <= now.0) {
                     tokio::task::block_in_place(|| {
@@ -596,33 +623,6 @@ impl Engine {
         self.flush().await;
         Ok(())
     }
-}
-
-/// Starts the thread that admits `Docs` frames for the engine, one frame at a
-/// time in the order given, each spread over all cores by rayon
-/// (`DocsJob::run`), and reports each outcome as an [`Input::Checked`]. One at
-/// a time, not one rayon task per frame: concurrent frames share the cores and
-/// all finish together, leaving the engine a burst of commits while the cores
-/// idle; in order, each finishes as early as it can and the engine commits it
-/// while the next is checked. The thread ends when the engine drops its queue.
-fn spawn_admission(
-    report: mpsc::UnboundedSender<Input>,
-) -> Result<std::sync::mpsc::Sender<DocsJob>, DaemonError> {
-    let (jobs, queue) = std::sync::mpsc::channel::<DocsJob>();
-    std::thread::Builder::new()
-        .name("tongban-admission".into())
-        .spawn(move || {
-            while let Ok(job) = queue.recv() {
-                let session = job.session();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
-                    .map_err(|_| session);
-                if report.send(Input::Checked(outcome)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| DaemonError::Thread(format!("cannot start the admission thread: {e}")))?;
-    Ok(jobs)
 }
 
 /// A running node.
@@ -731,7 +731,6 @@ impl Daemon {
 
         let (inputs, mut rx) = mpsc::channel::<Input>(4096);
         let (checked, mut checked_rx) = mpsc::unbounded_channel::<Input>();
-        let admission = spawn_admission(checked)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut engine = Engine {
             local,
@@ -742,8 +741,9 @@ impl Daemon {
             peers: BTreeMap::new(),
             endpoint: endpoint.clone(),
             dirty: false,
-            admitting: 0,
-            admission,
+            admitting: BTreeMap::new(),
+            next_frame: 0,
+            checked,
         };
         let engine_stop = shutdown_rx.clone();
         let engine_task = tokio::spawn(async move {
@@ -757,7 +757,7 @@ impl Daemon {
                 let input = tokio::select! {
                     biased;
                     _ = wait_stop(engine_stop.clone()) => None,
-                    input = rx.recv(), if engine.admitting < MAX_ADMITTING => input,
+                    input = rx.recv(), if engine.admitting.len() < MAX_ADMITTING => input,
                     Some(done) = checked_rx.recv() => Some(done),
                 };
                 let Some(input) = input else { break };

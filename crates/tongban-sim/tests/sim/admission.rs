@@ -181,9 +181,9 @@ fn a_batch_admitted_off_the_node_refuses_each_forgery_alone() {
     large_batch_with_forgeries(true);
 }
 
-#[test]
-fn admissions_handed_back_late_across_cuts_and_a_restart_lose_nothing() {
-    // Small frames from the hub, so that many are being admitted at once.
+/// The acceptance office, the DPF and a hub that sends small `Docs` frames (16
+/// KiB), so that many are being admitted at once.
+fn small_frames_net() -> Net {
     let mut net = Net::new(&[TA, DPF]);
     net.limits.insert(
         HUB.into(),
@@ -193,6 +193,13 @@ fn admissions_handed_back_late_across_cuts_and_a_restart_lose_nothing() {
         },
     );
     net.start(HUB);
+    net
+}
+
+#[test]
+fn admissions_handed_back_late_across_cuts_and_a_restart_lose_nothing() {
+    // Small frames from the hub, so that many are being admitted at once.
+    let mut net = small_frames_net();
     net.deferred = true;
     // And now and then a part of a frame's admission is lost.
     net.lose_parts = true;
@@ -234,15 +241,7 @@ fn admissions_handed_back_late_across_cuts_and_a_restart_lose_nothing() {
 fn an_admission_that_a_new_directory_overtook_is_checked_again() {
     use tongban_ledger::directory::{DirectoryAuthority, Revocation, SignedDirectory};
     use tongban_ledger::keys::OfficeKey;
-    let mut net = Net::new(&[TA, DPF]);
-    net.limits.insert(
-        HUB.into(),
-        tongban_sync::Limits {
-            docs_frame_bytes: 16 << 10,
-            ..crate::materials::limits()
-        },
-    );
-    net.start(HUB);
+    let mut net = small_frames_net();
     net.deferred = true;
     net.connect(TA, HUB);
     let cases: Vec<_> = (0..60).map(|_| net.new_case(TA, TD, 100).0).collect();

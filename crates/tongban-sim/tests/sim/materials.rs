@@ -400,38 +400,22 @@ impl Net {
             DivisionCode::parse(domicile).unwrap(),
         )
         .unwrap();
-        let node = self.nodes.get_mut(acceptance).unwrap();
-        node.store
-            .commit(vec![
-                StoreWrite::case(
-                    case.clone(),
-                    route,
-                    document.automerge_mut().document().clone(),
-                    None,
-                ),
-                StoreWrite::Material {
-                    case: case.clone(),
-                    hash: *blake3::hash(&scan).as_bytes(),
-                    bytes: scan.clone(),
-                },
-            ])
-            .unwrap();
-        node.sync.handle_local_change(&mut node.store, now).unwrap();
-        self.flush(acceptance);
+        self.write_local(acceptance, &case, route, &mut document, scan.clone());
         (case, scan)
     }
 
-    /// The bytes `office` holds for `scan`'s hash, read back and checked.
-    /// Attaches another scan to `case` at `office` (a new change of the
-    /// document), written as the office application does.
-    pub(crate) fn add_scan(&mut self, office: &str, case: &CaseId, route: CaseRoute) {
-        let o = self.world.offices[self.index(office)].clone();
+    /// Writes `document` of `case` and its new `scan` at `office` in one commit,
+    /// as the office application does, and offers them to the peers.
+    fn write_local(
+        &mut self,
+        office: &str,
+        case: &CaseId,
+        route: CaseRoute,
+        document: &mut tongban_case::CaseDocument,
+        scan: Vec<u8>,
+    ) {
         let now = Timestamp(self.now);
         let node = self.nodes.get_mut(office).unwrap();
-        let doc = node.store.load(case).unwrap().unwrap();
-        let mut document = tongban_case::CaseDocument::load(&doc.save()).unwrap();
-        let scan = format!("second scan of {case}").into_bytes();
-        attach_material(&mut document, &o, "photo", &scan, now).unwrap();
         node.store
             .commit(vec![
                 StoreWrite::case(
@@ -451,6 +435,19 @@ impl Net {
         self.flush(office);
     }
 
+    /// Attaches another scan to `case` at `office` (a new change of the
+    /// document), written as the office application does.
+    pub(crate) fn add_scan(&mut self, office: &str, case: &CaseId, route: CaseRoute) {
+        let o = self.world.offices[self.index(office)].clone();
+        let now = Timestamp(self.now);
+        let doc = self.nodes[office].store.load(case).unwrap().unwrap();
+        let mut document = tongban_case::CaseDocument::load(&doc.save()).unwrap();
+        let scan = format!("second scan of {case}").into_bytes();
+        attach_material(&mut document, &o, "photo", &scan, now).unwrap();
+        self.write_local(office, case, route, &mut document, scan);
+    }
+
+    /// The bytes `office` holds for `scan`'s hash, read back and checked.
     fn held(&self, office: &str, scan: &[u8]) -> Option<Vec<u8>> {
         let hash = MaterialHash(*blake3::hash(scan).as_bytes());
         let mut reader = self.node(office).store.inner().open_material(&hash).ok()?;

@@ -11,13 +11,15 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{AutoCommit, ChangeHash, ReadDoc};
+use automerge::{AutoCommit, ChangeHash, ReadDoc, ScalarValue};
 use autosurgeon::bytes::ByteVec;
 use serde::{Deserialize, Serialize};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::policy::{Policy, SubsidyKind, first_paid_month};
+use tongban_domain::rights::{self, Part, Situation};
 use tongban_domain::stage::{self, Anchor, CaseFacts, OfficeFacts, Stage, TransitionError};
+use tongban_ledger::commit::{Commit, SignedCommit};
 use tongban_ledger::keys::OfficeKey;
 use tongban_ledger::transition::{SignedTransition, Transition};
 use tongban_ledger::verify::{
@@ -60,6 +62,13 @@ pub enum CaseError {
     /// The payload does not fit the transition.
     #[error("{0}")]
     Payload(String),
+    /// A guard of the stage table does not hold (materials, reasons, publicity
+    /// period, eligibility).
+    #[error("{0}")]
+    Guard(String),
+    /// The write-rights table does not let this office write that, then.
+    #[error(transparent)]
+    Write(#[from] tongban_domain::rights::WriteRefused),
 }
 
 /// How a review ends.
@@ -105,6 +114,10 @@ pub struct Payload {
     /// Notification method, for `notified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// For `decided`: why a kind the domicile policy does not grant is awarded
+    /// anyway. Signed with the decision; without it an ineligible award is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
 }
 
 /// One awarded subsidy in a decision payload.
@@ -267,15 +280,15 @@ impl CaseDocument {
             evaluation: None,
             confirmations: Vec::new(),
             transitions: BTreeMap::new(),
+            seals: BTreeMap::new(),
         };
-        let mut doc = AutoCommit::new();
-        autosurgeon::reconcile(&mut doc, &case).map_err(|e| CaseError::Automerge(e.to_string()))?;
-        doc.commit_with(
-            automerge::transaction::CommitOptions::default()
-                .with_time(at.millis() / 1000)
-                .with_message("intake"),
-        );
-        let mut document = CaseDocument { doc };
+        let mut document = CaseDocument {
+            doc: AutoCommit::new(),
+        };
+        document.bind_actor(&office.facts.office, at, case_id.as_str().as_bytes())?;
+        autosurgeon::reconcile(&mut document.doc, &case)
+            .map_err(|e| CaseError::Automerge(e.to_string()))?;
+        document.commit(at, "intake");
         let signed = document.apply(Stage::Draft, office, operator, at, &Payload::default())?;
         Ok((document, signed))
     }
@@ -308,6 +321,13 @@ impl CaseDocument {
         self.doc
     }
 
+    /// An independent copy (a save and a reload), for trying a step on the side.
+    pub fn clone_for_test(&mut self) -> CaseDocument {
+        CaseDocument {
+            doc: self.doc.fork(),
+        }
+    }
+
     /// Full save.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()
@@ -335,8 +355,12 @@ impl CaseDocument {
         read_core(&self.doc)
     }
 
-    /// Changes the document through its Rust form, as one Automerge change.
-    pub fn update(
+    /// Changes the document through its Rust form, as one Automerge change that
+    /// **nobody signs**: every node refuses a document carrying it, and the
+    /// verifier reports it. For tests and tools that show what tampering looks
+    /// like; offices write through [`CaseDocument::write`] and
+    /// [`CaseDocument::apply`].
+    pub fn update_unsigned(
         &mut self,
         at: Timestamp,
         message: &str,
@@ -346,11 +370,215 @@ impl CaseDocument {
         change(&mut case)?;
         autosurgeon::reconcile(&mut self.doc, &case)
             .map_err(|e| CaseError::Automerge(e.to_string()))?;
+        self.commit(at, message);
+        Ok(())
+    }
+
+    fn commit(&mut self, at: Timestamp, message: &str) {
         self.doc.commit_with(
             automerge::transaction::CommitOptions::default()
                 .with_time(at.millis() / 1000)
                 .with_message(message.to_string()),
         );
+    }
+
+    /// Writes as `office` from here on: an Automerge actor id that names the
+    /// office ([`crate::authorship::actor_for`]), fresh for this writing session
+    /// (salted with the heads, the time and `salt`), unless the document already
+    /// writes as that office.
+    pub fn bind_actor(
+        &mut self,
+        office: &str,
+        at: Timestamp,
+        salt: &[u8],
+    ) -> Result<(), CaseError> {
+        let office = OfficeId::parse(office).map_err(|e| CaseError::Payload(e.to_string()))?;
+        if crate::authorship::office_of_actor(self.doc.get_actor()).as_ref() == Some(&office) {
+            return Ok(());
+        }
+        let mut material = Vec::new();
+        for head in self.heads() {
+            material.extend_from_slice(&head);
+        }
+        material.extend_from_slice(&at.millis().to_be_bytes());
+        material.extend_from_slice(salt);
+        self.doc
+            .set_actor(crate::authorship::actor_for(&office, &material));
+        Ok(())
+    }
+
+    /// A signed write that changes no stage: `change` edits the case; every part
+    /// it touches is asked of the write-rights table
+    /// ([`tongban_domain::rights`]) for this office at the case's stage; the
+    /// office then signs the heads after the write (a signed commit in `seals`).
+    /// Returns `None` when the change left the case as it was (nothing signed).
+    pub fn write(
+        &mut self,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        message: &str,
+        change: impl FnOnce(&mut CaseDoc) -> Result<(), CaseError>,
+    ) -> Result<Option<SignedCommit>, CaseError> {
+        let before = self.read()?;
+        let mut after = before.clone();
+        change(&mut after)?;
+        let parts = changed_parts(&before, &after);
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let chain = self.chain()?;
+        let stage = chain.stage().ok_or_else(|| {
+            CaseError::Chain("the case has no signed stage yet; it cannot be written".into())
+        })?;
+        let facts = facts_of(&before, &chain);
+        for part in parts {
+            rights::check_write(
+                part,
+                &office.facts,
+                &facts,
+                Situation::At(stage),
+                part == Part::Evaluation && before.evaluation.is_some(),
+            )?;
+        }
+        self.bind_actor(&office.facts.office, at, message.as_bytes())?;
+        autosurgeon::reconcile(&mut self.doc, &after)
+            .map_err(|e| CaseError::Automerge(e.to_string()))?;
+        self.commit(at, message);
+        self.seal(office, operator, at).map(Some)
+    }
+
+    /// Signs the document's current heads as `office` (a signed commit in
+    /// `seals`): the office vouches for every change of its own before them.
+    /// [`CaseDocument::write`] calls it after asking the write-rights table;
+    /// calling it directly signs whatever the office's actor wrote, which
+    /// admission and the verifier then judge against the table.
+    pub fn seal(
+        &mut self,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+    ) -> Result<SignedCommit, CaseError> {
+        let case = self.case_id()?;
+        let commit = Commit {
+            case,
+            office: OfficeId::parse(&office.facts.office)
+                .map_err(|e| CaseError::Payload(e.to_string()))?,
+            operator: operator.clone(),
+            at,
+            heads: self.heads(),
+            signer_key: office.key.public(),
+        };
+        let signed = SignedCommit::sign(commit, office.key)
+            .map_err(|e| CaseError::Payload(e.to_string()))?;
+        let bytes = signed.encode();
+        self.put_record(
+            "seals",
+            &bytes,
+            &[
+                (
+                    "office",
+                    ScalarValue::Str(office.facts.office.clone().into()),
+                ),
+                ("at", ScalarValue::Int(at.millis())),
+            ],
+            at,
+            "seal",
+        )?;
+        Ok(signed)
+    }
+
+    /// `case attach`: records a material (its bytes are in the node's store,
+    /// content-addressed) as a signed write of `office`, which the write-rights
+    /// table must allow (the acceptance office, before push or after a return).
+    /// The metadata is checked first (file name, media type, size).
+    pub fn add_material(
+        &mut self,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        material: schema::Material,
+    ) -> Result<Option<SignedCommit>, CaseError> {
+        tongban_domain::material::check_material_meta(
+            &material.file_name,
+            &material.media_type,
+            material.size,
+        )
+        .map_err(|e| CaseError::Payload(e.to_string()))?;
+        if material.kind.is_empty() || material.hash.len() != 64 {
+            return Err(CaseError::Payload(
+                "a material needs its checklist kind and its 64-digit BLAKE3 hash".into(),
+            ));
+        }
+        let key = schema::material_key(&material.kind, &material.hash);
+        self.write(office, operator, at, "attach material", move |case| {
+            case.materials.insert(key, material);
+            Ok(())
+        })
+    }
+
+    /// Records the applicant's satisfaction (服务评价) as a signed write of the
+    /// acceptance office, once: a second evaluation is refused, never a silent
+    /// overwrite.
+    pub fn record_evaluation(
+        &mut self,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        score: u8,
+        comment: &str,
+    ) -> Result<Option<SignedCommit>, CaseError> {
+        if !(1..=5).contains(&score) {
+            return Err(CaseError::Payload(format!(
+                "评分须为1-5 --score must be 1-5, found {score}"
+            )));
+        }
+        let evaluation = schema::Evaluation {
+            score: u64::from(score),
+            comment: comment.to_string(),
+            at: at.millis(),
+            office: office.facts.office.clone(),
+            operator: operator.to_string(),
+        };
+        self.write(office, operator, at, "evaluation", move |case| {
+            case.evaluation = Some(evaluation);
+            Ok(())
+        })
+    }
+
+    /// Writes one signature record as a change of its own: a map under its hash
+    /// in `field`, holding the signed bytes and readable copies. Nothing else
+    /// goes in that change (see [`crate::authorship`]).
+    fn put_record(
+        &mut self,
+        field: &str,
+        signed: &[u8],
+        copies: &[(&str, ScalarValue)],
+        at: Timestamp,
+        message: &str,
+    ) -> Result<(), CaseError> {
+        use automerge::transaction::Transactable;
+        let err = |e: automerge::AutomergeError| CaseError::Automerge(e.to_string());
+        let container = match ReadDoc::get(&self.doc, automerge::ROOT, field).map_err(err)? {
+            Some((automerge::Value::Object(automerge::ObjType::Map), id)) => id,
+            _ => {
+                return Err(CaseError::Schema(format!(
+                    "the case document has no {field} map"
+                )));
+            }
+        };
+        let key = hex(blake3::hash(signed).as_bytes());
+        let record = self
+            .doc
+            .put_object(&container, &key, automerge::ObjType::Map)
+            .map_err(err)?;
+        self.doc
+            .put(&record, "signed", ScalarValue::Bytes(signed.to_vec()))
+            .map_err(err)?;
+        for (name, value) in copies {
+            self.doc.put(&record, *name, value.clone()).map_err(err)?;
+        }
+        self.commit(at, message);
         Ok(())
     }
 
@@ -676,8 +904,11 @@ impl CaseDocument {
         CaseId::parse(&text).map_err(|e| CaseError::Schema(e.to_string()))
     }
 
-    /// Moves the case to `to`: checks the stage machine, signs over the current heads
-    /// and records the transition with its payload in one change.
+    /// Moves the case to `to`: checks the stage machine and its guards
+    /// ([`check_guards`]), writes what the transition records in readable form
+    /// (the review opinion, the decision, the notification) as this office —
+    /// each part asked of the write-rights table — then signs the transition
+    /// over the heads after that write and records it in a change of its own.
     pub fn apply(
         &mut self,
         to: Stage,
@@ -686,6 +917,34 @@ impl CaseDocument {
         at: Timestamp,
         payload: &Payload,
     ) -> Result<SignedTransition, CaseError> {
+        self.apply_inner(to, office, operator, at, payload, true)
+    }
+
+    /// [`CaseDocument::apply`] without the guards beyond the stage table's rows
+    /// (materials, reasons, publicity period, eligibility), as an altered node
+    /// might sign. No office path calls it; it exists so that tests can show the
+    /// verifier catching what such a signer leaves.
+    pub fn apply_unguarded(
+        &mut self,
+        to: Stage,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        payload: &Payload,
+    ) -> Result<SignedTransition, CaseError> {
+        self.apply_inner(to, office, operator, at, payload, false)
+    }
+
+    fn apply_inner(
+        &mut self,
+        to: Stage,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        payload: &Payload,
+        guarded: bool,
+    ) -> Result<SignedTransition, CaseError> {
+        let before = self.read()?;
         let core = self.read_core()?;
         let chain = core.chain();
         if chain.forked {
@@ -696,31 +955,35 @@ impl CaseDocument {
         let from = chain.stage();
         let facts = core.facts(&chain);
         stage::check_transition(from, to, &facts, &office.facts)?;
-        if from == Some(Stage::Publicized) && to != Stage::Withdrawn {
-            // The village notice must run its whole period before the review.
-            let policy = Policy::for_province(facts.domicile_township.get(..2).unwrap_or("00"))
-                .map_err(|e| CaseError::Payload(e.to_string()))?;
-            let started = chain.entered_at().map(|t| t.china_date());
-            if let Some(started) = started {
-                let ends = started + chrono::Duration::days(i64::from(policy.publicity_days));
-                if at.china_date() < ends {
-                    return Err(CaseError::Payload(format!(
-                        "公示期未满 the publicity period ({} days from {started}) runs until {ends}",
-                        policy.publicity_days
-                    )));
-                }
+        if guarded {
+            let problems = check_guards(&before, &chain, from, to, at, payload);
+            if !problems.is_empty() {
+                return Err(CaseError::Guard(problems.join("；")));
             }
         }
-        check_payload(to, payload)?;
         let case_id = CaseId::parse(&core.case_id).map_err(|e| CaseError::Schema(e.to_string()))?;
         let payload_bytes =
             serde_json::to_vec(payload).map_err(|e| CaseError::Payload(e.to_string()))?;
         let office_id =
             OfficeId::parse(&office.facts.office).map_err(|e| CaseError::Payload(e.to_string()))?;
         let last = chain.links.last();
+        let seq = last.map_or(0, |l| l.signed.transition.seq + 1);
+        let mut after = before.clone();
+        record_readable(&mut after, from, to, seq, &office_id, at, payload, operator);
+        let parts = changed_parts(&before, &after);
+        for part in &parts {
+            rights::check_write(*part, &office.facts, &facts, Situation::With(to), false)?;
+        }
+        self.bind_actor(&office.facts.office, at, to.code().as_bytes())?;
+        let message = format!("{} → {}", from.map_or("-", Stage::code), to.code());
+        if !parts.is_empty() {
+            autosurgeon::reconcile(&mut self.doc, &after)
+                .map_err(|e| CaseError::Automerge(e.to_string()))?;
+            self.commit(at, &message);
+        }
         let transition = Transition {
             case: case_id,
-            seq: last.map_or(0, |l| l.signed.transition.seq + 1),
+            seq,
             from,
             to,
             office: office_id,
@@ -733,22 +996,26 @@ impl CaseDocument {
         };
         let signed = SignedTransition::sign(transition, office.key)
             .map_err(|e| CaseError::Payload(e.to_string()))?;
-        let hash = signed.hash();
-        let record = TransitionRecord {
-            signed: ByteVec::from(signed.encode()),
-            payload: ByteVec::from(payload_bytes),
-            seq: u64::from(signed.transition.seq),
-            from: from.map_or(String::new(), |s| s.code().to_string()),
-            to: to.code().to_string(),
-            office: office.facts.office.clone(),
-            at: at.millis(),
-        };
-        let message = format!("{} → {}", from.map_or("-", Stage::code), to.code());
-        self.update(at, &message, |case| {
-            record_readable(case, &signed, &hex(&hash), payload, operator);
-            case.transitions.insert(hex(&hash), record);
-            Ok(())
-        })?;
+        self.put_record(
+            "transitions",
+            &signed.encode(),
+            &[
+                ("payload", ScalarValue::Bytes(payload_bytes)),
+                ("seq", ScalarValue::Uint(u64::from(seq))),
+                (
+                    "from",
+                    ScalarValue::Str(from.map_or("", Stage::code).into()),
+                ),
+                ("to", ScalarValue::Str(to.code().into())),
+                (
+                    "office",
+                    ScalarValue::Str(office.facts.office.clone().into()),
+                ),
+                ("at", ScalarValue::Int(at.millis())),
+            ],
+            at,
+            &message,
+        )?;
         Ok(signed)
     }
 
@@ -762,7 +1029,7 @@ impl CaseDocument {
         now: Timestamp,
     ) -> Result<Report, CaseError> {
         let case = self.read()?;
-        let records: Vec<TransitionRecord> = case.transitions.into_values().collect();
+        let records: Vec<TransitionRecord> = case.transitions.values().cloned().collect();
         // The verifier asks whether each vouched head is in the document's history;
         // Automerge answers that through `&mut`, so collect the answers first.
         let mut present = std::collections::HashSet::new();
@@ -800,6 +1067,65 @@ impl CaseDocument {
                     seq: Some(signed.transition.seq),
                     hash: Some(hex(&signed.hash())),
                     reason: "the payload stored in the document (opinion, decision) is not the one the transition signed".into(),
+                    author: None,
+                    paths: Vec::new(),
+                });
+            }
+        }
+        // Every change attributable and authorised (the write-rights table).
+        let chain = Chain::from_records(
+            records
+                .iter()
+                .map(|r| (r.signed.as_slice(), r.payload.as_slice())),
+        );
+        let facts = facts_of(&case, &chain);
+        for finding in
+            crate::authorship::check(self.doc.document(), &history.case, &facts, directory)
+        {
+            let kind = match finding.kind {
+                crate::authorship::FindingKind::Unsigned => ViolationKind::UnsignedChange,
+                crate::authorship::FindingKind::BadSignature => ViolationKind::BadSignature,
+                _ => ViolationKind::UnauthorisedChange,
+            };
+            report.violations.push(Violation {
+                kind,
+                severity: kind.severity(),
+                index: None,
+                seq: None,
+                hash: Some(finding.change),
+                reason: finding.reason,
+                author: finding.author,
+                paths: finding.paths,
+            });
+        }
+        // Every guard the signer held, judged on the case as it stood when signed.
+        for (position, link) in chain.links.iter().enumerate() {
+            let t = &link.signed.transition;
+            let Ok(payload) = serde_json::from_slice::<Payload>(&link.payload) else {
+                continue;
+            };
+            let heads: Vec<ChangeHash> = t.heads.iter().map(|h| ChangeHash(*h)).collect();
+            if heads.iter().any(|h| !present.contains(&h.0)) {
+                continue; // reported as a missing head
+            }
+            let then = self.doc.fork_at(&heads).ok();
+            let Some(then) = then.as_ref().and_then(|d| read_case(d).ok()) else {
+                continue;
+            };
+            let before = Chain {
+                links: chain.links[..position].to_vec(),
+                ..Chain::default()
+            };
+            for problem in check_guards(&then, &before, t.from, t.to, t.at, &payload) {
+                report.violations.push(Violation {
+                    kind: ViolationKind::GuardFailed,
+                    severity: ViolationKind::GuardFailed.severity(),
+                    index: None,
+                    seq: Some(t.seq),
+                    hash: Some(hex(&link.hash)),
+                    reason: problem,
+                    author: Some(t.office.to_string()),
+                    paths: Vec::new(),
                 });
             }
         }
@@ -872,7 +1198,31 @@ pub struct Due {
     pub next: Stage,
 }
 
-fn check_payload(to: Stage, payload: &Payload) -> Result<(), CaseError> {
+/// The guards of the stage table beyond its rows: what a transition to `to`
+/// needs of the case and its payload. One function for every path — an office
+/// signing ([`CaseDocument::apply`]) and the verifier judging a signed history
+/// ([`CaseDocument::verify`]) — so a signer cannot hold a rule the verifier
+/// does not. Every problem, in words (Chinese with the English rule); empty
+/// when the transition may be signed.
+///
+/// - reviews need an outcome matching the stage; returns, rejections,
+///   suspensions and terminations need an opinion saying why;
+/// - `accepted` needs every material of the one-time notice attached;
+/// - leaving `publicized` (other than by withdrawal) needs the whole publicity
+///   period of the domicile policy to have run;
+/// - `decided` needs awards and the first paid month, and every awarded kind
+///   eligible under the domicile province's policy — or a signed override
+///   reason;
+/// - `notified` needs the method.
+pub fn check_guards(
+    case: &CaseDoc,
+    chain: &Chain,
+    from: Option<Stage>,
+    to: Stage,
+    at: Timestamp,
+    payload: &Payload,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     let needs_outcome = matches!(
         to,
         Stage::InitialReviewed
@@ -882,7 +1232,10 @@ fn check_payload(to: Stage, payload: &Payload) -> Result<(), CaseError> {
             | Stage::Decided
     );
     if needs_outcome && payload.outcome.is_none() {
-        return Err(CaseError::Payload(format!("{to} needs a review outcome")));
+        problems.push(format!(
+            "{}需要审核结论 {to} needs a review outcome",
+            to.zh()
+        ));
     }
     let expected = match to {
         Stage::Returned => Some(Outcome::Return),
@@ -893,54 +1246,199 @@ fn check_payload(to: Stage, payload: &Payload) -> Result<(), CaseError> {
     if let (Some(expected), Some(found)) = (expected, payload.outcome)
         && expected != found
     {
-        return Err(CaseError::Payload(format!(
+        problems.push(format!(
             "{to} needs outcome {}, not {}",
             expected.code(),
             found.code()
-        )));
-    }
-    if matches!(to, Stage::Returned | Stage::Rejected) && payload.opinion.trim().is_empty() {
-        return Err(CaseError::Payload(format!(
-            "{to} needs an opinion saying why"
-        )));
-    }
-    if to == Stage::Decided && (payload.awards.is_empty() || payload.first_paid_month.is_none()) {
-        return Err(CaseError::Payload(
-            "decided needs awards and the first paid month".into(),
         ));
+    }
+    if matches!(
+        to,
+        Stage::Returned | Stage::Rejected | Stage::Suspended | Stage::Terminated
+    ) && payload.opinion.trim().is_empty()
+    {
+        problems.push(format!(
+            "{}须说明理由 {to} needs an opinion saying why",
+            to.zh()
+        ));
+    }
+    let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
+    let policy = Policy::for_province(province);
+    if to == Stage::Accepted {
+        let missing = missing_materials_of(case);
+        if !missing.is_empty() {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(code, zh)| format!("{zh} ({code})"))
+                .collect();
+            problems.push(format!(
+                "材料不全，不能受理 materials incomplete: {}",
+                list.join("、")
+            ));
+        }
+    }
+    if from == Some(Stage::Publicized)
+        && to != Stage::Withdrawn
+        && let (Ok(policy), Some(started)) = (&policy, chain.entered_at())
+    {
+        let started = started.china_date();
+        let ends = started + chrono::Duration::days(i64::from(policy.publicity_days));
+        if at.china_date() < ends {
+            problems.push(format!(
+                "公示期未满 the publicity period ({} days from {started}) runs until {ends}",
+                policy.publicity_days
+            ));
+        }
+    }
+    if to == Stage::Decided {
+        if payload.awards.is_empty() || payload.first_paid_month.is_none() {
+            problems.push(
+                "审定须有补贴类别、金额和起始月份 decided needs awards and the first paid month"
+                    .into(),
+            );
+        }
+        let overridden = payload
+            .override_reason
+            .as_deref()
+            .is_some_and(|r| !r.trim().is_empty());
+        match &policy {
+            Ok(policy) if !overridden => {
+                let facts = applicant_facts(case);
+                for award in &payload.awards {
+                    let reasons = policy.ineligibility(award.kind, &facts);
+                    if !reasons.is_empty() {
+                        let words: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                        problems.push(format!(
+                            "不符合{}{}条件：{} — the {} is not granted under {}'s policy (sign an override reason to award it anyway)",
+                            policy.name,
+                            award.kind.zh(),
+                            words.join("；"),
+                            award.kind.code(),
+                            policy.name
+                        ));
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(err) => problems.push(err.to_string()),
+        }
     }
     if to == Stage::Notified && payload.method.is_none() {
-        return Err(CaseError::Payload(
-            "notified needs the notification method".into(),
-        ));
+        problems.push("告知须记录方式 notified needs the notification method".into());
     }
-    Ok(())
+    problems
+}
+
+/// The eligibility facts the case states (household, certificate, allowances).
+pub fn applicant_facts(case: &CaseDoc) -> tongban_domain::policy::ApplicantFacts {
+    use tongban_domain::ids::{DisabilityCategory, DisabilityLevel};
+    let disability = case.certificate.as_ref().and_then(|c| {
+        let category = DisabilityCategory::from_code(&c.category)?;
+        let level = DisabilityLevel::new(u8::try_from(c.level).ok()?)?;
+        Some((category, level))
+    });
+    tongban_domain::policy::ApplicantFacts {
+        dibao: case.household.dibao,
+        low_income: case.household.low_income,
+        disability,
+        long_term_care: case.household.long_term_care,
+        other_allowances: case.household.other_allowances.clone(),
+    }
+}
+
+/// Items of the case's one-time notice with no material attached, as
+/// `(code, Chinese name)`.
+pub fn missing_materials_of(case: &CaseDoc) -> Vec<(String, String)> {
+    let Some(notice) = &case.materials_notice else {
+        return Vec::new();
+    };
+    notice
+        .items
+        .iter()
+        .filter(|item| !case.materials.values().any(|m| m.kind == item.code))
+        .map(|item| (item.code.clone(), item.zh.clone()))
+        .collect()
+}
+
+/// The parts of a case that differ between two readings of it.
+pub fn changed_parts(before: &CaseDoc, after: &CaseDoc) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut differ = |changed: bool, part: Part| {
+        if changed && !parts.contains(&part) {
+            parts.push(part);
+        }
+    };
+    differ(
+        before.schema_version != after.schema_version
+            || before.case_id != after.case_id
+            || before.created_at != after.created_at
+            || before.acceptance != after.acceptance,
+        Part::Identity,
+    );
+    differ(
+        before.applicant != after.applicant
+            || before.certificate != after.certificate
+            || before.household != after.household
+            || before.subsidy_kinds != after.subsidy_kinds
+            || before.materials_notice != after.materials_notice,
+        Part::Application,
+    );
+    differ(before.materials != after.materials, Part::Materials);
+    differ(before.reviews != after.reviews, Part::Reviews);
+    differ(before.decision != after.decision, Part::Decision);
+    differ(
+        before.notification != after.notification,
+        Part::Notification,
+    );
+    differ(before.evaluation != after.evaluation, Part::Evaluation);
+    differ(
+        before.confirmations != after.confirmations,
+        Part::Confirmations,
+    );
+    differ(
+        before.transitions != after.transitions || before.seals != after.seals,
+        Part::Signatures,
+    );
+    parts
 }
 
 /// Readable copies of a transition's payload in the document's review, decision and
 /// notification fields.
+#[allow(clippy::too_many_arguments)]
 fn record_readable(
     case: &mut CaseDoc,
-    signed: &SignedTransition,
-    hash: &str,
+    from: Option<Stage>,
+    to: Stage,
+    seq: u32,
+    office: &OfficeId,
+    at: Timestamp,
     payload: &Payload,
     operator: &Operator,
 ) {
-    let t = &signed.transition;
     if let Some(outcome) = payload.outcome {
         case.reviews.push(schema::Review {
-            stage: t.to.code().to_string(),
-            office: t.office.to_string(),
+            stage: to.code().to_string(),
+            office: office.to_string(),
             operator: operator.to_string(),
             outcome: outcome.code().to_string(),
             opinion: payload.opinion.clone(),
-            at: t.at.millis(),
-            transition: hash.to_string(),
+            at: at.millis(),
+            seq: u64::from(seq),
+        });
+    } else if matches!(to, Stage::Suspended | Stage::Terminated) {
+        case.reviews.push(schema::Review {
+            stage: to.code().to_string(),
+            office: office.to_string(),
+            operator: operator.to_string(),
+            outcome: String::new(),
+            opinion: payload.opinion.clone(),
+            at: at.millis(),
+            seq: u64::from(seq),
         });
     }
-    if t.to == Stage::Decided || (t.to == Stage::Rejected && t.from == Some(Stage::DpfReviewed)) {
+    if to == Stage::Decided || (to == Stage::Rejected && from == Some(Stage::DpfReviewed)) {
         case.decision = Some(schema::Decision {
-            outcome: if t.to == Stage::Decided {
+            outcome: if to == Stage::Decided {
                 "approve"
             } else {
                 "reject"
@@ -957,14 +1455,15 @@ fn record_readable(
                 .collect(),
             first_paid_month: payload.first_paid_month.clone().unwrap_or_default(),
             reasons: payload.opinion.clone(),
-            at: t.at.millis(),
-            office: t.office.to_string(),
+            override_reason: payload.override_reason.clone().unwrap_or_default(),
+            at: at.millis(),
+            office: office.to_string(),
         });
     }
-    if t.to == Stage::Notified {
+    if to == Stage::Notified {
         case.notification = Some(schema::Notification {
             method: payload.method.clone().unwrap_or_default(),
-            at: t.at.millis(),
+            at: at.millis(),
             operator: operator.to_string(),
         });
     }

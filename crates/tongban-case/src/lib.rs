@@ -11,6 +11,7 @@
 //! does not decide who may sign what — the stage machine in `tongban-domain` does —
 //! and it does not judge a history — the verifier in `tongban-ledger` does.
 
+pub mod authorship;
 pub mod document;
 pub mod intake;
 pub mod schema;

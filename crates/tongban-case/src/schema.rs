@@ -19,7 +19,7 @@ use autosurgeon::bytes::ByteVec;
 use autosurgeon::{Hydrate, Reconcile};
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The whole case document.
 #[derive(Debug, Clone, PartialEq, Reconcile, Hydrate)]
@@ -57,6 +57,20 @@ pub struct CaseDoc {
     pub confirmations: Vec<Confirmation>,
     /// Signed stage transitions by transition hash (hex).
     pub transitions: BTreeMap<String, TransitionRecord>,
+    /// Signed commits (writes that change no stage) by record hash (hex).
+    pub seals: BTreeMap<String, SealRecord>,
+}
+
+/// A signed commit as stored in the document (format TBCM v1, `docs/formats.md`),
+/// with readable copies of who signed and when (never trusted).
+#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate)]
+pub struct SealRecord {
+    /// The encoded signed commit.
+    pub signed: ByteVec,
+    /// Signing office (readable copy).
+    pub office: String,
+    /// Time of signing, ms (readable copy).
+    pub at: i64,
 }
 
 /// The acceptance office.
@@ -264,8 +278,8 @@ pub struct Review {
     pub opinion: String,
     /// When (ms).
     pub at: i64,
-    /// Hash (hex) of the signed transition that carries this review.
-    pub transition: String,
+    /// Sequence number of the signed transition that carries this review.
+    pub seq: u64,
 }
 
 /// The decision of county civil affairs.
@@ -279,6 +293,9 @@ pub struct Decision {
     pub first_paid_month: String,
     /// Reasons, required for rejection and for any override of the policy amount.
     pub reasons: String,
+    /// Why a kind the policy does not grant was awarded anyway (signed in the
+    /// decision's payload); empty when every kind is eligible.
+    pub override_reason: String,
     /// When (ms).
     pub at: i64,
     /// Deciding office.
@@ -307,7 +324,7 @@ pub struct Notification {
     pub operator: String,
 }
 
-/// The applicant's satisfaction.
+/// The applicant's satisfaction, recorded once by the acceptance office.
 #[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate)]
 pub struct Evaluation {
     /// Score 1-5.
@@ -316,6 +333,10 @@ pub struct Evaluation {
     pub comment: String,
     /// When (ms).
     pub at: i64,
+    /// The recording office.
+    pub office: String,
+    /// The clerk who recorded it.
+    pub operator: String,
 }
 
 /// A fact confirmed by a signed registry feed.

@@ -41,6 +41,7 @@ impl World {
             ("130102002", Role::Township, "130102002"),
             ("130102-dpf", Role::CountyDpf, "130102"),
             ("130102-ca", Role::CountyCivilAffairs, "130102"),
+            ("hub-cn", Role::Hub, "00"),
         ];
         let mut offices = Vec::new();
         let mut certs = Vec::new();
@@ -116,6 +117,9 @@ impl World {
         when: Timestamp,
         payload: Payload,
     ) {
+        if to == Stage::Accepted {
+            attach_all(doc, &self.office(office).signer(), when);
+        }
         doc.apply(to, &self.office(office).signer(), &op(), when, &payload)
             .unwrap_or_else(|e| panic!("{office} → {to}: {e}"));
     }
@@ -124,6 +128,26 @@ impl World {
         let report = doc.verify(&self.directory, &self.calendar, now()).unwrap();
         let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
         assert!(report.is_ok(), "{errors:#?}");
+    }
+}
+
+/// Attaches a scan for every item of the notice still missing, as the clerk does
+/// before accepting.
+fn attach_all(doc: &mut CaseDocument, signer: &SigningOffice<'_>, when: Timestamp) {
+    let case = doc.read().unwrap();
+    for (code, _) in tongban_case::document::missing_materials_of(&case) {
+        let bytes = format!("scan of {code}");
+        let material = tongban_case::schema::Material {
+            kind: code.clone(),
+            hash: blake3::hash(bytes.as_bytes()).to_hex().to_string(),
+            size: bytes.len() as u64,
+            media_type: "image/jpeg".into(),
+            file_name: format!("{code}.jpg"),
+            added_at: when.millis(),
+            added_by: signer.facts.office.clone(),
+        };
+        doc.add_material(signer, &op(), when, material)
+            .unwrap_or_else(|e| panic!("attach {code}: {e}"));
     }
 }
 
@@ -180,6 +204,7 @@ fn decision(world: &World, doc: &CaseDocument) -> Payload {
         awards,
         first_paid_month: Some(first),
         method: None,
+        override_reason: None,
     }
 }
 
@@ -267,11 +292,16 @@ fn approved_then_suspended_resumed_and_terminated() {
         "130102-ca",
         Stage::Terminated,
         at(60, 10),
-        Payload::default(),
+        Payload {
+            opinion: "户籍迁出本县".into(),
+            ..Payload::default()
+        },
     );
     world.assert_verifies(&mut doc);
     let case = doc.read().unwrap();
-    assert_eq!(case.reviews.len(), 4);
+    // Initial review, re-review, decision, suspension and termination, each
+    // with its reason.
+    assert_eq!(case.reviews.len(), 5);
     assert_eq!(case.decision.as_ref().unwrap().first_paid_month, "2024-03");
     assert_eq!(case.notification.as_ref().unwrap().method, "phone");
     assert_eq!(doc.stage().unwrap(), Some(Stage::Terminated));
@@ -533,7 +563,7 @@ fn a_changed_payload_is_detected() {
         at(2, 9),
         approve("同意"),
     );
-    doc.update(at(2, 10), "tamper", |case| {
+    doc.update_unsigned(at(2, 10), "tamper", |case| {
         for record in case.transitions.values_mut() {
             if record.to == "initial_reviewed" {
                 *record.payload.as_mut() = br#"{"opinion":"other","outcome":"approve"}"#.to_vec();
@@ -913,4 +943,287 @@ fn the_core_read_by_hand_is_what_autosurgeon_hydrates() {
     left.merge(&mut right).unwrap();
     agree("concurrent writes", &left);
     assert!(tongban_case::document::read_core_well_formed(&left).is_some());
+}
+
+/// A decided case, every step signed as it should be.
+fn decided_case(world: &World) -> CaseDocument {
+    let mut doc = world.new_case("440106001");
+    to_received(world, &mut doc);
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(2, 9),
+        approve("初审同意"),
+    );
+    world.step(
+        &mut doc,
+        "130102-dpf",
+        Stage::DpfReviewed,
+        at(3, 9),
+        approve("复审同意"),
+    );
+    let payload = decision(world, &doc);
+    world.step(&mut doc, "130102-ca", Stage::Decided, at(4, 9), payload);
+    world.assert_verifies(&mut doc);
+    doc
+}
+
+/// The findings of `kind` in the verifier's report, as (author, paths).
+fn findings(
+    world: &World,
+    doc: &mut CaseDocument,
+    kind: ViolationKind,
+) -> Vec<(Option<String>, Vec<String>)> {
+    let report = doc
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
+    report
+        .violations
+        .into_iter()
+        .filter(|v| v.kind == kind)
+        .map(|v| (v.author, v.paths))
+        .collect()
+}
+
+/// Writes as `office` without asking the write-rights table, then signs: what
+/// an altered node would do.
+fn hostile_write(
+    world: &World,
+    doc: &mut CaseDocument,
+    office: &str,
+    change: impl FnOnce(&mut tongban_case::schema::CaseDoc),
+) {
+    doc.bind_actor(office, at(5, 9), b"hostile").unwrap();
+    doc.update_unsigned(at(5, 9), "hostile", |case| {
+        change(case);
+        Ok(())
+    })
+    .unwrap();
+    doc.seal(&world.office(office).signer(), &op(), at(5, 9))
+        .unwrap();
+}
+
+#[test]
+fn a_hub_that_writes_an_evaluation_is_reported_with_path_and_author() {
+    let world = World::new();
+    let mut doc = decided_case(&world);
+    hostile_write(&world, &mut doc, "hub-cn", |case| {
+        case.evaluation = Some(tongban_case::schema::Evaluation {
+            score: 1,
+            comment: String::new(),
+            at: 0,
+            office: "hub-cn".into(),
+            operator: "x".into(),
+        });
+    });
+    assert_eq!(
+        findings(&world, &mut doc, ViolationKind::UnauthorisedChange),
+        vec![(Some("hub-cn".to_string()), vec!["evaluation".to_string()])]
+    );
+}
+
+#[test]
+fn an_acceptance_office_that_edits_the_decision_is_reported() {
+    let world = World::new();
+    let mut doc = decided_case(&world);
+    hostile_write(&world, &mut doc, "440106001", |case| {
+        if let Some(decision) = case.decision.as_mut() {
+            decision.awards[0].monthly_yuan = 9999;
+        }
+    });
+    assert_eq!(
+        findings(&world, &mut doc, ViolationKind::UnauthorisedChange),
+        vec![(Some("440106001".to_string()), vec!["decision".to_string()])]
+    );
+}
+
+#[test]
+fn a_township_that_edits_another_townships_review_is_reported() {
+    let world = World::new();
+    let mut doc = decided_case(&world);
+    hostile_write(&world, &mut doc, "130102002", |case| {
+        case.reviews[0].opinion = "不同意".into();
+    });
+    assert_eq!(
+        findings(&world, &mut doc, ViolationKind::UnauthorisedChange),
+        vec![(Some("130102002".to_string()), vec!["reviews".to_string()])]
+    );
+}
+
+#[test]
+fn an_unsigned_change_is_reported_and_an_honest_write_is_not() {
+    let world = World::new();
+    let mut doc = decided_case(&world);
+    world.step(
+        &mut doc,
+        "440106001",
+        Stage::ResultReceived,
+        at(4, 10),
+        Payload::default(),
+    );
+    let notify = Payload {
+        method: Some("phone".into()),
+        ..Payload::default()
+    };
+    world.step(&mut doc, "440106001", Stage::Notified, at(5, 9), notify);
+    let acceptance = world.office("440106001").signer();
+    doc.record_evaluation(&acceptance, &op(), at(5, 10), 5, "满意")
+        .unwrap();
+    world.assert_verifies(&mut doc);
+    // Once recorded, never overwritten.
+    let err = doc
+        .record_evaluation(&acceptance, &op(), at(5, 11), 1, "")
+        .unwrap_err();
+    assert!(err.to_string().contains("never overwritten"), "{err}");
+    // A change nobody signs (as a writer outside Tongban would make).
+    doc.update_unsigned(at(6, 9), "tamper", |case| {
+        case.applicant.phone = "13900000000".into();
+        Ok(())
+    })
+    .unwrap();
+    let found = findings(&world, &mut doc, ViolationKind::UnsignedChange);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, vec!["applicant".to_string()]);
+}
+
+#[test]
+fn the_verifier_fails_a_case_that_leaves_publicity_early() {
+    let world = World::new();
+    let mut doc = world.new_case("130102001");
+    for (to, when) in [(Stage::Accepted, at(0, 10)), (Stage::Publicized, at(0, 11))] {
+        world.step(&mut doc, "130102001", to, when, Payload::default());
+    }
+    let township = world.office("130102001").signer();
+    let err = doc
+        .apply(
+            Stage::InitialReviewed,
+            &township,
+            &op(),
+            at(3, 9),
+            &approve("提前"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("公示期未满"), "{err}");
+    doc.apply_unguarded(
+        Stage::InitialReviewed,
+        &township,
+        &op(),
+        at(3, 9),
+        &approve("提前"),
+    )
+    .unwrap();
+    let report = doc
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
+    assert!(
+        report.has(ViolationKind::GuardFailed),
+        "{:#?}",
+        report.violations
+    );
+    assert!(!report.is_ok());
+}
+
+#[test]
+fn an_ineligible_award_needs_a_signed_override() {
+    let world = World::new();
+    let mut doc = world.new_case("440106001");
+    to_received(&world, &mut doc);
+    world.step(
+        &mut doc,
+        "130102001",
+        Stage::InitialReviewed,
+        at(2, 9),
+        approve("初审同意"),
+    );
+    world.step(
+        &mut doc,
+        "130102-dpf",
+        Stage::DpfReviewed,
+        at(3, 9),
+        approve("复审同意"),
+    );
+    // The applicant holds a level-4 physical certificate: no nursing subsidy
+    // under Hebei's policy.
+    let mut payload = decision(&world, &doc);
+    payload.awards.push(AwardLine {
+        kind: tongban_domain::policy::SubsidyKind::Nursing,
+        monthly_yuan: 100,
+        overridden: false,
+    });
+    let civil = world.office("130102-ca").signer();
+    let err = doc
+        .apply(Stage::Decided, &civil, &op(), at(4, 9), &payload)
+        .unwrap_err();
+    assert!(err.to_string().contains("nursing"), "{err}");
+    let mut forced = doc.clone_for_test();
+    forced
+        .apply_unguarded(Stage::Decided, &civil, &op(), at(4, 9), &payload)
+        .unwrap();
+    let report = forced
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
+    assert!(
+        report.has(ViolationKind::GuardFailed),
+        "{:#?}",
+        report.violations
+    );
+    payload.override_reason = Some("经县民政局集体研究，特殊困难个案".into());
+    doc.apply(Stage::Decided, &civil, &op(), at(4, 9), &payload)
+        .unwrap();
+    world.assert_verifies(&mut doc);
+    let case = doc.read().unwrap();
+    assert!(case.decision.unwrap().override_reason.contains("集体研究"));
+}
+
+#[test]
+fn a_suspension_without_a_reason_fails_the_verifier() {
+    let world = World::new();
+    let mut doc = decided_case(&world);
+    world.step(
+        &mut doc,
+        "440106001",
+        Stage::ResultReceived,
+        at(4, 10),
+        Payload::default(),
+    );
+    let notify = Payload {
+        method: Some("phone".into()),
+        ..Payload::default()
+    };
+    world.step(&mut doc, "440106001", Stage::Notified, at(5, 9), notify);
+    world.step(
+        &mut doc,
+        "130102-ca",
+        Stage::Active,
+        at(5, 10),
+        Payload::default(),
+    );
+    let civil = world.office("130102-ca").signer();
+    assert!(
+        doc.apply(
+            Stage::Suspended,
+            &civil,
+            &op(),
+            at(9, 9),
+            &Payload::default()
+        )
+        .is_err()
+    );
+    doc.apply_unguarded(
+        Stage::Suspended,
+        &civil,
+        &op(),
+        at(9, 9),
+        &Payload::default(),
+    )
+    .unwrap();
+    let report = doc
+        .verify(&world.directory, &world.calendar, now())
+        .unwrap();
+    assert!(
+        report.has(ViolationKind::GuardFailed),
+        "{:#?}",
+        report.violations
+    );
 }

@@ -285,6 +285,13 @@ impl DisabilityCategory {
         }
     }
 
+    /// Parses a code name (`physical`).
+    pub fn from_code(code: &str) -> Option<DisabilityCategory> {
+        DisabilityCategory::ALL
+            .into_iter()
+            .find(|c| c.code() == code)
+    }
+
     /// Stable code name used in documents and policy files.
     pub fn code(self) -> &'static str {
         match self {

@@ -15,7 +15,9 @@
 pub mod calendar;
 pub mod division;
 pub mod ids;
+pub mod material;
 pub mod policy;
+pub mod rights;
 pub mod stage;
 
 /// Today's date in Beijing (UTC+8), from the system clock. Pure code takes dates as

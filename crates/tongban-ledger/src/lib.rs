@@ -25,12 +25,14 @@
 //! [`OfficeKey::generate`], and every other function is deterministic. Decoders are
 //! total: no input bytes make them panic.
 
+pub mod commit;
 pub mod directory;
 pub mod encoding;
 pub mod keys;
 pub mod transition;
 pub mod verify;
 
+pub use commit::{Commit, SignedCommit, SignedRecord};
 pub use directory::{
     Directory, DirectoryAuthority, DirectoryError, InvalidEntry, KeyStatus, OfficeCertificate,
     Revocation, SignedCertificate, SignedDirectory, SignedRevocation,
@@ -40,7 +42,8 @@ pub use keys::{KeyError, OfficeKey, PublicKey};
 pub use transition::{SignError, SignedTransition, Transition};
 pub use verify::{
     Branch, CaseHistory, DeadlineCheck, PendingDeadline, Report, Severity, SignatureStatus,
-    TimelineEntry, VerifiedSignatures, VerifyContext, Violation, ViolationKind, verify_case,
+    TimelineEntry, VerifiedSignatures, VerifyContext, Violation, ViolationKind, key_authority,
+    verify_case,
 };
 
 /// Lower-case hexadecimal of `bytes` (hashes, keys) for display.

@@ -109,6 +109,9 @@ pub enum SignError {
         /// Distinct heads given.
         found: usize,
     },
+    /// A signed commit must vouch for at least one head.
+    #[error("a signed commit vouches for at least one head")]
+    NoHeads,
     /// `transition.signer_key` is not the public half of the signing key.
     #[error("signer_key {named:?} is not the public key of the signing key {actual:?}")]
     KeyMismatch {

@@ -115,7 +115,8 @@ impl<'a> VerifyContext<'a> {
     }
 }
 
-/// Entries (encoded signed transitions, by the blake3 hash of their bytes) whose
+/// Entries (encoded signed transitions and signed commits, by the blake3 hash of
+/// their bytes) whose
 /// signatures verified together in one batch.
 ///
 /// A node admitting many case documents at once checks all their signatures as
@@ -139,10 +140,11 @@ impl VerifiedSignatures {
         let mut hashes = std::collections::HashSet::new();
         let mut decoded = Vec::new();
         for bytes in entries {
-            if let Ok(signed) = SignedTransition::decode(bytes)
+            if let Ok(record) = crate::commit::SignedRecord::decode(bytes)
                 && hashes.insert(*blake3::hash(bytes).as_bytes())
             {
-                decoded.push((signed.transition.signed_bytes(), signed));
+                let (message, signature) = record.signed_parts();
+                decoded.push((message, *signature, *record.signer_key()));
             }
         }
         if decoded.is_empty() {
@@ -150,7 +152,7 @@ impl VerifiedSignatures {
         }
         let items: Vec<(&[u8], &[u8; 64], &crate::keys::PublicKey)> = decoded
             .iter()
-            .map(|(message, t)| (message.as_slice(), &t.signature, &t.transition.signer_key))
+            .map(|(message, signature, key)| (message.as_slice(), signature, key))
             .collect();
         crate::keys::verify_batch(&items).then_some(VerifiedSignatures { hashes })
     }
@@ -232,6 +234,16 @@ pub enum ViolationKind {
     /// The payload kept beside a transition is not the one its digest signed
     /// (reported by the case document layer, which holds the payloads).
     PayloadMismatch,
+    /// A change of the document that no valid signature of its office covers
+    /// (reported by the case document layer, which reads the changes).
+    UnsignedChange,
+    /// A signed change that its office had no right to make, then (the
+    /// write-rights table), or a malformed signature record.
+    UnauthorisedChange,
+    /// A transition signed although a guard of the stage table did not hold
+    /// (materials incomplete, no reason, publicity period not over, an
+    /// ineligible award without a signed override).
+    GuardFailed,
 }
 
 impl ViolationKind {
@@ -255,10 +267,17 @@ pub struct Violation {
     pub index: Option<usize>,
     /// The transition's `seq`, when it decoded.
     pub seq: Option<u32>,
-    /// The transition's hash (hex), when it decoded.
+    /// The transition's hash (hex), when it decoded; for a finding about a
+    /// document change, the change's hash.
     pub hash: Option<String>,
     /// The precise reason, in words.
     pub reason: String,
+    /// For a finding about a document change: the office its actor names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// For a finding about a document change: the top-level fields it touched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 impl std::fmt::Display for Violation {
@@ -276,6 +295,12 @@ impl std::fmt::Display for Violation {
         }
         if let Some(hash) = &self.hash {
             write!(f, " ({})", hash.get(..12).unwrap_or(hash))?;
+        }
+        if let Some(author) = &self.author {
+            write!(f, " by {author}")?;
+        }
+        if !self.paths.is_empty() {
+            write!(f, " at {}", self.paths.join(", "))?;
         }
         write!(f, ": {}", self.reason)
     }
@@ -300,6 +325,9 @@ fn serde_kind(kind: ViolationKind) -> &'static str {
         ViolationKind::Overdue => "overdue",
         ViolationKind::ProvisionalDeadline => "provisional_deadline",
         ViolationKind::PayloadMismatch => "payload_mismatch",
+        ViolationKind::UnsignedChange => "unsigned_change",
+        ViolationKind::UnauthorisedChange => "unauthorised_change",
+        ViolationKind::GuardFailed => "guard_failed",
     }
 }
 
@@ -466,6 +494,8 @@ impl Checker<'_, '_> {
             seq: node.map(|n| n.signed.transition.seq),
             hash: node.map(|n| to_hex(&n.hash)),
             reason,
+            author: None,
+            paths: Vec::new(),
         });
     }
 }
@@ -551,6 +581,8 @@ fn authenticate<'a>(
                         "entry #{index} ({} bytes) does not decode: {err}",
                         bytes.len()
                     ),
+                    author: None,
+                    paths: Vec::new(),
                 });
                 refused.insert(hash, index);
                 continue;
@@ -580,89 +612,8 @@ fn authenticate<'a>(
             refused.insert(hash, index);
             continue;
         }
+        let (status, cert, problem) = key_authority(directory, &t.office, &t.signer_key, t.at);
         let signed_at = || key_word("signed at", t.at);
-        let (status, cert, problem) =
-            match directory.certificate_for_key_at(&t.office, &t.signer_key, t.at) {
-                KeyStatus::Valid(cert) => (SignatureStatus::Valid, Some(cert), None),
-                KeyStatus::UnknownKey => {
-                    let elsewhere: Vec<&str> = directory
-                        .certificates
-                        .iter()
-                        .filter(|entry| entry.cert.public_key == t.signer_key)
-                        .map(|entry| entry.cert.office.as_str())
-                        .collect();
-                    let reason = if elsewhere.is_empty() {
-                        format!(
-                            "key {} is not in directory version {}",
-                            t.signer_key.fingerprint(),
-                            directory.version
-                        )
-                    } else {
-                        format!(
-                            "key {} is certified for {}, not for office {}",
-                            t.signer_key.fingerprint(),
-                            elsewhere.join(", "),
-                            t.office
-                        )
-                    };
-                    (
-                        SignatureStatus::UnknownKey,
-                        None,
-                        Some((ViolationKind::UnknownKey, reason)),
-                    )
-                }
-                KeyStatus::NotYetValid { not_before } => (
-                    SignatureStatus::KeyNotValidAtTime,
-                    directory.certificate_for_key(&t.office, &t.signer_key),
-                    Some((
-                        ViolationKind::KeyNotValidAtTime,
-                        format!(
-                            "{}, but the certificate of {} for key {} is valid only from {}",
-                            signed_at(),
-                            t.office,
-                            t.signer_key.fingerprint(),
-                            not_before.china_display()
-                        ),
-                    )),
-                ),
-                KeyStatus::Expired { not_after } => (
-                    SignatureStatus::KeyNotValidAtTime,
-                    directory.certificate_for_key(&t.office, &t.signer_key),
-                    Some((
-                        ViolationKind::KeyNotValidAtTime,
-                        format!(
-                            "{}, but the certificate of {} for key {} expired at {}",
-                            signed_at(),
-                            t.office,
-                            t.signer_key.fingerprint(),
-                            not_after.china_display()
-                        ),
-                    )),
-                ),
-                KeyStatus::Revoked {
-                    effective,
-                    revocation,
-                } => (
-                    SignatureStatus::Revoked,
-                    directory.certificate_for_key(&t.office, &t.signer_key),
-                    Some((
-                        ViolationKind::RevokedKey,
-                        format!(
-                            "{}, but key {} of {} was revoked from {} (revocation serial {}: {})",
-                            signed_at(),
-                            t.signer_key.fingerprint(),
-                            t.office,
-                            effective.china_display(),
-                            revocation.serial,
-                            if revocation.reason.is_empty() {
-                                "no reason given"
-                            } else {
-                                &revocation.reason
-                            }
-                        ),
-                    )),
-                ),
-            };
         let missing: Vec<[u8; 32]> = t
             .heads
             .iter()
@@ -1199,5 +1150,103 @@ fn timeline_entry(node: &Node<'_>, deadline: Option<DeadlineCheck>) -> TimelineE
         at_china: t.at.china_display(),
         deadline,
         signature: node.status,
+    }
+}
+
+/// What the directory says of `key` signing for `office` at `at`: the status a
+/// report shows, the certificate when the key is known, and the violation when
+/// the signature carries no authority. One rule for every signed record of a
+/// case (stage transitions and signed commits alike).
+pub fn key_authority<'d>(
+    directory: &'d Directory,
+    office: &OfficeId,
+    key: &crate::keys::PublicKey,
+    at: Timestamp,
+) -> (
+    SignatureStatus,
+    Option<&'d OfficeCertificate>,
+    Option<(ViolationKind, String)>,
+) {
+    let signed_at = || key_word("signed at", at);
+    match directory.certificate_for_key_at(office, key, at) {
+        KeyStatus::Valid(cert) => (SignatureStatus::Valid, Some(cert), None),
+        KeyStatus::UnknownKey => {
+            let elsewhere: Vec<&str> = directory
+                .certificates
+                .iter()
+                .filter(|entry| entry.cert.public_key == *key)
+                .map(|entry| entry.cert.office.as_str())
+                .collect();
+            let reason = if elsewhere.is_empty() {
+                format!(
+                    "key {} is not in directory version {}",
+                    key.fingerprint(),
+                    directory.version
+                )
+            } else {
+                format!(
+                    "key {} is certified for {}, not for office {}",
+                    key.fingerprint(),
+                    elsewhere.join(", "),
+                    office
+                )
+            };
+            (
+                SignatureStatus::UnknownKey,
+                None,
+                Some((ViolationKind::UnknownKey, reason)),
+            )
+        }
+        KeyStatus::NotYetValid { not_before } => (
+            SignatureStatus::KeyNotValidAtTime,
+            directory.certificate_for_key(office, key),
+            Some((
+                ViolationKind::KeyNotValidAtTime,
+                format!(
+                    "{}, but the certificate of {} for key {} is valid only from {}",
+                    signed_at(),
+                    office,
+                    key.fingerprint(),
+                    not_before.china_display()
+                ),
+            )),
+        ),
+        KeyStatus::Expired { not_after } => (
+            SignatureStatus::KeyNotValidAtTime,
+            directory.certificate_for_key(office, key),
+            Some((
+                ViolationKind::KeyNotValidAtTime,
+                format!(
+                    "{}, but the certificate of {} for key {} expired at {}",
+                    signed_at(),
+                    office,
+                    key.fingerprint(),
+                    not_after.china_display()
+                ),
+            )),
+        ),
+        KeyStatus::Revoked {
+            effective,
+            revocation,
+        } => (
+            SignatureStatus::Revoked,
+            directory.certificate_for_key(office, key),
+            Some((
+                ViolationKind::RevokedKey,
+                format!(
+                    "{}, but key {} of {} was revoked from {} (revocation serial {}: {})",
+                    signed_at(),
+                    key.fingerprint(),
+                    office,
+                    effective.china_display(),
+                    revocation.serial,
+                    if revocation.reason.is_empty() {
+                        "no reason given"
+                    } else {
+                        &revocation.reason
+                    }
+                ),
+            )),
+        ),
     }
 }

@@ -282,6 +282,7 @@ async fn latency(rounds: usize) -> Vec<Duration> {
                         "s.jpg",
                         code,
                         "image/jpeg",
+                        &op,
                         now,
                     )
                     .unwrap();

@@ -319,6 +319,8 @@ pub enum CaseCommand {
         #[arg(long)]
         media_type: Option<String>,
         #[command(flatten)]
+        operator: OperatorArg,
+        #[command(flatten)]
         data: DataDirArg,
     },
     /// Materials complete: accept the case (已受理 accepted).
@@ -360,6 +362,8 @@ pub enum CaseCommand {
         /// Comment.
         #[arg(long, default_value = "")]
         comment: String,
+        #[command(flatten)]
+        operator: OperatorArg,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -510,7 +514,9 @@ pub struct DecideArgs {
     /// Override a policy amount: KIND=YUAN (needs --override-reason).
     #[arg(long = "amount")]
     pub amounts: Vec<String>,
-    /// Why the amount differs from the policy.
+    /// Why an amount differs from the policy, or why a kind the applicant is not
+    /// eligible for under the domicile policy is awarded anyway (signed with the
+    /// decision; shown by `verify` and `history`).
     #[arg(long)]
     pub override_reason: Option<String>,
     /// Only these kinds are awarded (default every kind applied for).

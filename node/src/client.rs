@@ -313,10 +313,11 @@ impl Target {
         file: &Path,
         kind: &str,
         media_type: Option<&str>,
+        operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError> {
         match self {
-            Target::Direct(node) => node.attach(case, file, kind, media_type, now),
+            Target::Direct(node) => node.attach(case, file, kind, media_type, operator, now),
             Target::Daemon(client) => {
                 let bytes = std::fs::read(file).map_err(|source| NodeError::Io {
                     path: PathBuf::from(file),
@@ -326,12 +327,14 @@ impl Target {
                     kind: kind.to_string(),
                     media_type: media_type.map(str::to_string),
                     file_name: file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    operator: operator.to_string(),
                 };
                 let mut request = client
                     .agent
                     .post(client.url(&format!("/v1/cases/{case}/materials")))
                     .header("Authorization", client.auth())
-                    .query("kind", &query.kind);
+                    .query("kind", &query.kind)
+                    .query("operator", &query.operator);
                 if let Some(name) = &query.file_name {
                     request = request.query("file_name", name);
                 }
@@ -374,16 +377,18 @@ impl Target {
         case: &CaseId,
         score: u8,
         comment: &str,
+        operator: &Operator,
         now: Timestamp,
     ) -> Result<(), NodeError> {
         match self {
-            Target::Direct(node) => node.evaluate(case, score, comment, now),
+            Target::Direct(node) => node.evaluate(case, score, comment, operator, now),
             Target::Daemon(client) => client
                 .post_json(
                     &format!("/v1/cases/{case}/evaluation"),
                     &EvaluationRequest {
                         score,
                         comment: comment.to_string(),
+                        operator: operator.to_string(),
                     },
                 )
                 .map(|_| ()),

@@ -183,6 +183,8 @@ pub struct EvaluationRequest {
     /// The applicant's words.
     #[serde(default)]
     pub comment: String,
+    /// The clerk who records it.
+    pub operator: String,
 }
 
 /// `POST /v1/cases/{id}/materials` query.
@@ -196,6 +198,8 @@ pub struct MaterialQuery {
     /// The original file name.
     #[serde(default)]
     pub file_name: Option<String>,
+    /// The clerk who attaches it.
+    pub operator: String,
 }
 
 /// `POST /v1/backup` body.
@@ -326,8 +330,11 @@ async fn evaluation(
 ) -> Result<Response, Failure> {
     api.check(&headers)?;
     let case = parse_case(&id)?;
+    let operator = parse_operator(&request.operator)?;
     api.node
-        .exec(move |node, now| node.evaluate(&case, request.score, &request.comment, now))
+        .exec(move |node, now| {
+            node.evaluate(&case, request.score, &request.comment, &operator, now)
+        })
         .await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -341,6 +348,7 @@ async fn material(
 ) -> Result<Response, Failure> {
     api.check(&headers)?;
     let case = parse_case(&id)?;
+    let operator = parse_operator(&query.operator)?;
     let hash = api
         .node
         .exec(move |node, now| {
@@ -354,6 +362,7 @@ async fn material(
                 &file_name,
                 &query.kind,
                 &media_type,
+                &operator,
                 now,
             )
         })

@@ -557,6 +557,7 @@ impl LocalNode {
         file: &Path,
         kind: &str,
         media_type: Option<&str>,
+        operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError> {
         let reader = std::fs::File::open(file).map_err(io(file))?;
@@ -573,6 +574,7 @@ impl LocalNode {
             &file_name,
             kind,
             &media_type,
+            operator,
             now,
         )
     }
@@ -586,6 +588,7 @@ impl LocalNode {
         file_name: &str,
         kind: &str,
         media_type: &str,
+        operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError> {
         let mut doc = self.case(case_id)?;
@@ -601,24 +604,33 @@ impl LocalNode {
                 codes.join(", ")
             )));
         }
+        // The metadata and the write right are checked before any byte is
+        // stored: a refused attachment leaves the store as it was.
+        tongban_domain::material::check_material_meta(file_name, media_type, 1)
+            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        let signer = self.signing(now)?;
+        let chain = doc.chain()?;
+        let stage = chain.stage().unwrap_or(Stage::Draft);
+        tongban_domain::rights::check_write(
+            tongban_domain::rights::Part::Materials,
+            &signer.facts,
+            &tongban_case::facts_of(&case, &chain),
+            tongban_domain::rights::Situation::At(stage),
+            false,
+        )
+        .map_err(|e| NodeError::Rejected(e.to_string()))?;
         let put = self.store.put_material(reader)?;
         let hash = put.hash.to_hex();
-        let office = self.file.office.to_string();
-        doc.update(now, "attach material", |case| {
-            case.materials.insert(
-                tongban_case::schema::material_key(kind, &hash),
-                tongban_case::schema::Material {
-                    kind: kind.to_string(),
-                    hash: hash.clone(),
-                    size: put.len,
-                    media_type: media_type.to_string(),
-                    file_name: file_name.to_string(),
-                    added_at: now.millis(),
-                    added_by: office,
-                },
-            );
-            Ok(())
-        })?;
+        let material = tongban_case::schema::Material {
+            kind: kind.to_string(),
+            hash: hash.clone(),
+            size: put.len,
+            media_type: media_type.to_string(),
+            file_name: file_name.to_string(),
+            added_at: now.millis(),
+            added_by: self.file.office.to_string(),
+        };
+        doc.add_material(&signer, operator, now, material)?;
         self.store.attach_material(case_id, &put.hash)?;
         self.save(case_id, &mut doc)?;
         Ok(hash)
@@ -640,47 +652,27 @@ impl LocalNode {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<(), NodeError> {
+        // The stage table and its guards (materials complete, reasons,
+        // eligibility) are asked inside `apply`, on every path.
         let mut doc = self.case(case_id)?;
-        if to == Stage::Accepted {
-            let missing = self.missing_materials(&doc)?;
-            if !missing.is_empty() {
-                let list: Vec<String> = missing
-                    .iter()
-                    .map(|(code, zh)| format!("{zh} ({code})"))
-                    .collect();
-                return Err(NodeError::Rejected(format!(
-                    "材料不全，不能受理 materials incomplete: {}",
-                    list.join("、")
-                )));
-            }
-        }
         let signer = self.signing(now)?;
         doc.apply(to, &signer, operator, now, payload)?;
         self.save(case_id, &mut doc)
     }
 
-    /// Records the applicant's evaluation (not a stage).
+    /// Records the applicant's evaluation (not a stage): a signed write of the
+    /// acceptance office, once, with the operator.
     pub fn evaluate(
         &self,
         case_id: &CaseId,
         score: u8,
         comment: &str,
+        operator: &Operator,
         now: Timestamp,
     ) -> Result<(), NodeError> {
-        if !(1..=5).contains(&score) {
-            return Err(NodeError::Rejected(format!(
-                "--score must be 1-5, found {score}"
-            )));
-        }
         let mut doc = self.case(case_id)?;
-        doc.update(now, "evaluation", |case| {
-            case.evaluation = Some(tongban_case::schema::Evaluation {
-                score: u64::from(score),
-                comment: comment.to_string(),
-                at: now.millis(),
-            });
-            Ok(())
-        })?;
+        let signer = self.signing(now)?;
+        doc.record_evaluation(&signer, operator, now, score, comment)?;
         self.save(case_id, &mut doc)
     }
 
@@ -738,16 +730,7 @@ impl LocalNode {
 
 /// Materials of a case's notice (一次性告知) not yet attached: `(code, zh)`.
 pub fn missing_materials(doc: &CaseDocument) -> Result<Vec<(String, String)>, NodeError> {
-    let case = doc.read()?;
-    let Some(notice) = case.materials_notice else {
-        return Ok(Vec::new());
-    };
-    Ok(notice
-        .items
-        .into_iter()
-        .filter(|item| !case.materials.values().any(|m| m.kind == item.code))
-        .map(|item| (item.code, item.zh))
-        .collect())
+    Ok(tongban_case::document::missing_materials_of(&doc.read()?))
 }
 
 /// Reads `node.toml` of a data directory without opening the store; `None` when

@@ -401,7 +401,7 @@ fn rewrite(
     add: Vec<(String, TransitionRecord)>,
 ) -> Vec<u8> {
     let mut doc = CaseDocument::load(&archive.document).unwrap();
-    doc.update(Timestamp::now(), "tamper", |case| {
+    doc.update_unsigned(Timestamp::now(), "tamper", |case| {
         for key in remove {
             case.transitions.remove(key);
         }

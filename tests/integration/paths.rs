@@ -100,6 +100,7 @@ impl Net {
                         "s.jpg",
                         code,
                         "image/jpeg",
+                        &op,
                         now,
                     )
                     .unwrap();
@@ -274,6 +275,7 @@ impl Net {
                         awards,
                         first_paid_month: Some(first),
                         method: None,
+                        override_reason: None,
                     }
                 }
             })

@@ -167,6 +167,25 @@ use Signer::{Acceptance, DomicileCountyCivilAffairs, DomicileCountyDpf, Domicile
 /// pushed (or publicised, for a local one) and after it comes back for correction.
 pub const EDITABLE_AT: &[Stage] = &[Stage::Draft, Stage::Accepted, Stage::Returned];
 
+/// Every stage after the draft.
+pub const AFTER_INTAKE: &[Stage] = &[
+    Stage::Accepted,
+    Stage::Pushed,
+    Stage::Received,
+    Stage::Publicized,
+    Stage::InitialReviewed,
+    Stage::DpfReviewed,
+    Stage::Decided,
+    Stage::ResultReceived,
+    Stage::Notified,
+    Stage::Returned,
+    Stage::Rejected,
+    Stage::Withdrawn,
+    Stage::Active,
+    Stage::Suspended,
+    Stage::Terminated,
+];
+
 /// The whole write-rights table.
 pub const RIGHTS: &[WriteRight] = &[
     right(Part::Identity, Writer::Office(Acceptance), When::Creation),
@@ -209,15 +228,12 @@ pub const RIGHTS: &[WriteRight] = &[
         Writer::Office(Acceptance),
         When::WithTransition(&[Stage::Notified]),
     ),
+    // The applicant rates the window's service whenever they are asked, from
+    // acceptance on; once.
     WriteRight {
         part: Part::Evaluation,
         writer: Writer::Office(Acceptance),
-        when: When::AtStages(&[
-            Stage::Notified,
-            Stage::Active,
-            Stage::Suspended,
-            Stage::Terminated,
-        ]),
+        when: When::AtStages(AFTER_INTAKE),
         once: true,
     },
     right(
@@ -441,7 +457,7 @@ mod tests {
                 Part::Evaluation,
                 &acceptance,
                 &case,
-                Situation::At(Stage::Pushed),
+                Situation::At(Stage::Draft),
                 false
             )
             .is_err()

@@ -523,6 +523,18 @@ pub enum TransitionError {
     },
 }
 
+/// Where a review that approves moves a case at `from`: the row leaving `from`
+/// for a review stage (`initial_reviewed`, `dpf_reviewed`, `decided`). `None`
+/// when nothing is reviewed at `from`.
+pub fn approval_from(from: Stage) -> Option<Stage> {
+    rules_from(Some(from)).map(|rule| rule.to).find(|to| {
+        matches!(
+            to,
+            Stage::InitialReviewed | Stage::DpfReviewed | Stage::Decided
+        )
+    })
+}
+
 /// Every row that leaves `from` (or creates a case, for `None`).
 pub fn rules_from(from: Option<Stage>) -> impl Iterator<Item = &'static TransitionRule> {
     TRANSITIONS.iter().filter(move |rule| rule.from == from)

@@ -13,7 +13,8 @@
 //! - the change log and its incarnation are the store's own;
 //! - a case write is `put_document` with the index metadata, plus the route in the
 //!   meta table (`sync.route.<case>`: acceptance and domicile township, 18 ASCII
-//!   digits), written in the same transaction;
+//!   digits, then `H` while the case is held at its acceptance office before
+//!   the stage that releases it), written in the same transaction;
 //! - a cursor is the store's peer cursor plus `sync.cursor.<peer>` in the meta
 //!   table (the peer's log incarnation, 16 bytes, and the sequence number, 8 bytes
 //!   big-endian), written in one transaction;
@@ -105,9 +106,16 @@ pub fn resident_key(secret: &[u8; 32], resident_id: &str) -> ResidentKey {
 /// The route of a case document: its acceptance township (from the case id) and
 /// the applicant's domicile township.
 pub fn route_of(case: &CaseId, document: &CaseDocument) -> Option<CaseRoute> {
-    let domicile = document.read_core().ok()?.applicant.hukou_township;
+    let core = document.read_core().ok()?;
+    let released =
+        tongban_sync::route::released_by(core.chain().links.iter().map(|l| l.signed.transition.to));
     let acceptance = DivisionCode::parse(case.acceptance_township()).ok()?;
-    CaseRoute::new(acceptance, DivisionCode::parse(&domicile).ok()?).ok()
+    let route = CaseRoute::new(
+        acceptance,
+        DivisionCode::parse(&core.applicant.hukou_township).ok()?,
+    )
+    .ok()?;
+    Some(route.released(released))
 }
 
 /// The index metadata of a case document: stage, next due date, keyed resident
@@ -216,7 +224,9 @@ fn attach_materials(
 }
 
 fn put_route(tx: &mut WriteTx<'_>, case: &CaseId, route: &CaseRoute) -> Result<(), StoreError> {
-    let value = format!("{}{}", route.acceptance(), route.domicile());
+    // A held case (not yet released to travel) carries a trailing `H`.
+    let held = if route.is_released() { "" } else { "H" };
+    let value = format!("{}{}{held}", route.acceptance(), route.domicile());
     tx.set_meta(&route_key(case), value.as_bytes())
 }
 
@@ -322,8 +332,17 @@ impl Replica {
 fn parse_route(bytes: &[u8]) -> Option<CaseRoute> {
     let text = std::str::from_utf8(bytes).ok()?;
     let acceptance = DivisionCode::parse(text.get(..9)?).ok()?;
-    let domicile = DivisionCode::parse(text.get(9..)?).ok()?;
-    CaseRoute::new(acceptance, domicile).ok()
+    let domicile = DivisionCode::parse(text.get(9..18)?).ok()?;
+    let released = match text.get(18..)? {
+        "" => true,
+        "H" => false,
+        _ => return None,
+    };
+    Some(
+        CaseRoute::new(acceptance, domicile)
+            .ok()?
+            .released(released),
+    )
 }
 
 impl SyncStore for Replica {

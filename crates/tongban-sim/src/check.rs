@@ -29,7 +29,9 @@ use crate::sim::Sim;
 /// Checks the invariants; returns every violation found.
 pub fn check(sim: &Sim) -> Vec<String> {
     let mut out = Vec::new();
-    // 2: nothing off route, on any node.
+    // 2: nothing off route, on any node — and nothing anywhere but its
+    // acceptance office before the stage that releases it, judged on the
+    // node's own copy.
     let route_of: BTreeMap<_, _> = sim.cases.iter().map(|c| (c.id.clone(), c.route)).collect();
     for idx in sim.nodes() {
         let office = sim.office(idx);
@@ -40,8 +42,17 @@ pub fn check(sim: &Sim) -> Vec<String> {
         match store.all_cases() {
             Ok(cases) => {
                 for case in cases {
+                    let released = store
+                        .load(&case)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|doc| admit::released(&admit::transitions_of(&doc)));
                     match route_of.get(&case) {
-                        Some(route) if on_route(&office.place, route) => {}
+                        Some(route) if on_route(&office.place, &route.released(released)) => {}
+                        Some(route) if on_route(&office.place, route) => out.push(format!(
+                            "{} holds {case} before it was pushed (it may not leave its acceptance office yet)",
+                            office.id
+                        )),
                         Some(_) => out.push(format!(
                             "{} holds {case}, which is off its route",
                             office.id
@@ -61,8 +72,8 @@ pub fn check(sim: &Sim) -> Vec<String> {
         }
     };
     for track in &sim.cases {
-        let route_nodes: Vec<usize> = track
-            .route
+        let route_nodes: Vec<usize> = sim
+            .effective_route(track)
             .nodes()
             .iter()
             .filter_map(|p| sim.world.at(p))
@@ -179,10 +190,14 @@ pub fn check(sim: &Sim) -> Vec<String> {
         let mine: BTreeSet<[u8; 32]> = sim
             .cases
             .iter()
-            .filter(|t| on_route(&place, &t.route))
+            .filter(|t| on_route(&place, &sim.effective_route(t)))
             .flat_map(|t| t.materials.iter().copied())
             .collect();
-        for track in sim.cases.iter().filter(|t| !on_route(&place, &t.route)) {
+        for track in sim
+            .cases
+            .iter()
+            .filter(|t| !on_route(&place, &sim.effective_route(t)))
+        {
             for hash in track.materials.iter().filter(|h| !mine.contains(*h)) {
                 if store.has_material(hash).unwrap_or(true) {
                     out.push(format!(

@@ -740,6 +740,10 @@ impl Sim {
         mut document: CaseDocument,
     ) {
         let doc = document.automerge_mut().document().clone();
+        // Held at the acceptance office until the stage that releases it.
+        let route = route.released(tongban_sync::admit::released(
+            &tongban_sync::admit::transitions_of(&doc),
+        ));
         let now = self.local(idx);
         let slot = &mut self.slots[idx];
         let (Some(node), Some(store)) = (slot.node.as_mut(), slot.store.as_mut()) else {
@@ -1046,6 +1050,23 @@ impl Sim {
     }
 
     /// A node's store (when it is up).
+    /// The route a case has now: its track's route, held at the acceptance
+    /// office until the acceptance office's copy carries the stage that
+    /// releases it (`pushed`, or `initial_reviewed` for a local case).
+    pub fn effective_route(&self, track: &CaseTrack) -> CaseRoute {
+        let acceptance = Place::Township(track.route.acceptance());
+        let released = self
+            .world
+            .at(&acceptance)
+            .and_then(|idx| self.store(idx))
+            .and_then(|store| store.load(&track.id).ok().flatten())
+            .is_some_and(|doc| {
+                tongban_sync::admit::released(&tongban_sync::admit::transitions_of(&doc))
+            });
+        track.route.released(released)
+    }
+
+    /// The store of node `idx`, when it is up.
     pub fn store(&self, idx: usize) -> Option<&RedbStore> {
         self.slots[idx].store.as_ref()
     }
@@ -1176,6 +1197,7 @@ fn next_action(
                 }],
                 first_paid_month: Some("2026-03".into()),
                 method: None,
+                override_reason: None,
             },
         ),
         Stage::ResultReceived if acceptance => (

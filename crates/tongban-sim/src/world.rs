@@ -14,13 +14,13 @@ use automerge::{ActorId, AutoCommit};
 use chrono::NaiveDate;
 use tongban_case::schema::{
     Acceptance, Applicant, CaseDoc, Household, Material, MaterialsNotice, NoticeItem,
-    SCHEMA_VERSION, material_key,
+    SCHEMA_VERSION,
 };
 use tongban_case::{CaseDocument, CaseError, Payload, SigningOffice};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp, resident_id_check_char};
-use tongban_domain::policy::{ApplicantFacts, Policy, SubsidyKind};
+use tongban_domain::policy::Policy;
 use tongban_domain::stage::{OfficeFacts, Role, Stage};
 use tongban_ledger::directory::{DirectoryAuthority, OfficeCertificate};
 use tongban_ledger::keys::{OfficeKey, PublicKey};
@@ -263,14 +263,14 @@ fn office_id(text: &str) -> OfficeId {
     OfficeId::parse(text).expect("the tree's office ids are valid")
 }
 
-/// A deterministic Automerge actor for an office writing a case.
+/// A deterministic Automerge actor for an office writing a case: bound to the
+/// office as every office's actor is (`tongban_case::authorship::actor_for`),
+/// with a suffix from the case and `salt` so that a seed replays exactly.
 pub fn actor_for(office: &OfficeId, case: &CaseId, salt: u64) -> ActorId {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"tongban-sim actor\0");
-    hasher.update(office.as_str().as_bytes());
-    hasher.update(case.as_str().as_bytes());
-    hasher.update(&salt.to_le_bytes());
-    ActorId::from(&hasher.finalize().as_bytes()[..16])
+    let mut material = b"tongban-sim actor\0".to_vec();
+    material.extend_from_slice(case.as_str().as_bytes());
+    material.extend_from_slice(&salt.to_le_bytes());
+    tongban_case::authorship::actor_for(office, &material)
 }
 
 /// A valid resident ID number registered in `township`'s county, born in 1960s.
@@ -296,19 +296,10 @@ pub fn create_case(
 ) -> Result<(CaseDocument, SignedTransition), CaseError> {
     let policy =
         Policy::for_province(&domicile[..2]).map_err(|e| CaseError::Payload(e.to_string()))?;
-    let kinds = [SubsidyKind::Living];
-    let facts = ApplicantFacts {
-        dibao: true,
-        ..ApplicantFacts::default()
-    };
-    let items = policy
-        .checklist(&kinds, &facts)
-        .into_iter()
-        .map(|m| NoticeItem {
-            code: m.code.clone(),
-            zh: m.zh.clone(),
-        })
-        .collect();
+    // The simulation attaches at most one scan (an `id_card`), and a case is
+    // accepted only with every item of its notice: the simulated notice lists
+    // none, so that acceptance depends on sync, not on paperwork.
+    let items: Vec<NoticeItem> = Vec::new();
     let case = CaseDoc {
         schema_version: SCHEMA_VERSION,
         case_id: case_id.to_string(),
@@ -348,6 +339,7 @@ pub fn create_case(
         evaluation: None,
         confirmations: Vec::new(),
         transitions: BTreeMap::new(),
+        seals: BTreeMap::new(),
     };
     let mut doc = AutoCommit::new().with_actor(actor_for(&office.id, case_id, 0));
     autosurgeon::reconcile(&mut doc, &case).map_err(|e| CaseError::Automerge(e.to_string()))?;
@@ -379,19 +371,21 @@ pub fn attach_material(
     at: Timestamp,
 ) -> Result<(), CaseError> {
     let hash = blake3::hash(bytes).to_hex().to_string();
-    document.update(at, "attach material", |case| {
-        case.materials.insert(
-            material_key(kind, &hash),
+    let operator = Operator::parse("sim-clerk").map_err(|e| CaseError::Payload(e.to_string()))?;
+    document
+        .add_material(
+            &office.signing(),
+            &operator,
+            at,
             Material {
                 kind: kind.into(),
-                hash: hash.clone(),
+                hash,
                 size: bytes.len() as u64,
                 media_type: "image/jpeg".into(),
                 file_name: "scan.jpg".into(),
                 added_at: at.millis(),
                 added_by: office.id.to_string(),
             },
-        );
-        Ok(())
-    })
+        )
+        .map(|_| ())
 }

@@ -19,10 +19,11 @@
 
 use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, Value, ValueRef};
 use tongban_case::CaseSummary;
+use tongban_case::authorship::{self, Finding};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, Timestamp};
-use tongban_domain::stage::Stage;
+use tongban_domain::stage::{CaseFacts, Stage};
 use tongban_ledger::directory::Directory;
 use tongban_ledger::transition::SignedTransition;
 use tongban_ledger::verify::{
@@ -65,9 +66,36 @@ pub enum Refusal {
         /// Its reason.
         reason: String,
     },
+    /// A change is unsigned, signed by an office without the right to what it
+    /// touched, or its signature record is malformed (see
+    /// `tongban_case::authorship`).
+    #[error("change refused ({}): {}", .0.kind.code(), .0)]
+    Authorship(Box<Finding>),
     /// Automerge refused the bytes.
     #[error("automerge: {0}")]
     Automerge(String),
+}
+
+/// Every change of the document attributable and authorised: refuses the
+/// document at the first finding of [`tongban_case::authorship`]. A document
+/// that does not read as a case core has no facts to judge rights by and is
+/// refused too, unless it holds no change at all beyond what is judged.
+pub fn check_authorship(
+    scan: &authorship::Scan,
+    case: &CaseId,
+    facts: Option<&CaseFacts>,
+    directory: &Directory,
+    verified: Option<&VerifiedSignatures>,
+) -> Result<(), Refusal> {
+    let facts = facts.ok_or(Refusal::MissingField("case core (acceptance, applicant)"))?;
+    match scan
+        .check(case, facts, directory, verified)
+        .into_iter()
+        .next()
+    {
+        Some(finding) => Err(Refusal::Authorship(Box::new(finding))),
+        None => Ok(()),
+    }
 }
 
 /// What admission found in an accepted document.
@@ -128,7 +156,19 @@ pub fn route_of(doc: &Automerge, case: &CaseId) -> Result<CaseRoute, Refusal> {
     let domicile = map(doc, &automerge::ROOT, "applicant")
         .and_then(|obj| string(doc, &obj, "hukou_township"))
         .ok_or(Refusal::MissingField("domicile township"))?;
-    check_route(case, found, &acceptance, &domicile)
+    let released = released(&transitions_of(doc));
+    Ok(check_route(case, found, &acceptance, &domicile)?.released(released))
+}
+
+/// Whether these signed transitions release the case to travel
+/// ([`crate::route::released_by`]).
+pub fn released(transitions: &[Vec<u8>]) -> bool {
+    crate::route::released_by(
+        transitions
+            .iter()
+            .filter_map(|bytes| SignedTransition::decode(bytes).ok())
+            .map(|t| t.transition.to),
+    )
 }
 
 /// The route of `case` from the case id, acceptance township and domicile
@@ -169,6 +209,9 @@ pub struct Reading {
     pub transitions: Vec<Vec<u8>>,
     /// What a store's indexes need of it, when it reads as a case core.
     pub summary: Option<CaseSummary>,
+    /// What the write-rights table needs of it (acceptance office, domicile),
+    /// when it reads as a case core.
+    pub facts: Option<CaseFacts>,
 }
 
 /// Reads a document's route (checked as [`route_of`] checks it), its signed
@@ -182,6 +225,7 @@ pub fn read(doc: &Automerge, case: &CaseId, calendar: &Calendar) -> Result<Readi
             route: route_of(doc, case)?,
             transitions: transitions_of(doc),
             summary: None,
+            facts: None,
         });
     };
     let route = check_route(
@@ -191,15 +235,22 @@ pub fn read(doc: &Automerge, case: &CaseId, calendar: &Calendar) -> Result<Readi
         &core.applicant.hukou_township,
     )?;
     let summary = CaseSummary::of(&core, calendar);
-    let transitions = core
+    let facts = CaseFacts {
+        acceptance_office: core.acceptance.office.clone(),
+        acceptance_township: core.acceptance.township.clone(),
+        domicile_township: core.applicant.hukou_township.clone(),
+        approved: false,
+    };
+    let transitions: Vec<Vec<u8>> = core
         .transitions
         .into_values()
         .map(|record| record.signed.into())
         .collect();
     Ok(Reading {
-        route,
+        route: route.released(released(&transitions)),
         transitions,
         summary: Some(summary),
+        facts: Some(facts),
     })
 }
 

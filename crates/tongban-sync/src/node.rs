@@ -1837,6 +1837,10 @@ struct ReadyToVerify {
     route: CaseRoute,
     transitions: Vec<Vec<u8>>,
     summary: Option<CaseSummary>,
+    /// What the write-rights table needs of the case.
+    facts: Option<tongban_domain::stage::CaseFacts>,
+    /// Its change graph, for signed authorship.
+    scan: tongban_case::authorship::Scan,
     stripped: bool,
 }
 
@@ -2116,12 +2120,14 @@ impl Checker<'_> {
                 (case, bytes, prepared)
             })
             .collect();
+        // Every signed record of the chunk — transitions and signed commits,
+        // as the change graph holds them — in one batch.
         let verified = VerifiedSignatures::batch(prepared.iter().flat_map(|(_, _, p)| {
-            let transitions = match p {
-                Ok(Prepared::Ready(ready)) => ready.transitions.as_slice(),
-                _ => &[],
+            let records: Box<dyn Iterator<Item = &[u8]>> = match p {
+                Ok(Prepared::Ready(ready)) => Box::new(ready.scan.record_bytes()),
+                _ => Box::new(std::iter::empty()),
             };
-            transitions.iter().map(Vec::as_slice)
+            records
         }));
         prepared
             .into_iter()
@@ -2168,15 +2174,19 @@ impl Checker<'_> {
             route,
             transitions,
             summary,
+            facts,
         } = admit::read(&doc, case, self.calendar)?;
         if !on_route(&self.place, &route) {
             return Err(Refusal::OffRoute);
         }
+        let scan = tongban_case::authorship::scan(&doc);
         Ok(Prepared::Ready(ReadyToVerify {
             doc,
             route,
             transitions,
             summary,
+            facts,
+            scan,
             stripped,
         }))
     }
@@ -2194,8 +2204,11 @@ impl Checker<'_> {
             route,
             transitions,
             summary,
+            facts,
+            scan,
             stripped,
         } = ready;
+        admit::check_authorship(&scan, case, facts.as_ref(), self.directory, verified)?;
         let tips = admit::tips_of(&transitions);
         let findings = admit::verify_transitions(
             &doc,

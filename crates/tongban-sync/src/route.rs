@@ -183,13 +183,29 @@ impl fmt::Display for Place {
     }
 }
 
-/// What routing needs to know of a case: the township of its acceptance office
-/// and the township of the applicant's household registration. Both are fixed when
-/// the case is created, so a case's route never changes.
+/// What routing needs to know of a case: the township of its acceptance office,
+/// the township of the applicant's household registration — both fixed when the
+/// case is created — and whether the case has been released to travel.
+///
+/// A case leaves the office that created it only once the stage that hands it
+/// on is signed: `pushed` for a cross-township case, `initial_reviewed` for a
+/// local one ([`released_by`]). Until then its route is the acceptance office
+/// alone, so a draft — and a draft withdrawn at the window — is on no other node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CaseRoute {
     acceptance: DivisionCode,
     domicile: DivisionCode,
+    released: bool,
+}
+
+/// Whether a case whose signed chain reached these stages has been released to
+/// travel: one of them hands it on (`pushed`, or `initial_reviewed` for a local
+/// application, which passes through `publicized` at its own office).
+pub fn released_by(stages: impl IntoIterator<Item = tongban_domain::stage::Stage>) -> bool {
+    use tongban_domain::stage::Stage;
+    stages
+        .into_iter()
+        .any(|stage| matches!(stage, Stage::Pushed | Stage::InitialReviewed))
 }
 
 impl CaseRoute {
@@ -203,7 +219,19 @@ impl CaseRoute {
                 DivisionLevel::Township,
             )?,
             domicile: at_level("a domicile township", domicile, DivisionLevel::Township)?,
+            released: true,
         })
+    }
+
+    /// This route, held at the acceptance office until `released` (see
+    /// [`released_by`]).
+    pub fn released(self, released: bool) -> CaseRoute {
+        CaseRoute { released, ..self }
+    }
+
+    /// Whether the case may travel beyond its acceptance office.
+    pub fn is_released(&self) -> bool {
+        self.released
     }
 
     /// The acceptance township.
@@ -235,6 +263,9 @@ impl CaseRoute {
     /// domicile township (the same node for a local application), domicile county
     /// DPF and civil affairs.
     pub fn members(&self) -> Vec<Place> {
+        if !self.released {
+            return vec![Place::Township(self.acceptance)];
+        }
         let county = self.domicile_county();
         let mut members = vec![
             Place::Township(self.acceptance),
@@ -250,6 +281,9 @@ impl CaseRoute {
     /// Every node of the route: members and the hubs between them.
     pub fn nodes(&self) -> Vec<Place> {
         let mut nodes = self.members();
+        if !self.released {
+            return nodes;
+        }
         let (a, d) = (self.acceptance_county(), self.domicile_county());
         nodes.push(Place::CountyHub(a));
         nodes.push(Place::CountyHub(d));
@@ -269,6 +303,9 @@ impl CaseRoute {
 /// Whether the node at `node` holds cases with this route: it is a member, or a
 /// hub on the tree path between two members.
 pub fn on_route(node: &Place, route: &CaseRoute) -> bool {
+    if !route.released {
+        return *node == Place::Township(route.acceptance);
+    }
     let (acceptance_county, domicile_county) = (route.acceptance_county(), route.domicile_county());
     match node {
         Place::Township(code) => *code == route.acceptance || *code == route.domicile,

@@ -46,11 +46,20 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             file,
             kind,
             media_type,
+            operator: op_arg,
             data,
         } => {
             let node = tryx!(open_target(&data));
+            let op = tryx!(operator(&node, &op_arg));
             let id = tryx!(case_id(&case));
-            match node.attach(&id, &file, &kind, media_type.as_deref(), Timestamp::now()) {
+            match node.attach(
+                &id,
+                &file,
+                &kind,
+                media_type.as_deref(),
+                &op,
+                Timestamp::now(),
+            ) {
                 Ok(hash) => {
                     println!(
                         "已附材料 attached {} as {kind}: {}",
@@ -69,11 +78,6 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         CaseCommand::Decide(args) => decide(args),
         CaseCommand::Notify { stage, method } => {
             let method = method.replace('-', "_");
-            if !["phone", "sms", "in_person", "letter"].contains(&method.as_str()) {
-                return Ok(reject(&format!(
-                    "--method {method:?} is not one of phone, sms, in-person, letter"
-                )));
-            }
             step(
                 stage,
                 Stage::Notified,
@@ -98,11 +102,6 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                     )));
                 }
             };
-            if matches!(to, Stage::Suspended | Stage::Terminated) && reason.trim().is_empty() {
-                return Ok(reject(
-                    "--reason is required to suspend or terminate an award",
-                ));
-            }
             step(
                 stage,
                 to,
@@ -116,11 +115,13 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             case,
             score,
             comment,
+            operator: op_arg,
             data,
         } => {
             let node = tryx!(open_target(&data));
+            let op = tryx!(operator(&node, &op_arg));
             let id = tryx!(case_id(&case));
-            match node.evaluate(&id, score, &comment, Timestamp::now()) {
+            match node.evaluate(&id, score, &comment, &op, Timestamp::now()) {
                 Ok(()) => {
                     println!("已记录评价 evaluation recorded: {score}/5");
                     Ok(ExitCode::SUCCESS)
@@ -356,18 +357,19 @@ fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(fail(&e)),
     };
     let (to, outcome) = if args.approve {
-        let to = match stage {
-            Some(Stage::Received | Stage::Publicized) => Stage::InitialReviewed,
-            Some(Stage::InitialReviewed) => Stage::DpfReviewed,
-            Some(Stage::DpfReviewed) => {
+        // The stage table says where an approval leads; the decision itself is
+        // `case decide`'s, with its awards.
+        let to = match stage.and_then(tongban_domain::stage::approval_from) {
+            Some(Stage::Decided) => {
                 return Ok(reject(
                     "the case is at 复审 dpf_reviewed: county civil affairs decides with `tongban case decide`",
                 ));
             }
-            other => {
+            Some(to) => to,
+            None => {
                 return Ok(reject(&format!(
                     "the case is at {}; nothing to review",
-                    other.map_or("-", Stage::code)
+                    stage.map_or("-", Stage::code)
                 )));
             }
         };
@@ -391,9 +393,6 @@ fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
 
 fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     if args.reject {
-        if args.opinion.trim().is_empty() {
-            return Ok(reject("--opinion with the reasons is required to reject"));
-        }
         return step(
             args.stage,
             Stage::Rejected,
@@ -474,6 +473,12 @@ fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
         awards,
         first_paid_month: Some(first_month),
         method: None,
+        // Signed with the decision: the verifier and `history` show it, and
+        // without it `apply` refuses a kind the domicile policy does not grant.
+        override_reason: args
+            .override_reason
+            .clone()
+            .filter(|r| !r.trim().is_empty()),
     };
     step_on(&node, args.stage, Stage::Decided, payload)
 }

@@ -469,7 +469,10 @@ async fn walk(
     let operator = Operator::parse(clerk)?;
     let made = demo
         .handle(ACCEPTANCE)?
-        .exec(move |node, now| node.new_case(&form, &operator, now))
+        .exec({
+            let operator = operator.clone();
+            move |node, now| node.new_case(&form, &operator, now)
+        })
         .await??;
     let case_id = made.case_id.clone();
     println!(
@@ -490,6 +493,7 @@ async fn walk(
     demo.set_clock(at(day0, 9, 40));
     let notice = made.notice.clone();
     let case = case_id.clone();
+    let attacher = operator.clone();
     demo.handle(ACCEPTANCE)?
         .exec(move |node, now| -> anyhow::Result<()> {
             for (code, _) in &notice {
@@ -500,6 +504,7 @@ async fn walk(
                     &format!("{code}.jpg"),
                     code,
                     "image/jpeg",
+                    &attacher,
                     now,
                 )?;
             }
@@ -551,8 +556,9 @@ async fn walk(
     // the window service is recorded at the acceptance office.
     demo.set_clock(at(day0, 16, 0));
     let case = case_id.clone();
+    let recorder = operator.clone();
     demo.handle(ACCEPTANCE)?
-        .exec(move |node, now| node.evaluate(&case, 5, "窗口服务热情", now))
+        .exec(move |node, now| node.evaluate(&case, 5, "窗口服务热情", &recorder, now))
         .await??;
     println!("  离线期间受理地照常办理：记录申请人评价 evaluation recorded");
 
@@ -609,6 +615,7 @@ async fn walk(
         awards,
         first_paid_month: Some(first_month),
         method: None,
+        override_reason: None,
     };
     demo.act(
         CIVIL,

@@ -1,0 +1,69 @@
+//! The receipts a node signs by itself: `received` at the domicile township
+//! when a pushed case reaches it, `result_received` at the acceptance office
+//! when a decision does (`docs/sync-protocol.md`, "Receipts").
+
+use automerge::{ActorId, Automerge};
+use tongban_case::{CaseDocument, Payload, SigningOffice};
+use tongban_domain::ids::{CaseId, OfficeId, Timestamp};
+use tongban_domain::stage::Stage;
+
+use super::SyncNode;
+use crate::route::{CaseRoute, Place};
+
+/// The operator named in receipts the node signs by itself.
+pub const RECEIPT_OPERATOR: &str = "auto-receipt";
+
+/// The receipt this node signs automatically when a case with these chain tips
+/// reaches it, if any: the domicile township signs `received` for a pushed case,
+/// the acceptance office `result_received` for a decision. A forked chain gets no
+/// automatic receipt: the fork must be resolved first.
+pub fn receipt_for(place: &Place, route: &CaseRoute, tips: &[Stage]) -> Option<Stage> {
+    let [tip] = tips else { return None };
+    match (place, tip) {
+        (Place::Township(t), Stage::Pushed) if *t == route.domicile() => Some(Stage::Received),
+        (Place::Township(t), Stage::Decided | Stage::Rejected) if *t == route.acceptance() => {
+            Some(Stage::ResultReceived)
+        }
+        _ => None,
+    }
+}
+
+impl SyncNode {
+    /// Signs `stage` into the case with this node's key, through the case
+    /// document (which checks the stage machine), with an actor id fixed by this
+    /// office and case, so the same inputs give the same document.
+    pub(super) fn sign_receipt(
+        &self,
+        doc: &Automerge,
+        case: &CaseId,
+        stage: Stage,
+        now: Timestamp,
+    ) -> Result<Automerge, String> {
+        let mut document = CaseDocument::load(&doc.save()).map_err(|e| e.to_string())?;
+        let actor = blake3_actor(&self.office, case);
+        document.automerge_mut().set_actor(actor);
+        let signing = SigningOffice {
+            key: &self.key,
+            facts: self.facts.clone(),
+        };
+        document
+            .apply(
+                stage,
+                &signing,
+                &self.receipt_operator,
+                now,
+                &Payload::default(),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(document.automerge_mut().document().clone())
+    }
+}
+
+fn blake3_actor(office: &OfficeId, case: &CaseId) -> ActorId {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"tongban-sync receipt actor\0");
+    hasher.update(office.as_str().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(case.as_str().as_bytes());
+    ActorId::from(&hasher.finalize().as_bytes()[..16])
+}

@@ -56,7 +56,8 @@ impl SyncNode {
     }
 
     /// Takes the admission of a `Docs` frame out of the node, to run
-    /// ([`DocsJob::run`]) on other threads while the node handles further input;
+    /// ([`DocsJob::split`], [`DocsPart::run`], [`DocsJoin::join`]) on other
+    /// threads while the node handles further input;
     /// its outcome comes back through [`SyncNode::handle_checked`]. `None` when
     /// `frame` is not a well-formed `Docs` frame of an open session: give it to
     /// [`SyncNode::handle_message`] as usual.
@@ -445,18 +446,9 @@ impl DocsJob {
         self.session
     }
 
-    /// Loads and verifies the frame's documents, on rayon's threads as
-    /// [`SyncNode::handle_message`] does. Touches no node and no store.
-    pub fn run(self) -> CheckedDocs {
-        use rayon::prelude::*;
-        let (join, parts) = self.split();
-        let checked = parts.into_par_iter().map(DocsPart::run).collect();
-        join.join(checked)
-    }
-
     /// The job as parts that can be checked on any threads, in any order: the
-    /// frame's documents in the chunks [`DocsJob::run`] checks them in (16–128
-    /// documents, each chunk's signatures one batch). [`DocsJoin::join`] puts
+    /// frame's documents in the chunks [`SyncNode::handle_message`] checks them
+    /// in (16–128 documents, each chunk's signatures one batch). [`DocsJoin::join`] puts
     /// the outcomes back together. A driver that starts each frame's parts
     /// before the next frame's keeps the cores busy between frames without
     /// delaying the earlier frame.

@@ -613,7 +613,6 @@ impl SyncNode {
             Message::Hello(hello) => self.on_hello(store, session, hello, now),
             Message::Inventory(inventory) => self.on_inventory(store, session, inventory, now),
             Message::WantDocs { cases } => self.on_want_docs(store, session, cases),
-            Message::Doc { case, bytes } => self.on_docs(store, session, vec![(case, bytes)], now),
             Message::Docs { docs } => self.on_docs(store, session, docs, now),
             Message::DocSync { case, message } => {
                 self.on_doc_sync(store, session, case, message, now)

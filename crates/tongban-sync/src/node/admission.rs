@@ -759,3 +759,20 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_signature_batches_of_a_useful_size() {
+        for n in [0, 1, 15, 16, 100, 1_000, 4_096, 100_000] {
+            let len = chunk_len(n);
+            assert!(
+                (MIN_VERIFY_BATCH..=MAX_VERIFY_BATCH).contains(&len),
+                "{n}: {len}"
+            );
+        }
+        assert_eq!(chunk_len(100_000), MAX_VERIFY_BATCH);
+    }
+}

@@ -67,3 +67,53 @@ fn blake3_actor(office: &OfficeId, case: &CaseId) -> ActorId {
     hasher.update(case.as_str().as_bytes());
     ActorId::from(&hasher.finalize().as_bytes()[..16])
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tongban_domain::division::DivisionCode;
+
+    use super::*;
+
+    fn code(s: &str) -> DivisionCode {
+        DivisionCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn receipts_fall_to_the_domicile_and_the_acceptance_township() {
+        let route = CaseRoute::new(code("130102001"), code("130104001")).unwrap();
+        let acceptance = Place::Township(code("130102001"));
+        let domicile = Place::Township(code("130104001"));
+        let hub = Place::CountyHub(code("130104"));
+        assert_eq!(
+            receipt_for(&domicile, &route, &[Stage::Pushed]),
+            Some(Stage::Received)
+        );
+        assert_eq!(receipt_for(&acceptance, &route, &[Stage::Pushed]), None);
+        for tip in [Stage::Decided, Stage::Rejected] {
+            assert_eq!(
+                receipt_for(&acceptance, &route, &[tip]),
+                Some(Stage::ResultReceived)
+            );
+            assert_eq!(receipt_for(&domicile, &route, &[tip]), None);
+        }
+        assert_eq!(receipt_for(&hub, &route, &[Stage::Pushed]), None);
+        // A fork gets no automatic receipt.
+        assert_eq!(
+            receipt_for(&domicile, &route, &[Stage::Pushed, Stage::Pushed]),
+            None
+        );
+        assert_eq!(receipt_for(&domicile, &route, &[]), None);
+    }
+
+    #[test]
+    fn the_receipt_actor_is_fixed_by_office_and_case() {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let case = CaseId::new("130102001", date, [1, 2, 3, 4]).unwrap();
+        let other = CaseId::new("130102001", date, [1, 2, 3, 5]).unwrap();
+        let office = OfficeId::parse("130104001").unwrap();
+        assert_eq!(blake3_actor(&office, &case), blake3_actor(&office, &case));
+        assert_ne!(blake3_actor(&office, &case), blake3_actor(&office, &other));
+    }
+}

@@ -32,8 +32,6 @@ use tongban_domain::stage::Stage;
 use crate::daemon::{CONTROL_ADDR_FILE, CONTROL_TOKEN_FILE, DaemonError, DaemonHandle};
 use crate::local::NodeError;
 
-/// The API version prefix.
-pub const API_PREFIX: &str = "/v1";
 /// The largest upload (a scanned material) the API accepts.
 pub const MAX_UPLOAD: usize = 64 * 1024 * 1024;
 

@@ -15,9 +15,10 @@
 //!   meta table (`sync.route.<case>`: acceptance and domicile township, 18 ASCII
 //!   digits, then `H` while the case is held at its acceptance office before
 //!   the stage that releases it), written in the same transaction;
-//! - a cursor is the store's peer cursor plus `sync.cursor.<peer>` in the meta
-//!   table (the peer's log incarnation, 16 bytes, and the sequence number, 8 bytes
-//!   big-endian), written in one transaction;
+//! - a cursor is one record, `sync.cursor.<peer>` in the meta table (the peer's
+//!   log incarnation, 16 bytes, and the sequence number, 8 bytes big-endian): a
+//!   sequence number means nothing without the incarnation it counts in, so the
+//!   store's incarnation-less `peer_cursors` table is not written;
 //! - the directory is the meta value `directory`, where the node keeps it;
 //! - every case write also attaches the materials its document lists
 //!   (`tongban_sync::material::referenced`), held or not, in the same transaction;
@@ -499,7 +500,6 @@ impl SyncStore for Replica {
                         }
                     }
                     StoreWrite::Cursor { peer, cursor } => {
-                        tx.set_peer_cursor(&peer, cursor.seq)?;
                         let mut value = cursor.incarnation.to_vec();
                         value.extend_from_slice(&cursor.seq.to_be_bytes());
                         tx.set_meta(&cursor_key(&peer), &value)?;

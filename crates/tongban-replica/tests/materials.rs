@@ -136,3 +136,31 @@ fn materials_are_referenced_checked_stored_and_read_by_range() {
         .unwrap();
     assert!(replica.missing_materials().unwrap().is_empty());
 }
+
+#[test]
+fn a_peer_cursor_is_one_record() {
+    use tongban_domain::ids::OfficeId;
+    use tongban_sync::wire::Cursor;
+
+    let dir = tempfile::tempdir().unwrap();
+    let calendar = Arc::new(Calendar::shipped().unwrap_or_default());
+    let mut replica = Replica::open(dir.path(), calendar, [5; 32], b"").unwrap();
+    let peer = OfficeId::parse("hub-130102").unwrap();
+    assert_eq!(replica.cursor(&peer).unwrap(), None);
+    for seq in [7, 9] {
+        let cursor = Cursor {
+            incarnation: [3; 16],
+            seq,
+        };
+        replica
+            .commit(vec![StoreWrite::Cursor {
+                peer: peer.clone(),
+                cursor,
+            }])
+            .unwrap();
+        assert_eq!(replica.cursor(&peer).unwrap(), Some(cursor));
+    }
+    // The incarnation and the sequence number live together in the meta record;
+    // the store's sequence-only peer cursor table is not a second copy.
+    assert_eq!(replica.store().peer_cursor(&peer).unwrap(), None);
+}

@@ -91,27 +91,6 @@ fn at_level(
 pub const NATIONAL_DIVISION: &str = "00";
 
 impl Place {
-    /// A township office; `code` must be a 9-digit township code.
-    pub fn township(code: DivisionCode) -> Result<Place, RouteError> {
-        at_level("a township office", code, DivisionLevel::Township).map(Place::Township)
-    }
-
-    /// A county hub; `code` must be a 6-digit county code.
-    pub fn county_hub(code: DivisionCode) -> Result<Place, RouteError> {
-        at_level("a county hub", code, DivisionLevel::County).map(Place::CountyHub)
-    }
-
-    /// A county office; `code` must be a 6-digit county code.
-    pub fn county_office(code: DivisionCode, office: CountyOffice) -> Result<Place, RouteError> {
-        at_level("a county office", code, DivisionLevel::County)
-            .map(|c| Place::CountyOffice(c, office))
-    }
-
-    /// A province hub; `code` must be a 2-digit province code.
-    pub fn province_hub(code: DivisionCode) -> Result<Place, RouteError> {
-        at_level("a province hub", code, DivisionLevel::Province).map(Place::ProvinceHub)
-    }
-
     /// The place an office certificate gives: a township window at its 9-digit
     /// division, a county DPF or civil affairs bureau at its 6-digit county, a hub at
     /// its 6-digit county, 2-digit province or [`NATIONAL_DIVISION`]. Supervisors

@@ -127,13 +127,6 @@ pub enum Message {
         /// The cases.
         cases: Vec<CaseId>,
     },
-    /// A whole saved document, for a receiver that has nothing of it.
-    Doc {
-        /// The case.
-        case: CaseId,
-        /// `Automerge::save` output.
-        bytes: Vec<u8>,
-    },
     /// Whole saved documents, for a receiver that has nothing of them: the answer
     /// to [`Message::WantDocs`], many documents a frame so the receiver admits
     /// them as one batch (one store transaction, verification spread over cores).
@@ -248,8 +241,6 @@ pub enum Kind {
     Inventory,
     /// [`Message::WantDocs`].
     WantDocs,
-    /// [`Message::Doc`].
-    Doc,
     /// [`Message::DocSync`].
     DocSync,
     /// [`Message::Docs`].
@@ -275,7 +266,7 @@ impl Kind {
             Kind::Hello => 1,
             Kind::Inventory => 2,
             Kind::WantDocs => 3,
-            Kind::Doc => 4,
+            // 4 was `Doc` (one whole document), retired for `Docs`: never reuse it.
             Kind::DocSync => 5,
             Kind::Ack => 6,
             Kind::Directory => 7,
@@ -293,7 +284,7 @@ impl Kind {
             1 => Kind::Hello,
             2 => Kind::Inventory,
             3 => Kind::WantDocs,
-            4 => Kind::Doc,
+            // 4, the retired `Doc`, is an unknown kind.
             5 => Kind::DocSync,
             6 => Kind::Ack,
             7 => Kind::Directory,
@@ -436,7 +427,6 @@ impl Message {
             Message::Hello(_) => Kind::Hello,
             Message::Inventory(_) => Kind::Inventory,
             Message::WantDocs { .. } => Kind::WantDocs,
-            Message::Doc { .. } => Kind::Doc,
             Message::Docs { .. } => Kind::Docs,
             Message::DocSync { .. } => Kind::DocSync,
             Message::Ack { .. } => Kind::Ack,
@@ -487,10 +477,6 @@ impl Message {
                 for case in cases {
                     w.id("case", case.as_str())?;
                 }
-            }
-            Message::Doc { case, bytes } => {
-                w.id("case", case.as_str())?;
-                w.blob("bytes", bytes, MAX_PAYLOAD)?;
             }
             Message::Docs { docs } => {
                 w.count("docs", docs.len(), MAX_DOCS)?;
@@ -652,10 +638,6 @@ impl Message {
                 }
                 Message::WantDocs { cases }
             }
-            Kind::Doc => Message::Doc {
-                case: r.case("case")?,
-                bytes: r.blob("bytes", MAX_PAYLOAD)?.to_vec(),
-            },
             Kind::Docs => {
                 // The smallest entry is an 18-byte case id and an empty blob.
                 let n = r.count("docs", MAX_DOCS, 1 + 18 + 4)?;
@@ -1058,7 +1040,6 @@ mod tests {
             inventory,
             proptest::collection::vec(arb_case(), 0..5)
                 .prop_map(|cases| Message::WantDocs { cases }),
-            (arb_case(), arb_bytes(300)).prop_map(|(case, bytes)| Message::Doc { case, bytes }),
             proptest::collection::vec((arb_case(), arb_bytes(100)), 0..4)
                 .prop_map(|docs| Message::Docs { docs }),
             (arb_case(), arb_bytes(300))
@@ -1167,6 +1148,11 @@ mod tests {
         check(
             b"TB\x01\x63\0\0\0\0",
             expect!["error: unknown message kind 99"],
+        );
+        // Kind 4 was `Doc`, retired for `Docs`: no longer a message.
+        check(
+            b"TB\x01\x04\0\0\0\0",
+            expect!["error: unknown message kind 4"],
         );
         check(
             b"TB\x01\x01\x7f\xff\xff\xff",

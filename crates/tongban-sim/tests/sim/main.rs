@@ -6,3 +6,4 @@ mod admission;
 mod campaign;
 mod checker;
 mod materials;
+mod sessions;

@@ -472,7 +472,7 @@ impl Net {
     }
 
     /// Messages delivered from `from` to `to` matching `f`.
-    fn sent<'a>(
+    pub(crate) fn sent<'a>(
         &'a self,
         from: &'a str,
         to: &'a str,

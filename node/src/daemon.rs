@@ -255,6 +255,27 @@ pub struct NodeStatus {
     pub materials_missing: u64,
     /// Peers: those connected now and those remembered from earlier sessions.
     pub peers: Vec<PeerStatus>,
+    /// The documents and messages this node refused from its peers since it
+    /// started, newest last (at most [`MAX_REFUSALS`]): an unsigned or
+    /// unauthorised change names the case, the change's office and the path.
+    #[serde(default)]
+    pub refusals: Vec<RefusalRecord>,
+}
+
+/// How many refusals `node status` keeps.
+pub const MAX_REFUSALS: usize = 50;
+
+/// One refusal, as `node status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusalRecord {
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// The peer that sent it.
+    pub peer: String,
+    /// The case concerned, if any.
+    pub case: Option<String>,
+    /// Why, with the change, its office and the path for a refused change.
+    pub reason: String,
 }
 
 fn peer_status_key(peer: &str) -> String {
@@ -289,6 +310,7 @@ pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
         directory_version: node.directory().ok().map(|d| d.version),
         materials_missing: store.missing_materials()?.len() as u64,
         peers,
+        refusals: Vec::new(),
     })
 }
 
@@ -347,6 +369,8 @@ pub struct Engine {
     next_frame: u64,
     /// Where admission parts report.
     checked: mpsc::UnboundedSender<Input>,
+    /// Recent refusals, for `node status`.
+    refusals: std::collections::VecDeque<RefusalRecord>,
 }
 
 impl Engine {
@@ -378,7 +402,9 @@ impl Engine {
             directory_version: None,
             materials_missing: 0,
             peers: Vec::new(),
+            refusals: Vec::new(),
         });
+        status.refusals = self.refusals.iter().cloned().collect();
         status.running = true;
         status.listen = Some(self.endpoint.local_addr().to_string());
         let mut merged: BTreeMap<String, PeerStatus> = status
@@ -487,7 +513,16 @@ impl Engine {
                     tracing::warn!(%case, "case carries a fork; the offices concerned must resolve it");
                 }
                 Event::Refused { peer, case, reason } => {
-                    tracing::warn!(%peer, case = ?case.map(|c| c.to_string()), %reason, "refused");
+                    tracing::warn!(%peer, case = ?case.as_ref().map(|c| c.short()), %reason, "refused");
+                    if self.refusals.len() == MAX_REFUSALS {
+                        self.refusals.pop_front();
+                    }
+                    self.refusals.push_back(RefusalRecord {
+                        at_ms: self.clock.now().millis(),
+                        peer: peer.to_string(),
+                        case: case.map(|c| c.to_string()),
+                        reason,
+                    });
                 }
                 Event::DirectoryUpdated { version } => {
                     tracing::info!(version, "directory updated");
@@ -744,6 +779,7 @@ impl Daemon {
             admitting: BTreeMap::new(),
             next_frame: 0,
             checked,
+            refusals: std::collections::VecDeque::new(),
         };
         let engine_stop = shutdown_rx.clone();
         let engine_task = tokio::spawn(async move {

@@ -420,7 +420,8 @@ impl LocalNode {
             })
     }
 
-    fn signing(&self, now: Timestamp) -> Result<SigningOffice<'_>, NodeError> {
+    /// This office's key and what its certificate says, for signing at `now`.
+    pub fn signing(&self, now: Timestamp) -> Result<SigningOffice<'_>, NodeError> {
         let cert = self.certificate(now)?;
         Ok(SigningOffice {
             key: &self.key,

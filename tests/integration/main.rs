@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod archive;
+mod authorship;
 mod backup;
 mod calendar;
 mod daemon;

@@ -14,11 +14,11 @@ use tongban_node::daemon::{Clock, Daemon, NodeConfig, StartOptions};
 use tongban_node::provision::{OfficeSpec, provision};
 use tongban_store::MaterialHash;
 
-const ACCEPTANCE: &str = "440106001";
-const DOMICILE: &str = "130102001";
-const DPF: &str = "130102-dpf";
-const CIVIL: &str = "130102-ca";
-const OFFICES: [(&str, Role, &str); 5] = [
+pub(crate) const ACCEPTANCE: &str = "440106001";
+pub(crate) const DOMICILE: &str = "130102001";
+pub(crate) const DPF: &str = "130102-dpf";
+pub(crate) const CIVIL: &str = "130102-ca";
+pub(crate) const OFFICES: [(&str, Role, &str); 5] = [
     ("hub-cn", Role::Hub, "00"),
     (ACCEPTANCE, Role::Township, "440106001"),
     (DOMICILE, Role::Township, "130102001"),
@@ -26,13 +26,13 @@ const OFFICES: [(&str, Role, &str); 5] = [
     (CIVIL, Role::CountyCivilAffairs, "130102"),
 ];
 
-struct Net {
+pub(crate) struct Net {
     _tmp: tempfile::TempDir,
-    nodes: BTreeMap<&'static str, Daemon>,
+    pub(crate) nodes: BTreeMap<&'static str, Daemon>,
     next_resident: usize,
 }
 
-fn opinion(outcome: Outcome, text: &str) -> Payload {
+pub(crate) fn opinion(outcome: Outcome, text: &str) -> Payload {
     Payload {
         opinion: text.into(),
         outcome: Some(outcome),
@@ -41,7 +41,7 @@ fn opinion(outcome: Outcome, text: &str) -> Payload {
 }
 
 impl Net {
-    async fn start() -> Net {
+    pub(crate) async fn start() -> Net {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let from = Timestamp(Timestamp::now().0 - 86_400_000);
@@ -74,7 +74,7 @@ impl Net {
     }
 
     /// A new cross-province case at the acceptance office, materials attached.
-    async fn new_case(&mut self) -> CaseId {
+    pub(crate) async fn new_case(&mut self) -> CaseId {
         self.next_resident += 1;
         let first17 = format!("1301021968051{:04}", self.next_resident);
         let id = format!("{first17}{}", resident_id_check_char(&first17).unwrap());
@@ -111,7 +111,7 @@ impl Net {
             .unwrap()
     }
 
-    async fn act(&self, office: &str, case: &CaseId, to: Stage, payload: Payload) {
+    pub(crate) async fn act(&self, office: &str, case: &CaseId, to: Stage, payload: Payload) {
         let case = case.clone();
         self.nodes[office]
             .handle()
@@ -124,7 +124,7 @@ impl Net {
             .unwrap_or_else(|e| panic!("{office} cannot sign {}: {e}", to.code()));
     }
 
-    async fn stage(&self, office: &str, case: &CaseId) -> Option<Stage> {
+    pub(crate) async fn stage(&self, office: &str, case: &CaseId) -> Option<Stage> {
         let case = case.clone();
         self.nodes[office]
             .handle()
@@ -134,7 +134,7 @@ impl Net {
     }
 
     /// Waits until `office` holds `case` with the latest transition at `stage`.
-    async fn wait(&self, office: &str, case: &CaseId, stage: Stage) {
+    pub(crate) async fn wait(&self, office: &str, case: &CaseId, stage: Stage) {
         let start = Instant::now();
         loop {
             let held = self.stage(office, case).await;
@@ -152,7 +152,7 @@ impl Net {
 
     /// The stages of the signed history on every node on the route, which must
     /// agree, verify clean and equal `expected`.
-    async fn history(&self, case: &CaseId, expected: &[Stage]) {
+    pub(crate) async fn history(&self, case: &CaseId, expected: &[Stage]) {
         let mut seen = None;
         for (id, daemon) in &self.nodes {
             let case = case.clone();
@@ -234,7 +234,7 @@ impl Net {
         }
     }
 
-    async fn push(&mut self) -> CaseId {
+    pub(crate) async fn push(&mut self) -> CaseId {
         let case = self.new_case().await;
         self.act(ACCEPTANCE, &case, Stage::Accepted, Payload::default())
             .await;
@@ -244,7 +244,7 @@ impl Net {
         case
     }
 
-    async fn finish_approved(&self, case: &CaseId) {
+    pub(crate) async fn finish_approved(&self, case: &CaseId) {
         self.act(
             DOMICILE,
             case,
@@ -309,7 +309,7 @@ impl Net {
             case,
             Stage::Notified,
             Payload {
-                method: Some("in-person".into()),
+                method: Some("in_person".into()),
                 opinion: "当面告知不予批准理由".into(),
                 ..Payload::default()
             },

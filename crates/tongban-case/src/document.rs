@@ -1323,8 +1323,18 @@ pub fn check_guards(
             Err(err) => problems.push(err.to_string()),
         }
     }
-    if to == Stage::Notified && payload.method.is_none() {
-        problems.push("告知须记录方式 notified needs the notification method".into());
+    const METHODS: [&str; 4] = ["phone", "sms", "in_person", "letter"];
+    match (&payload.method, to) {
+        (None, Stage::Notified) => {
+            problems.push("告知须记录方式 notified needs the notification method".into());
+        }
+        (Some(method), Stage::Notified) if !METHODS.contains(&method.as_str()) => {
+            problems.push(format!(
+                "告知方式无效 the notification method {method:?} is not one of {}",
+                METHODS.join(", ")
+            ));
+        }
+        _ => {}
     }
     problems
 }

@@ -328,8 +328,14 @@ fn row_admits(
     };
     when && match row.writer {
         Writer::Office(signer) => signer_admits(signer, office, case),
-        // The writer signed the transition itself, which the stage table checked.
-        Writer::TransitionSigner => matches!(situation, Situation::With(_)),
+        // The writer signs the transition itself: an office the stage table
+        // names as a signer of some row into that stage.
+        Writer::TransitionSigner => match situation {
+            Situation::With(to) => crate::stage::TRANSITIONS
+                .iter()
+                .any(|rule| rule.to == to && signer_admits(rule.signer, office, case)),
+            _ => false,
+        },
     }
 }
 

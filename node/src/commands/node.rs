@@ -206,5 +206,20 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
             peer.waiting
         );
     }
+    if !status.refusals.is_empty() {
+        println!(
+            "已拒收 refused from peers（最近 {} 条 latest）:",
+            status.refusals.len()
+        );
+        for refusal in &status.refusals {
+            println!(
+                "  {}  来自 from {}  案件 case {}  {}",
+                Timestamp(refusal.at_ms).china_display(),
+                refusal.peer,
+                refusal.case.as_deref().unwrap_or("—"),
+                refusal.reason
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

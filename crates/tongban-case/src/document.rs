@@ -876,10 +876,22 @@ impl Chain {
         };
         let mut prev: Option<[u8; 32]> = None;
         while let Some(mut next) = by_prev.remove(&prev) {
+            next.sort_by_key(|l| l.hash);
+            // Another valid signature over the same transition is the same
+            // transition, not a fork (the lowest hash stands for it).
+            let mut unique: Vec<ChainLink> = Vec::with_capacity(next.len());
+            for link in next {
+                if !unique
+                    .iter()
+                    .any(|u| u.signed.transition == link.signed.transition)
+                {
+                    unique.push(link);
+                }
+            }
+            let mut next = unique;
             if next.len() > 1 {
                 chain.forked = true;
             }
-            next.sort_by_key(|l| l.hash);
             let link = next.swap_remove(0);
             prev = Some(link.hash);
             chain.links.push(link);

@@ -667,8 +667,23 @@ fn link(
     refused: &HashMap<[u8; 32], usize>,
     checker: &mut Checker<'_, '_>,
 ) -> Chain {
-    let by_hash: HashMap<[u8; 32], usize> =
-        nodes.iter().enumerate().map(|(i, n)| (n.hash, i)).collect();
+    // Two encodings of one signed statement (the same transition, another
+    // valid signature over it) are one transition, not a fork: the one with
+    // the lowest hash stands for both, and a successor may name either.
+    let mut canonical: Vec<usize> = (0..nodes.len()).collect();
+    for i in 0..nodes.len() {
+        if let Some(j) = (0..nodes.len()).find(|&j| {
+            nodes[j].signed.transition == nodes[i].signed.transition
+                && nodes[j].hash < nodes[canonical[i]].hash
+        }) {
+            canonical[i] = j;
+        }
+    }
+    let by_hash: HashMap<[u8; 32], usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.hash, canonical[i]))
+        .collect();
     let mut chain = Chain {
         parent: vec![None; nodes.len()],
         children: vec![Vec::new(); nodes.len()],
@@ -676,6 +691,9 @@ fn link(
         detached: Vec::new(),
     };
     for (i, node) in nodes.iter().enumerate() {
+        if canonical[i] != i {
+            continue;
+        }
         let t = &node.signed.transition;
         match t.prev {
             None if t.seq == 0 => chain.genesis.push(i),

@@ -317,7 +317,7 @@ fn a_document_older_than_announced_when_stored_is_brought_up_to_date_at_once() {
         tongban_domain::division::DivisionCode::parse(TD).unwrap(),
     )
     .unwrap();
-    net.add_scan(TA, &case, route);
+    net.add_write(TA, &case, route);
     // Well under the stall period (20 s here): only an immediate sync makes it.
     net.run(5_000);
     assert_eq!(

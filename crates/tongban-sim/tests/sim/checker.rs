@@ -136,3 +136,50 @@ fn materials_travel_in_the_campaign() {
     }
     assert!(carried > 0);
 }
+
+#[test]
+fn a_case_planted_at_a_route_node_before_its_push_is_caught() {
+    let mut sim = healed();
+    // A new case, still a draft at its acceptance office, written straight
+    // into the store of the domicile township — a member of its full route.
+    let track = sim.cases[0].clone();
+    let place = |code| tongban_sync::route::Place::Township(code);
+    let acceptance = sim.world.at(&place(track.route.acceptance())).unwrap();
+    let domicile = sim.world.at(&place(track.route.domicile())).unwrap();
+    assert_ne!(domicile, acceptance, "the seed's first case travels");
+    let office = sim.office(acceptance).clone();
+    let now = sim.clock(acceptance);
+    let case = tongban_domain::ids::CaseId::new(&office.division, now.china_date(), [9, 9, 9, 9])
+        .unwrap();
+    let resident = tongban_sim::world::resident_id(
+        &mut tongban_sim::rng::Rng::new(5),
+        &track.route.domicile().to_string(),
+    );
+    let (mut draft, _) = tongban_sim::world::create_case(
+        &office,
+        &case,
+        &track.route.domicile().to_string(),
+        &resident,
+        now,
+    )
+    .unwrap();
+    let planted = draft.automerge_mut().document().clone();
+    assert!(!tongban_sync::admit::released(
+        &tongban_sync::admit::transitions_of(&planted)
+    ));
+    let mut ghost = track.clone();
+    ghost.id = case.clone();
+    sim.cases.push(ghost);
+    let holder = sim.office(domicile).id.clone();
+    sim.store_mut(domicile)
+        .unwrap()
+        .commit(vec![StoreWrite::case(case, track.route, planted, None)])
+        .unwrap();
+    let violations = check(&sim);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&holder.to_string()) && v.contains("before it was pushed")),
+        "{violations:?}"
+    );
+}

@@ -395,6 +395,22 @@ impl Net {
             .finalize_xof()
             .fill(&mut scan);
         attach_material(&mut document, &office, "id_card", &scan, now).unwrap();
+        // Accepted and pushed: a case leaves its acceptance office only then.
+        let operator = tongban_domain::ids::Operator::parse("sim-clerk").unwrap();
+        for to in [
+            tongban_domain::stage::Stage::Accepted,
+            tongban_domain::stage::Stage::Pushed,
+        ] {
+            document
+                .apply(
+                    to,
+                    &office.signing(),
+                    &operator,
+                    now,
+                    &tongban_case::Payload::default(),
+                )
+                .unwrap();
+        }
         let route = CaseRoute::new(
             DivisionCode::parse(&office.division).unwrap(),
             DivisionCode::parse(domicile).unwrap(),
@@ -435,16 +451,29 @@ impl Net {
         self.flush(office);
     }
 
-    /// Attaches another scan to `case` at `office` (a new change of the
-    /// document), written as the office application does.
-    pub(crate) fn add_scan(&mut self, office: &str, case: &CaseId, route: CaseRoute) {
+    /// A later signed write to `case` at `office` (the applicant's evaluation,
+    /// which the acceptance office records at any stage after intake), written
+    /// as the office application does.
+    pub(crate) fn add_write(&mut self, office: &str, case: &CaseId, route: CaseRoute) {
         let o = self.world.offices[self.index(office)].clone();
         let now = Timestamp(self.now);
         let doc = self.nodes[office].store.load(case).unwrap().unwrap();
         let mut document = tongban_case::CaseDocument::load(&doc.save()).unwrap();
-        let scan = format!("second scan of {case}").into_bytes();
-        attach_material(&mut document, &o, "photo", &scan, now).unwrap();
-        self.write_local(office, case, route, &mut document, scan);
+        let operator = tongban_domain::ids::Operator::parse("sim-clerk").unwrap();
+        document
+            .record_evaluation(&o.signing(), &operator, now, 5, "满意")
+            .unwrap();
+        let node = self.nodes.get_mut(office).unwrap();
+        node.store
+            .commit(vec![StoreWrite::case(
+                case.clone(),
+                route,
+                document.automerge_mut().document().clone(),
+                None,
+            )])
+            .unwrap();
+        node.sync.handle_local_change(&mut node.store, now).unwrap();
+        self.flush(office);
     }
 
     /// The bytes `office` holds for `scan`'s hash, read back and checked.

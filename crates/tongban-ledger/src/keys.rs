@@ -47,6 +47,24 @@ pub enum KeyError {
         /// Characters found.
         found_len: usize,
     },
+    /// The public key's 32 bytes are not the encoding of a curve point.
+    #[error("the public key is not a point of the ed25519 curve")]
+    NotAPoint,
+    /// The public key is a point of small order (a "weak" key): a signature
+    /// under it can hold for many messages, whoever made it.
+    #[error(
+        "the public key is a weak key (a point of small order): signatures under it prove nothing"
+    )]
+    SmallOrder,
+    /// The public key is a point written in a non-canonical encoding (`y + p`).
+    #[error("the public key is not the canonical encoding of its point")]
+    NonCanonical,
+    /// The public key has a small-order component: it is not in the prime-order
+    /// subgroup that every generated key lies in.
+    #[error(
+        "the public key has a small-order component (it is outside the prime-order subgroup every generated key lies in)"
+    )]
+    MixedTorsion,
     /// A key file line is wrong.
     #[error("key file line {line}: {reason}")]
     KeyFile {
@@ -84,6 +102,28 @@ impl PublicKey {
             })
     }
 
+    /// Checks that the key is one a signing key generates: a canonically encoded
+    /// curve point in the prime-order subgroup. Refuses what strict verification
+    /// refuses (small-order, "weak" keys: [`KeyError::SmallOrder`]) and, beyond
+    /// it, non-canonical encodings and points with a small-order component, which
+    /// no [`OfficeKey`] has and which only a crafted key would. The directory
+    /// authority certifies no other key ([`crate::directory::DirectoryAuthority::issue`]).
+    pub fn check_strong(&self) -> Result<(), KeyError> {
+        let point = CompressedEdwardsY(self.0)
+            .decompress()
+            .ok_or(KeyError::NotAPoint)?;
+        if point.is_small_order() {
+            return Err(KeyError::SmallOrder);
+        }
+        if point.compress().0 != self.0 {
+            return Err(KeyError::NonCanonical);
+        }
+        if !point.is_torsion_free() {
+            return Err(KeyError::MixedTorsion);
+        }
+        Ok(())
+    }
+
     /// Whether `signature` is a valid ed25519 signature by this key over `message`.
     /// Uses strict verification: non-canonical signatures and weak keys are refused,
     /// so one message has one valid signature encoding per key.
@@ -91,72 +131,97 @@ impl PublicKey {
         let Some(key) = verifying_key(&self.0) else {
             return false;
         };
-        let signature = Signature::from_bytes(signature);
-        key.verify_strict(message, &signature).is_ok()
+        strict(&key.key, message, signature)
     }
+}
+
+/// Dalek's strict verification: the definition of a valid signature here.
+fn strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+    key.verify_strict(message, &Signature::from_bytes(signature))
+        .is_ok()
 }
 
 /// Whether every `(message, signature, key)` verifies, checked together with
 /// ed25519 batch verification: one multiscalar multiplication with one term per
-/// signature's `R` and one per distinct key (10–17 µs a signature here against
-/// 40–50 µs one at a time, `cargo bench -p
-/// tongban-ledger --bench batch`). Weak (small-order) keys and non-canonical `s`
-/// are refused as by [`PublicKey::verify`].
+/// signature's `R` and one per distinct key.
 ///
-/// The batch equation is cofactorless with 128-bit coefficients derived from a
-/// transcript of all the inputs, so it accepts every set that one-at-a-time
-/// strict verification accepts. It can also accept a signature whose `R` the
-/// *signer* crafted with a small-order component (about one try in eight); strict
-/// verification refuses such a signature. Nobody without the signing key can
-/// produce one. Callers that must name the failing entry verify one at a time
-/// when the batch fails.
+/// It decides exactly as [`PublicKey::verify`] (dalek's `verify_strict`) decides
+/// each signature alone, whatever else is in the batch: `true` exactly when every
+/// signature verifies strictly (but for the batch equation's chance of about
+/// 2^-128 of passing a wrong set, which nobody can steer: the coefficients hash
+/// every input). A signature is valid or not; it never depends on its company.
+///
+/// How: every signature first passes the checks strict verification makes before
+/// its equation — `s` canonical (`s < ℓ`), `R` a curve point, not of small order
+/// and canonically encoded (strict verification compares the canonical encoding
+/// of the `R` it computes with the bytes given, so no other encoding can pass),
+/// the key a curve point not of small order. Strict verification's equation is
+/// the cofactorless `[s]B = R + [k]A`, and the batch equation is too: the sum
+/// over signatures of `z·([s]B − R − [k]A)` with random 128-bit `z`, with the
+/// scalars of one key added up mod ℓ. When every point lies in the prime-order
+/// subgroup the two agree: each term is a multiple of `B`, and a nonzero one
+/// survives the random combination but with chance 2^-128. A point with a
+/// small-order component breaks that both ways: `z` times a small-order point
+/// vanishes for one `z` in two to eight, so a signature strict verification
+/// refuses (its `R` carries one) could pass; and grouping a key's scalars mod ℓ
+/// does not commute with a small-order component, so a signature strict
+/// verification accepts (its key's and its `R`'s components cancel) could fail.
+/// Such a signature — only its key's holder can make one, and no generated key
+/// or honest signer does — is therefore verified alone, strictly, and left out
+/// of the equation. Telling whether `R` lies in the subgroup takes a scalar
+/// multiplication by ℓ, about as long as a strict verification, so the batch
+/// now costs more than one-at-a-time verification (62–70 µs a signature against
+/// 50–54 µs, `cargo bench -p tongban-ledger --bench batch`).
+///
+/// Callers that must name the failing entry verify one at a time when the batch
+/// fails.
 pub fn verify_batch(items: &[(&[u8], &[u8; 64], &PublicKey)]) -> bool {
     // Written here rather than taken from `ed25519_dalek::verify_batch`, which has
-    // the same equation but one `[z·h]A` term per signature: a county's documents
-    // are signed by a handful of office keys, so grouping the terms by key makes
-    // the multiscalar multiplication about half as long (n + keys + 1 points
-    // instead of 2n + 1). Inputs, checks and the equation are dalek's; only the
-    // grouping and the transcript hash (BLAKE3 instead of Merlin) differ.
-    // `ed25519-zebra` groups keys too but verifies by ZIP-215 rules, which accept
-    // what our strict rules refuse.
+    // the same equation but one `[z·h]A` term per signature and none of strict
+    // verification's checks: a county's documents are signed by a handful of
+    // office keys, so grouping the terms by key makes the multiscalar
+    // multiplication about half as long (n + keys + 1 points instead of 2n + 1).
+    // Only the grouping and the transcript hash (BLAKE3 instead of Merlin) differ
+    // from dalek's equation. `ed25519-zebra` groups keys too but verifies by
+    // ZIP-215 rules, which accept what our strict rules refuse.
     let mut hasher = blake3::Hasher::new_derive_key("tongban 2026 ed25519 batch coefficients v1");
     let mut key_slot: Vec<[u8; 32]> = Vec::new();
     let mut key_points: Vec<EdwardsPoint> = Vec::new();
-    let mut entries: Vec<(usize, Scalar, Scalar, CompressedEdwardsY)> =
-        Vec::with_capacity(items.len());
+    let mut entries: Vec<(usize, Scalar, Scalar, EdwardsPoint)> = Vec::with_capacity(items.len());
     for (message, signature, key) in items {
+        let Some(parts) = strict_parts(signature, key) else {
+            return false;
+        };
+        if !parts.key.torsion_free || !torsion_free(&parts.r) {
+            if strict(&parts.key.key, message, signature) {
+                continue;
+            }
+            return false;
+        }
         let slot = match key_slot.iter().position(|k| *k == key.0) {
             Some(slot) => slot,
             None => {
-                let Some(verifying) = verifying_key(&key.0) else {
-                    return false;
-                };
-                if verifying.is_weak() {
-                    return false;
-                }
                 key_slot.push(key.0);
-                key_points.push(verifying.to_edwards());
+                key_points.push(parts.key.key.to_edwards());
                 key_slot.len() - 1
             }
         };
-        let (r_bytes, s_bytes) = signature.split_at(32);
-        let Ok(s_bytes) = <[u8; 32]>::try_from(s_bytes) else {
-            return false;
-        };
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
-            return false;
-        };
-        let Ok(r) = CompressedEdwardsY::from_slice(r_bytes) else {
-            return false;
-        };
         let mut sha = Sha512::new();
-        sha.update(r_bytes);
+        sha.update(&signature[..32]);
         sha.update(key.0);
         sha.update(message);
         let hram: [u8; 64] = sha.finalize().into();
         hasher.update(&hram);
-        hasher.update(&s_bytes);
-        entries.push((slot, Scalar::from_bytes_mod_order_wide(&hram), s, r));
+        hasher.update(parts.s.as_bytes());
+        entries.push((
+            slot,
+            Scalar::from_bytes_mod_order_wide(&hram),
+            parts.s,
+            parts.r,
+        ));
+    }
+    if entries.is_empty() {
+        return true;
     }
     // 128-bit coefficients from a transcript of every input, as dalek derives them:
     // whoever chose the signatures cannot choose the coefficients.
@@ -165,50 +230,100 @@ pub fn verify_batch(items: &[(&[u8], &[u8; 64], &PublicKey)]) -> bool {
     let mut key_scalars = vec![Scalar::ZERO; key_points.len()];
     let mut r_scalars = Vec::with_capacity(entries.len());
     let mut r_points = Vec::with_capacity(entries.len());
-    for (slot, hram, s, r) in &entries {
+    for (slot, hram, s, r) in entries {
         let mut z = [0u8; 16];
         coefficients.fill(&mut z);
         let z = Scalar::from(u128::from_le_bytes(z));
         basepoint -= z * s;
-        if let Some(sum) = key_scalars.get_mut(*slot) {
+        if let Some(sum) = key_scalars.get_mut(slot) {
             *sum += z * hram;
         }
         r_scalars.push(z);
-        r_points.push(r.decompress());
+        r_points.push(r);
     }
-    EdwardsPoint::optional_multiscalar_mul(
+    EdwardsPoint::vartime_multiscalar_mul(
         std::iter::once(basepoint)
             .chain(r_scalars)
             .chain(key_scalars),
-        std::iter::once(Some(ED25519_BASEPOINT_POINT))
+        std::iter::once(ED25519_BASEPOINT_POINT)
             .chain(r_points)
-            .chain(key_points.into_iter().map(Some)),
+            .chain(key_points),
     )
-    .is_some_and(|sum| sum.is_identity())
+    .is_identity()
+}
+
+/// What strict verification has checked of one signature before its equation.
+struct StrictParts {
+    /// `s`, canonical.
+    s: Scalar,
+    /// `R`, a canonically encoded point not of small order.
+    r: EdwardsPoint,
+    /// The key, a point not of small order.
+    key: CachedKey,
+}
+
+/// The parts of a signature that pass every check `verify_strict` makes before
+/// its equation, or `None` when one fails (strict verification then refuses the
+/// signature whatever the equation says).
+fn strict_parts(signature: &[u8; 64], key: &PublicKey) -> Option<StrictParts> {
+    let (r_bytes, s_bytes) = signature.split_at(32);
+    let s_bytes: [u8; 32] = s_bytes.try_into().ok()?;
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+    let r_bytes: [u8; 32] = r_bytes.try_into().ok()?;
+    let r = CompressedEdwardsY(r_bytes).decompress()?;
+    if r.is_small_order() || r.compress().0 != r_bytes {
+        return None;
+    }
+    let key = verifying_key(&key.0)?;
+    if key.key.is_weak() {
+        return None;
+    }
+    Some(StrictParts { s, r, key })
+}
+
+/// Whether `point` lies in the prime-order subgroup (`[ℓ]P` is the identity),
+/// computed as `[ℓ−1]P + P` in variable time — the points are public — a little
+/// faster than `EdwardsPoint::is_torsion_free`.
+fn torsion_free(point: &EdwardsPoint) -> bool {
+    let l_minus_one = -Scalar::ONE;
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO) + point)
+        .is_identity()
 }
 
 /// Most decompressed keys one thread keeps (a directory certifies a few thousand
 /// offices; a thread that sees more starts over).
 const KEY_CACHE: usize = 4096;
 
+/// A decompressed key and whether it lies in the prime-order subgroup.
+#[derive(Clone, Copy)]
+struct CachedKey {
+    key: VerifyingKey,
+    torsion_free: bool,
+}
+
 thread_local! {
     /// Decompressed verifying keys by their bytes. Decompressing a key (a square
     /// root in the field) is about a sixth of a verification, and a node verifies
     /// the same few office keys again and again; a per-thread map needs no lock
-    /// when admission verifies on several threads.
-    static VERIFYING_KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
+    /// when admission verifies on several threads. The subgroup check the batch
+    /// needs is made once per key, here.
+    static VERIFYING_KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], CachedKey>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// The decompressed key of `bytes`, from the thread's cache when it is there;
 /// `None` when the bytes are not a curve point.
-fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+fn verifying_key(bytes: &[u8; 32]) -> Option<CachedKey> {
     VERIFYING_KEYS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(key) = cache.get(bytes) {
             return Some(*key);
         }
         let key = VerifyingKey::from_bytes(bytes).ok()?;
+        let key = CachedKey {
+            key,
+            torsion_free: torsion_free(&key.to_edwards()),
+        };
         if cache.len() >= KEY_CACHE {
             cache.clear();
         }

@@ -20,13 +20,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha512};
 use thiserror::Error;
 
 use crate::encoding::{from_hex, to_hex};
@@ -131,199 +127,59 @@ impl PublicKey {
         let Some(key) = verifying_key(&self.0) else {
             return false;
         };
-        strict(&key.key, message, signature)
+        let signature = Signature::from_bytes(signature);
+        key.verify_strict(message, &signature).is_ok()
     }
 }
 
-/// Dalek's strict verification: the definition of a valid signature here.
-fn strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    key.verify_strict(message, &Signature::from_bytes(signature))
-        .is_ok()
-}
-
-/// Whether every `(message, signature, key)` verifies, checked together with
-/// ed25519 batch verification: one multiscalar multiplication with one term per
-/// signature's `R` and one per distinct key.
+/// Whether every `(message, signature, key)` verifies: exactly whether
+/// [`PublicKey::verify`] (dalek's `verify_strict`) accepts each of them alone.
+/// A signature is valid or not whatever else is in the set (issue #13,
+/// "signatures mean one thing"); stops at the first that fails. Callers that
+/// must name the failing entry check one at a time when the set fails.
 ///
-/// It decides exactly as [`PublicKey::verify`] (dalek's `verify_strict`) decides
-/// each signature alone, whatever else is in the batch: `true` exactly when every
-/// signature verifies strictly (but for the batch equation's chance of about
-/// 2^-128 of passing a wrong set, which nobody can steer: the coefficients hash
-/// every input). A signature is valid or not; it never depends on its company.
-///
-/// How: every signature first passes the checks strict verification makes before
-/// its equation — `s` canonical (`s < ℓ`), `R` a curve point, not of small order
-/// and canonically encoded (strict verification compares the canonical encoding
-/// of the `R` it computes with the bytes given, so no other encoding can pass),
-/// the key a curve point not of small order. Strict verification's equation is
-/// the cofactorless `[s]B = R + [k]A`, and the batch equation is too: the sum
-/// over signatures of `z·([s]B − R − [k]A)` with random 128-bit `z`, with the
-/// scalars of one key added up mod ℓ. When every point lies in the prime-order
-/// subgroup the two agree: each term is a multiple of `B`, and a nonzero one
-/// survives the random combination but with chance 2^-128. A point with a
-/// small-order component breaks that both ways: `z` times a small-order point
-/// vanishes for one `z` in two to eight, so a signature strict verification
-/// refuses (its `R` carries one) could pass; and grouping a key's scalars mod ℓ
-/// does not commute with a small-order component, so a signature strict
-/// verification accepts (its key's and its `R`'s components cancel) could fail.
-/// Such a signature — only its key's holder can make one, and no generated key
-/// or honest signer does — is therefore verified alone, strictly, and left out
-/// of the equation. Telling whether `R` lies in the subgroup takes a scalar
-/// multiplication by ℓ, about as long as a strict verification, so the batch
-/// now costs more than one-at-a-time verification (62–70 µs a signature against
-/// 50–54 µs, `cargo bench -p tongban-ledger --bench batch`).
-///
-/// Callers that must name the failing entry verify one at a time when the batch
-/// fails.
+/// Why no batch equation: strict verification's equation is the cofactorless
+/// `[s]B = R + [k]A`. A batch equation (dalek's, or the key-grouped one this
+/// function had) sums `z·([s]B − R − [k]A)` over the signatures with random
+/// 128-bit `z`, and agrees with it only while every `R` and key lies in the
+/// prime-order subgroup: `z` times a small-order point vanishes for one `z` in
+/// two to eight, so a signature whose `R` its signer built with a small-order
+/// component passed in one batch and failed in another, and grouping a key's
+/// scalars mod ℓ made a strictly valid signature of a key with such a component
+/// fail. Keeping such points out of the equation takes a multiplication by ℓ
+/// per `R` — as long as a strict verification — after which the batch measured
+/// 62–70 µs a signature against 50–54 µs one at a time (`cargo bench -p
+/// tongban-ledger --bench batch`; the batch alone was 9–12 µs). Only the
+/// cofactored equation `[8]([s]B − R − [k]A) = 0` can be batched exactly, and
+/// it is not strict verification's.
 pub fn verify_batch(items: &[(&[u8], &[u8; 64], &PublicKey)]) -> bool {
-    // Written here rather than taken from `ed25519_dalek::verify_batch`, which has
-    // the same equation but one `[z·h]A` term per signature and none of strict
-    // verification's checks: a county's documents are signed by a handful of
-    // office keys, so grouping the terms by key makes the multiscalar
-    // multiplication about half as long (n + keys + 1 points instead of 2n + 1).
-    // Only the grouping and the transcript hash (BLAKE3 instead of Merlin) differ
-    // from dalek's equation. `ed25519-zebra` groups keys too but verifies by
-    // ZIP-215 rules, which accept what our strict rules refuse.
-    let mut hasher = blake3::Hasher::new_derive_key("tongban 2026 ed25519 batch coefficients v1");
-    let mut key_slot: Vec<[u8; 32]> = Vec::new();
-    let mut key_points: Vec<EdwardsPoint> = Vec::new();
-    let mut entries: Vec<(usize, Scalar, Scalar, EdwardsPoint)> = Vec::with_capacity(items.len());
-    for (message, signature, key) in items {
-        let Some(parts) = strict_parts(signature, key) else {
-            return false;
-        };
-        if !parts.key.torsion_free || !torsion_free(&parts.r) {
-            if strict(&parts.key.key, message, signature) {
-                continue;
-            }
-            return false;
-        }
-        let slot = match key_slot.iter().position(|k| *k == key.0) {
-            Some(slot) => slot,
-            None => {
-                key_slot.push(key.0);
-                key_points.push(parts.key.key.to_edwards());
-                key_slot.len() - 1
-            }
-        };
-        let mut sha = Sha512::new();
-        sha.update(&signature[..32]);
-        sha.update(key.0);
-        sha.update(message);
-        let hram: [u8; 64] = sha.finalize().into();
-        hasher.update(&hram);
-        hasher.update(parts.s.as_bytes());
-        entries.push((
-            slot,
-            Scalar::from_bytes_mod_order_wide(&hram),
-            parts.s,
-            parts.r,
-        ));
-    }
-    if entries.is_empty() {
-        return true;
-    }
-    // 128-bit coefficients from a transcript of every input, as dalek derives them:
-    // whoever chose the signatures cannot choose the coefficients.
-    let mut coefficients = hasher.finalize_xof();
-    let mut basepoint = Scalar::ZERO;
-    let mut key_scalars = vec![Scalar::ZERO; key_points.len()];
-    let mut r_scalars = Vec::with_capacity(entries.len());
-    let mut r_points = Vec::with_capacity(entries.len());
-    for (slot, hram, s, r) in entries {
-        let mut z = [0u8; 16];
-        coefficients.fill(&mut z);
-        let z = Scalar::from(u128::from_le_bytes(z));
-        basepoint -= z * s;
-        if let Some(sum) = key_scalars.get_mut(slot) {
-            *sum += z * hram;
-        }
-        r_scalars.push(z);
-        r_points.push(r);
-    }
-    EdwardsPoint::vartime_multiscalar_mul(
-        std::iter::once(basepoint)
-            .chain(r_scalars)
-            .chain(key_scalars),
-        std::iter::once(ED25519_BASEPOINT_POINT)
-            .chain(r_points)
-            .chain(key_points),
-    )
-    .is_identity()
-}
-
-/// What strict verification has checked of one signature before its equation.
-struct StrictParts {
-    /// `s`, canonical.
-    s: Scalar,
-    /// `R`, a canonically encoded point not of small order.
-    r: EdwardsPoint,
-    /// The key, a point not of small order.
-    key: CachedKey,
-}
-
-/// The parts of a signature that pass every check `verify_strict` makes before
-/// its equation, or `None` when one fails (strict verification then refuses the
-/// signature whatever the equation says).
-fn strict_parts(signature: &[u8; 64], key: &PublicKey) -> Option<StrictParts> {
-    let (r_bytes, s_bytes) = signature.split_at(32);
-    let s_bytes: [u8; 32] = s_bytes.try_into().ok()?;
-    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
-    let r_bytes: [u8; 32] = r_bytes.try_into().ok()?;
-    let r = CompressedEdwardsY(r_bytes).decompress()?;
-    if r.is_small_order() || r.compress().0 != r_bytes {
-        return None;
-    }
-    let key = verifying_key(&key.0)?;
-    if key.key.is_weak() {
-        return None;
-    }
-    Some(StrictParts { s, r, key })
-}
-
-/// Whether `point` lies in the prime-order subgroup (`[ℓ]P` is the identity),
-/// computed as `[ℓ−1]P + P` in variable time — the points are public — a little
-/// faster than `EdwardsPoint::is_torsion_free`.
-fn torsion_free(point: &EdwardsPoint) -> bool {
-    let l_minus_one = -Scalar::ONE;
-    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO) + point)
-        .is_identity()
+    items
+        .iter()
+        .all(|(message, signature, key)| key.verify(message, signature))
 }
 
 /// Most decompressed keys one thread keeps (a directory certifies a few thousand
 /// offices; a thread that sees more starts over).
 const KEY_CACHE: usize = 4096;
 
-/// A decompressed key and whether it lies in the prime-order subgroup.
-#[derive(Clone, Copy)]
-struct CachedKey {
-    key: VerifyingKey,
-    torsion_free: bool,
-}
-
 thread_local! {
     /// Decompressed verifying keys by their bytes. Decompressing a key (a square
     /// root in the field) is about a sixth of a verification, and a node verifies
     /// the same few office keys again and again; a per-thread map needs no lock
-    /// when admission verifies on several threads. The subgroup check the batch
-    /// needs is made once per key, here.
-    static VERIFYING_KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], CachedKey>> =
+    /// when admission verifies on several threads.
+    static VERIFYING_KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// The decompressed key of `bytes`, from the thread's cache when it is there;
 /// `None` when the bytes are not a curve point.
-fn verifying_key(bytes: &[u8; 32]) -> Option<CachedKey> {
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
     VERIFYING_KEYS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(key) = cache.get(bytes) {
             return Some(*key);
         }
         let key = VerifyingKey::from_bytes(bytes).ok()?;
-        let key = CachedKey {
-            key,
-            torsion_free: torsion_free(&key.to_edwards()),
-        };
         if cache.len() >= KEY_CACHE {
             cache.clear();
         }
@@ -501,10 +357,12 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        /// The key-grouped batch decides as dalek's own batch verification does, on
-        /// sound sets and on sets with one signature, message or key altered.
+        /// `verify_batch` decides as dalek's own batch verification does on sound
+        /// sets and on sets with one signature, message or key altered (where the
+        /// two may differ, on crafted small-order components, `tests/ledger/strict.rs`
+        /// holds it to strict verification).
         #[test]
-        fn the_grouped_batch_agrees_with_dalek(
+        fn the_batch_agrees_with_dalek(
             signers in proptest::collection::vec(0usize..4, 1..40),
             alter in 0usize..4,
             at in 0usize..1000,

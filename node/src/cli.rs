@@ -241,7 +241,7 @@ pub enum DirectoryCommand {
         /// The office's public key (hex, as `tongban node init` printed it).
         #[arg(long)]
         public_key: String,
-        /// Years of validity from today.
+        /// Years of validity from today (at least 1).
         #[arg(long, default_value_t = 5)]
         valid_years: u32,
     },
@@ -272,7 +272,7 @@ pub enum DirectoryCommand {
         /// The new public key (hex).
         #[arg(long)]
         public_key: String,
-        /// Years of validity from today.
+        /// Years of validity from today (at least 1).
         #[arg(long, default_value_t = 5)]
         valid_years: u32,
     },

@@ -311,6 +311,85 @@ fn a_revoked_office_can_no_longer_sign() {
 }
 
 #[test]
+fn the_authority_certifies_only_strong_keys_for_a_real_time() {
+    let office = office("130102001");
+    let dir_file = office.auth.join("directory.tbdir");
+    let before = std::fs::read(&dir_file).unwrap();
+    let add = |key: &str, years: &str| {
+        run(
+            &office,
+            &[
+                "directory",
+                "add",
+                "--office",
+                "130102002",
+                "--name",
+                "测试第二街道办事处",
+                "--role",
+                "township",
+                "--division",
+                "130102002",
+                "--public-key",
+                key,
+                "--valid-years",
+                years,
+            ],
+        )
+    };
+    let refused = |out: std::process::Output, expect: &[&str]| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        for text in expect {
+            assert!(stderr(&out).contains(text), "{text}: {}", stderr(&out));
+        }
+    };
+    // The identity and a point of order 4 (small order), and bytes that are no
+    // curve point.
+    let identity = format!("01{}", "0".repeat(62));
+    refused(add(&identity, "5"), &["--public-key", "弱公钥", "weak key"]);
+    refused(add(&"0".repeat(64), "5"), &["--public-key", "small order"]);
+    let no_point = format!("02{}", "0".repeat(62));
+    refused(add(&no_point, "5"), &["--public-key", "not a point"]);
+    // The base point is a strong key, but not for zero years.
+    let strong = format!("58{}", "66".repeat(31));
+    refused(add(&strong, "0"), &["--valid-years", "至少一年"]);
+    // A rotation to a weak key is refused before the current key is revoked.
+    refused(
+        run(
+            &office,
+            &[
+                "directory",
+                "rotate",
+                "--office",
+                "130102001",
+                "--public-key",
+                &identity,
+            ],
+        ),
+        &["--public-key", "weak key"],
+    );
+    assert_eq!(std::fs::read(&dir_file).unwrap(), before);
+    ok(
+        &office,
+        &[
+            "directory",
+            "add",
+            "--office",
+            "130102002",
+            "--name",
+            "测试第二街道办事处",
+            "--role",
+            "township",
+            "--division",
+            "130102002",
+            "--public-key",
+            &strong,
+            "--valid-years",
+            "1",
+        ],
+    );
+}
+
+#[test]
 fn commands_without_a_node_say_how_to_make_one() {
     let tmp = tempfile::tempdir().unwrap();
     let office = Office {

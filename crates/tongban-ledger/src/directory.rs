@@ -72,7 +72,7 @@ use tongban_domain::ids::{OfficeId, Timestamp};
 use tongban_domain::stage::Role;
 
 use crate::encoding::{DecodeError, Reader, Writer};
-use crate::keys::{OfficeKey, PublicKey};
+use crate::keys::{KeyError, OfficeKey, PublicKey};
 
 const CERT_MAGIC: &[u8] = b"TBCRT";
 const REV_MAGIC: &[u8] = b"TBREV";
@@ -191,6 +191,29 @@ pub enum InvalidEntry {
     /// The revocation reason is too long or contains control characters.
     #[error("revocation reason must be at most {MAX_REASON} bytes without control characters")]
     Reason,
+    /// The key to certify is not a strong key ([`PublicKey::check_strong`]).
+    /// Refused when issuing; a directory already published is read as it is.
+    #[error("public key {fingerprint}: {reason}")]
+    WeakKey {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// What is wrong with it.
+        reason: KeyError,
+    },
+    /// The validity window to certify is empty: it ends when it begins (or
+    /// before). Refused when issuing; decoding refuses only a window that ends
+    /// before it begins ([`InvalidEntry::Window`]).
+    #[error(
+        "the validity window is empty: not_after ({}) must be later than not_before ({})",
+        not_after.china_display(),
+        not_before.china_display()
+    )]
+    EmptyWindow {
+        /// Start.
+        not_before: Timestamp,
+        /// End.
+        not_after: Timestamp,
+    },
 }
 
 /// Why a directory was refused.
@@ -826,9 +849,26 @@ impl DirectoryAuthority {
         self.key.public()
     }
 
-    /// Signs a certificate after checking it can be encoded.
+    /// Signs a certificate after checking it can be encoded, that its key is
+    /// strong ([`PublicKey::check_strong`]: a small-order key would make anything
+    /// "signed" by the office, a crafted one undermines what a signature means)
+    /// and that its validity window is not empty. The last two are rules for new
+    /// certificates only: [`SignedCertificate::decode`] reads what an earlier
+    /// authority issued.
     pub fn issue(&self, cert: OfficeCertificate) -> Result<SignedCertificate, InvalidEntry> {
         cert.validate()?;
+        cert.public_key
+            .check_strong()
+            .map_err(|reason| InvalidEntry::WeakKey {
+                fingerprint: cert.public_key.fingerprint(),
+                reason,
+            })?;
+        if cert.not_after <= cert.not_before {
+            return Err(InvalidEntry::EmptyWindow {
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+            });
+        }
         let signature = self.key.sign(&cert.signed_bytes());
         Ok(SignedCertificate { cert, signature })
     }

@@ -2,8 +2,8 @@
 
 use tongban_domain::stage::Role;
 use tongban_ledger::{
-    Directory, DirectoryAuthority, DirectoryError, InvalidEntry, KeyStatus, OfficeKey, Revocation,
-    SignedDirectory,
+    Directory, DirectoryAuthority, DirectoryError, InvalidEntry, KeyError, KeyStatus, OfficeKey,
+    PublicKey, Revocation, SignedDirectory,
 };
 
 use crate::fixture::*;
@@ -70,8 +70,31 @@ fn invalid_certificates_are_not_issued() {
     cert.division = "130102".into();
     cert.not_after = bj(2020, 1, 1, 0, 0);
     assert!(matches!(
-        offices.authority.issue(cert),
+        offices.authority.issue(cert.clone()),
         Err(InvalidEntry::Window { .. })
+    ));
+    // A window that ends as it begins certifies nothing.
+    cert.not_after = cert.not_before;
+    expect_test::expect!["the validity window is empty: not_after (2021-01-01 00:00) must be later than not_before (2021-01-01 00:00)"]
+        .assert_eq(&offices.authority.issue(cert.clone()).unwrap_err().to_string());
+    cert.not_after = bj(2028, 12, 31, 0, 0);
+    assert!(offices.authority.issue(cert.clone()).is_ok());
+    // Weak keys are not certified: the identity (small order), a point with a
+    // small-order component, and bytes that are no point.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    cert.public_key = PublicKey(identity);
+    expect_test::expect!["public key 8ee11e0aca1a89dd: the public key is a weak key (a point of small order): signatures under it prove nothing"]
+        .assert_eq(&offices.authority.issue(cert.clone()).unwrap_err().to_string());
+    let mut two = [0u8; 32];
+    two[0] = 2;
+    cert.public_key = PublicKey(two);
+    assert!(matches!(
+        offices.authority.issue(cert.clone()),
+        Err(InvalidEntry::WeakKey {
+            reason: KeyError::NotAPoint,
+            ..
+        })
     ));
 }
 

@@ -34,8 +34,8 @@ use crate::local::NodeError;
 
 /// The API version prefix.
 pub const API_PREFIX: &str = "/v1";
-/// The largest upload (a scanned material) the API accepts.
-pub const MAX_UPLOAD: usize = 64 * 1024 * 1024;
+/// The largest upload (a scanned material) the API accepts: the largest material.
+pub const MAX_UPLOAD: usize = tongban_domain::material::MAX_MATERIAL_BYTES as usize;
 
 #[derive(Clone)]
 struct Api {
@@ -348,14 +348,7 @@ async fn material(
             let media_type = query
                 .media_type
                 .unwrap_or_else(|| crate::local::guess_media_type(Path::new(&file_name)));
-            node.attach_reader(
-                &case,
-                std::io::Cursor::new(body),
-                &file_name,
-                &query.kind,
-                &media_type,
-                now,
-            )
+            node.attach_bytes(&case, &body, &file_name, &query.kind, &media_type, now)
         })
         .await??;
     Ok((StatusCode::CREATED, axum::Json(hash)).into_response())

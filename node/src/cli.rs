@@ -315,7 +315,8 @@ pub enum CaseCommand {
         /// The checklist code (id_card, hukou_book, disability_certificate, ...).
         #[arg(long)]
         kind: String,
-        /// Media type (default from the file name).
+        /// Media type (default from the file name): image/jpeg, image/png,
+        /// image/tiff, image/bmp, image/webp, application/pdf or application/ofd.
         #[arg(long)]
         media_type: Option<String>,
         #[command(flatten)]

@@ -1,8 +1,10 @@
-//! Verification of a set of transition signatures: `keys::verify_batch` (since
-//! issue #13 each signature strictly, alone: a batch equation cannot decide as
-//! strict verification does for less) beside `ed25519_dalek::verify_batch` (a
-//! batch equation, looser than strict verification) and a plain loop of
-//! `PublicKey::verify`, on the same signatures in the same run.
+//! Verification of a set of transition signatures: `keys::verify_batch` (the
+//! cofactored batch equation, deciding each signature as `PublicKey::verify`
+//! does) beside `ed25519_dalek::verify_batch` (cofactorless, for scale), a plain
+//! loop of `PublicKey::verify` (cofactored, strict encodings) and one of dalek's
+//! `verify_strict` (cofactorless, what `PublicKey::verify` was before), on the
+//! same signatures in the same run. The last column is what checking each key's
+//! torsion (`PublicKey::check_strong`) would add to every single verification.
 //!
 //! ```text
 //! cargo bench -p tongban-ledger --bench batch
@@ -31,8 +33,10 @@ fn main() {
     let keys: Vec<OfficeKey> = (0..4u8)
         .map(|i| OfficeKey::from_bytes(&[i + 7; 32]))
         .collect();
-    println!("signatures   verify_batch  dalek batch  one at a time   ours/dalek");
-    for n in [48usize, 192, 384] {
+    println!(
+        "signatures   verify_batch  dalek batch  verify (each)  verify_strict  check_strong"
+    );
+    for n in [16usize, 64, 128, 384] {
         let messages: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("signed transition {i:>180}").into_bytes())
             .collect();
@@ -64,9 +68,18 @@ fn main() {
                 assert!(k.verify(m, s));
             }
         });
+        let strict = per_signature(n, rounds.div_ceil(4), || {
+            for ((m, s), k) in borrowed.iter().zip(&dalek_signatures).zip(&verifying) {
+                assert!(k.verify_strict(m, s).is_ok());
+            }
+        });
+        let strong = per_signature(n, rounds.div_ceil(4), || {
+            for k in &publics {
+                assert!(k.check_strong().is_ok());
+            }
+        });
         println!(
-            "{n:>10}  {ours:>10.1} µs  {dalek:>8.1} µs  {single:>10.1} µs   {:>10.2}x",
-            ours / dalek
+            "{n:>10}  {ours:>10.1} µs  {dalek:>8.1} µs  {single:>10.1} µs  {strict:>10.1} µs  {strong:>9.1} µs"
         );
     }
 }

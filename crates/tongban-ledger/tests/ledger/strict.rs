@@ -1,14 +1,19 @@
 //! Signatures mean one thing: batch verification (`keys::verify_batch`) decides
-//! every signature exactly as strict one-at-a-time verification
-//! (`PublicKey::verify`, dalek's `verify_strict`) does, whatever else is in the
-//! batch.
+//! every signature exactly as one-at-a-time verification (`PublicKey::verify`)
+//! does, whatever else is in the batch. Both use the cofactored equation
+//! `[8]([s]B − R − [k]A) = 0` with strict encodings (canonical `s`, `R` and key
+//! canonically encoded and not of small order).
 //!
 //! The edge cases are made with curve arithmetic rather than a signing key, so
 //! that each is signed to make the cofactorless equation `[s]B = R + [k]A` hold
 //! exactly wherever that is possible: a small-order `R` (every encoding of the
 //! eight small-order points, the non-canonical ones too), small-order keys,
 //! non-canonical `s`, keys and `R` with a small-order component, and encodings of
-//! `y + p`. These are what a batch looser than strict verification accepts.
+//! `y + p`. These are where a batch and a single verification of different
+//! equations part. `reference` restates the rules independently (encodings
+//! checked by compressing again), and dalek's cofactorless `verify_strict` shows
+//! where the cofactored rules differ from it, as intended: `R + T` verifies where
+//! `R` does.
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -115,8 +120,43 @@ struct Item {
 }
 
 impl Item {
-    fn strict(&self) -> bool {
+    /// `PublicKey::verify`: the definition of a valid signature.
+    fn verify(&self) -> bool {
         self.key.verify(&self.message, &self.signature)
+    }
+
+    /// dalek's `verify_strict` (cofactorless), what `PublicKey::verify` was.
+    fn dalek_strict(&self) -> bool {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.key.0).is_ok_and(|key| {
+            key.verify_strict(
+                &self.message,
+                &ed25519_dalek::Signature::from_bytes(&self.signature),
+            )
+            .is_ok()
+        })
+    }
+
+    /// The rules restated: `s < l`; `R` and the key decode, are their points'
+    /// canonical encodings (compressed again) and are not of small order; and
+    /// `[8]([s]B - R - [k]A)` is the identity.
+    fn reference(&self) -> bool {
+        let r: [u8; 32] = self.signature[..32].try_into().unwrap();
+        let s: [u8; 32] = self.signature[32..].try_into().unwrap();
+        let Some(s_scalar) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s)) else {
+            return false;
+        };
+        let strong = |bytes: &[u8; 32]| {
+            CompressedEdwardsY(*bytes)
+                .decompress()
+                .filter(|p| p.compress().0 == *bytes && !p.is_small_order())
+        };
+        let (Some(r_point), Some(a_point)) = (strong(&r), strong(&self.key.0)) else {
+            return false;
+        };
+        let k = challenge(&r, &self.key.0, &self.message);
+        (B * s_scalar - r_point - a_point * k)
+            .mul_by_cofactor()
+            .is_identity()
     }
 
     /// Whether `[s]B = R + [k]A` holds as points (the cofactorless equation,
@@ -158,11 +198,13 @@ enum Kind {
     /// The key is small-order encoding `i`; the equation holds exactly.
     SmallOrderKey(usize),
     /// The key has small-order component `i`; signed as an honest signer would
-    /// (valid exactly when `[k]T` vanishes).
+    /// (valid: the cofactor kills `[k]T`; cofactorless, only when `[k]T` vanishes).
     MixedKey(usize),
     /// As `MixedKey`, with the message ground so that it is valid.
     MixedKeyValid(usize),
-    /// `R` has small-order component `i`; never valid.
+    /// `R` has small-order component `i`: valid (the cofactor kills it), where
+    /// the cofactorless equation never holds. The malleability the cofactored
+    /// equation allows: a signature's `R + T` verifies where `R` does.
     MixedR(usize),
     /// Key and `R` both have a small-order component, cancelling: valid.
     MixedBoth(usize),
@@ -355,31 +397,81 @@ fn the_crafted_cases_are_what_they_claim() {
     }
     assert!(!times_four(&torsion_generator()).is_identity());
 
-    // Each kind decides as intended under strict verification, and where strict
-    // verification refuses what a looser check would take, the cofactorless
-    // equation does hold.
+    // Each kind decides as intended, and as the rules restated decide; where
+    // the rules refuse what a looser check would take, the cofactorless
+    // equation does hold; and where they part from dalek's cofactorless
+    // verify_strict, they do so only on small-order components, by design.
+    let check = |item: &Item, verifies: bool, cofactorless: bool| {
+        assert_eq!(item.verify(), verifies, "{}", item.what);
+        assert_eq!(item.reference(), verifies, "{}", item.what);
+        assert_eq!(item.dalek_strict(), cofactorless, "{}", item.what);
+    };
     for seed in 0..8u64 {
         for i in 0..small.len() {
             let item = make(Kind::SmallOrderR(i), seed);
-            assert!(item.equation_holds() && !item.strict(), "{}", item.what);
+            assert!(item.equation_holds(), "{}", item.what);
+            check(&item, false, false);
             let item = make(Kind::SmallOrderKey(i), seed);
-            assert!(item.equation_holds() && !item.strict(), "{}", item.what);
+            assert!(item.equation_holds(), "{}", item.what);
+            check(&item, false, false);
         }
         for i in 0..7 {
             let item = make(Kind::MixedKeyValid(i), seed);
-            assert!(item.equation_holds() && item.strict(), "{}", item.what);
+            assert!(item.equation_holds(), "{}", item.what);
+            check(&item, true, true);
             let item = make(Kind::MixedBoth(i), seed);
-            assert!(item.equation_holds() && item.strict(), "{}", item.what);
+            assert!(item.equation_holds(), "{}", item.what);
+            check(&item, true, true);
+            // R + T: refused by verify_strict, valid under the cofactor.
             let item = make(Kind::MixedR(i), seed);
-            assert!(!item.equation_holds() && !item.strict(), "{}", item.what);
+            assert!(!item.equation_holds(), "{}", item.what);
+            check(&item, true, false);
             let item = make(Kind::MixedKey(i), seed);
-            assert_eq!(item.equation_holds(), item.strict(), "{}", item.what);
+            check(&item, true, item.equation_holds());
+        }
+        for i in 0..large.len() {
+            check(&make(Kind::NonCanonicalR(i), seed), false, false);
+            check(&make(Kind::NonCanonicalKey(i), seed), false, false);
         }
         for kind in [Kind::OtherMessage, Kind::NonCanonicalS] {
-            assert!(!make(kind, seed).strict());
+            check(&make(kind, seed), false, false);
         }
-        assert!(make(Kind::Honest, seed).strict());
+        check(&make(Kind::Honest, seed), true, true);
     }
+}
+
+/// The malleability the cofactored equation allows, spelled out: an office's
+/// own signature with a small-order point added to `R` and `s` unchanged is not
+/// valid (`k` changes with `R`'s encoding), but its signer can make one that is.
+#[test]
+fn a_signature_with_r_plus_t_is_its_signers_alone() {
+    let key = OfficeKey::from_bytes(&[9; 32]);
+    let message = b"transition".as_slice();
+    let signature = key.sign(message);
+    let r = point(&signature[..32].try_into().unwrap());
+    for t in &EIGHT_TORSION[1..] {
+        let mut moved = signature;
+        moved[..32].copy_from_slice(&(r + t).compress().0);
+        assert!(!key.public().verify(message, &moved));
+        assert!(!verify_batch(&[(message, &moved, &key.public())]));
+    }
+}
+
+/// Every string that decodes to a small-order point is refused as `R` and as a
+/// key, alone and in a batch of valid signatures.
+#[test]
+fn every_small_order_encoding_is_refused() {
+    let companions: Vec<Item> = (0..5).map(|s| make(Kind::Honest, s)).collect();
+    for i in 0..small_order_encodings().len() {
+        for kind in [Kind::SmallOrderR(i), Kind::SmallOrderKey(i)] {
+            let item = make(kind, 7);
+            assert!(!item.verify(), "{}", item.what);
+            let mut set: Vec<&Item> = companions.iter().collect();
+            set.insert(i % 6, &item);
+            assert!(!batch(&set), "{}", item.what);
+        }
+    }
+    assert!(batch(&companions.iter().collect::<Vec<_>>()));
 }
 
 #[test]
@@ -408,7 +500,9 @@ fn strong_keys_are_the_generated_ones() {
 }
 
 fn item_strategy() -> impl Strategy<Value = Item> {
-    (any::<u8>(), 0usize..64, any::<u64>())
+    // Few seeds half the time, so that one batch holds several signatures under
+    // one crafted key (the batch adds up each key's terms).
+    (any::<u8>(), 0usize..64, prop_oneof![0u64..3, any::<u64>()])
         .prop_map(|(choice, index, seed)| make(kind(choice, index), seed))
 }
 
@@ -416,8 +510,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// For every item, the batch of it with valid companions accepts exactly
-    /// when strict verification accepts the item; and a whole mixed batch
-    /// accepts exactly when strict verification accepts every item of it.
+    /// when `PublicKey::verify` accepts the item; and a whole mixed batch
+    /// accepts exactly when it accepts every item of it.
     #[test]
     fn batch_and_strict_verification_agree(
         items in proptest::collection::vec(item_strategy(), 1..10),
@@ -428,9 +522,12 @@ proptest! {
         for item in &items {
             let mut set: Vec<&Item> = companions.iter().collect();
             set.insert(at.index(set.len() + 1), item);
-            prop_assert_eq!(batch(&set), item.strict(), "{}", item.what);
+            prop_assert_eq!(batch(&set), item.verify(), "{}", item.what);
+            prop_assert_eq!(item.verify(), item.reference(), "{}", item.what);
         }
         let all: Vec<&Item> = items.iter().chain(&companions).collect();
-        prop_assert_eq!(batch(&all), all.iter().all(|i| i.strict()));
+        prop_assert_eq!(batch(&all), all.iter().all(|i| i.verify()));
+        let valid: Vec<&Item> = all.iter().copied().filter(|i| i.verify()).collect();
+        prop_assert!(batch(&valid));
     }
 }

@@ -192,7 +192,9 @@ pub enum InvalidEntry {
     #[error("revocation reason must be at most {MAX_REASON} bytes without control characters")]
     Reason,
     /// The key to certify is not a strong key ([`PublicKey::check_strong`]).
-    /// Refused when issuing; a directory already published is read as it is.
+    /// Refused when issuing; [`SignedDirectory::decode`] reads such a
+    /// certificate, and [`SignedDirectory::verify`] refuses it
+    /// ([`DirectoryError::WeakKey`]).
     #[error("public key {fingerprint}: {reason}")]
     WeakKey {
         /// The key's fingerprint.
@@ -260,6 +262,20 @@ pub enum DirectoryError {
         serial: u64,
         /// Its office.
         office: OfficeId,
+    },
+    /// One certificate's key is not a strong key ([`PublicKey::check_strong`]):
+    /// signature verification assumes every certified key is one
+    /// ([`crate::keys`], "Which signatures are valid").
+    #[error("certificate #{index} (serial {serial}, office {office}): {reason}")]
+    WeakKey {
+        /// Position in the directory's certificate list.
+        index: usize,
+        /// Its serial.
+        serial: u64,
+        /// Its office.
+        office: OfficeId,
+        /// What is wrong with the key.
+        reason: KeyError,
     },
     /// Two certificates (or two revocations) carry the same serial.
     #[error("{what} #{index} repeats serial {serial}")]
@@ -524,7 +540,10 @@ impl SignedDirectory {
     }
 
     /// Checks the directory against the trusted authority key: the authority, the
-    /// signature over the whole, every entry's signature and serial uniqueness.
+    /// signature over the whole, every entry's signature, that every certified
+    /// key is strong ([`PublicKey::check_strong`], which signature verification
+    /// assumes; it costs about one more signature verification a certificate)
+    /// and serial uniqueness.
     pub fn verify(&self, trusted_authority: &PublicKey) -> Result<(), DirectoryError> {
         let dir = &self.directory;
         if dir.authority != *trusted_authority {
@@ -545,6 +564,14 @@ impl SignedDirectory {
                     index,
                     serial: entry.cert.serial,
                     office: entry.cert.office.clone(),
+                });
+            }
+            if let Err(reason) = entry.cert.public_key.check_strong() {
+                return Err(DirectoryError::WeakKey {
+                    index,
+                    serial: entry.cert.serial,
+                    office: entry.cert.office.clone(),
+                    reason,
                 });
             }
             if !serials.insert(entry.cert.serial) {

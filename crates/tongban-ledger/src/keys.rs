@@ -16,6 +16,45 @@
 //!
 //! Nothing may follow the second line except one final newline. Parse errors name
 //! the 1-based line that is wrong.
+//!
+//! # Which signatures are valid
+//!
+//! One definition, [`PublicKey::verify`], and [`verify_batch`] decides each
+//! signature exactly as it does, whatever else is in the batch (issue #13,
+//! "signatures mean one thing"). A signature `(R, s)` by key `A` over `M` is
+//! valid when `s < ℓ`, `R` and `A` are canonical encodings of curve points not of
+//! small order, and `[8]([s]B − R − [k]A)` is the identity, `k = SHA-512(R ‖ A ‖
+//! M) mod ℓ`. That is RFC 8032's cofactored check with strict encodings: ZIP-215's
+//! equation (as `ed25519-zebra` has it) with `verify_strict`'s encoding rules.
+//! Signatures made by [`OfficeKey::sign`] (any RFC 8032 signer) are valid.
+//!
+//! Why cofactored: dalek's `verify_strict`, used here before, checks the
+//! cofactorless `[s]B = R + [k]A`, and a batch of that equation decides a
+//! signature whose `R` or key carries a small-order component by chance (`z·T`
+//! vanishes for some coefficients `z` and not others). Multiplied by 8, every
+//! signature's equation lives in the prime-order subgroup and a random linear
+//! combination of them is exact, so batching (9–12 µs a signature against ~50 µs
+//! alone; `docs/performance.md`) decides as single verification does.
+//!
+//! What it allows that `verify_strict` refused: a small-order component in `R`
+//! or in the key no longer matters. So besides the signatures `verify_strict`
+//! accepts, a key's holder can make signatures whose `R` is `[r]B + T` for a
+//! small-order `T` (with `s` computed for that `R`'s own encoding). This is no
+//! forgery and no third-party malleability — `k` hashes `R`'s encoding, so
+//! adding `T` to someone else's `R` breaks the equation, and `s` must be
+//! canonical — but one signer can make several valid signatures of one message,
+//! as it always could by choosing other nonces. Tongban's signed records are
+//! identified by the BLAKE3 hash of their full encoding, signature included, so
+//! a second signature over the same signed message is a second record, which
+//! the chain has to take as a copy, not as a fork.
+//!
+//! The key's torsion is not checked by [`PublicKey::verify`]:
+//! [`PublicKey::check_strong`] (a key in the prime-order subgroup) is a scalar
+//! multiplication, about as long as a whole verification, and under the cofactor
+//! a key's small-order component changes no outcome. Verification assumes
+//! directory keys: the authority certifies only strong keys
+//! ([`crate::directory::DirectoryAuthority::issue`]) and a directory is checked
+//! for them when verified ([`crate::directory::SignedDirectory::verify`]).
 
 use std::fmt;
 use std::str::FromStr;

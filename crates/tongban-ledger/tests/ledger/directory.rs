@@ -236,3 +236,56 @@ fn duplicate_serials_are_refused() {
         "{err}"
     );
 }
+
+/// A certificate for a key that is not strong — a key with a small-order
+/// component, which an authority before `check_strong` could have signed — reads,
+/// but the directory does not verify: signature verification assumes strong keys.
+#[test]
+fn a_directory_certifying_a_weak_key_does_not_verify() {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    let offices = Offices::new();
+    let good = offices
+        .authority
+        .issue(offices.cert(DPF, 5, &offices.dpf))
+        .unwrap();
+    let strong = offices
+        .authority
+        .issue(offices.cert(CA, 6, &offices.ca))
+        .unwrap();
+    // The same certificate with a mixed-torsion key, signed by the authority
+    // byte for byte (issue would refuse it).
+    let mixed = (ED25519_BASEPOINT_POINT * Scalar::from(7u64) + EIGHT_TORSION[1])
+        .compress()
+        .0;
+    let mut bytes = strong.encode();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == offices.ca.public().as_bytes())
+        .unwrap();
+    bytes[at..at + 32].copy_from_slice(&mixed);
+    let body = bytes.len() - 64;
+    let signature = offices.authority.key.sign(&bytes[..body]);
+    bytes[body..].copy_from_slice(&signature);
+    let weak = tongban_ledger::SignedCertificate::decode(&bytes).unwrap();
+    assert_eq!(weak.cert.public_key, PublicKey(mixed));
+    assert!(weak.verify_signature(&offices.authority.public()));
+    let signed = offices
+        .authority
+        .publish(1, bj(2025, 1, 1, 0, 0), vec![good, weak], vec![]);
+    let encoded = signed.encode();
+    assert!(SignedDirectory::decode(&encoded).is_ok());
+    let err = Directory::verify(&encoded, &offices.authority.public()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DirectoryError::WeakKey {
+                index: 1,
+                serial: 6,
+                reason: KeyError::MixedTorsion,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

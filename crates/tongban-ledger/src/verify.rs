@@ -118,10 +118,11 @@ impl<'a> VerifyContext<'a> {
 /// Entries (encoded signed transitions, by the blake3 hash of their bytes) whose
 /// signatures verified together in one batch.
 ///
-/// A node admitting many case documents at once checks all their signatures in
-/// one pass, on its worker threads, ahead of the verifier. Each is checked as
-/// strict verification checks it alone ([`crate::keys::verify_batch`]), so a
-/// signature counts as verified here exactly when it would anywhere. Only
+/// A node admitting many case documents at once checks all their signatures as
+/// one batch, on its worker threads, ahead of the verifier. The batch decides
+/// each signature as [`crate::keys::PublicKey::verify`] does alone
+/// ([`crate::keys::verify_batch`]), so a signature counts as verified here
+/// exactly when it would anywhere. Only
 /// [`VerifiedSignatures::batch`] makes a set, so holding one means its signatures
 /// were checked; everything else about each entry (the key's certificate, the
 /// signer's role, the chain) is still checked by [`verify_case`].

@@ -38,9 +38,7 @@ fn main() {
     let keys: Vec<OfficeKey> = (0..4u8)
         .map(|i| OfficeKey::from_bytes(&[i + 7; 32]))
         .collect();
-    println!(
-        "signatures   verify_batch  dalek batch  verify (each)  verify_strict  check_strong"
-    );
+    println!("signatures   verify_batch  dalek batch  verify (each)  verify_strict  check_strong");
     for n in [16usize, 64, 128, 384] {
         let messages: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("signed transition {i:>180}").into_bytes())

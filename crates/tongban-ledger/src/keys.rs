@@ -64,8 +64,8 @@ use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
 use ed25519_dalek::{Signer as _, SigningKey};
-use sha2::{Digest as _, Sha512};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha512};
 use thiserror::Error;
 
 use crate::encoding::{from_hex, to_hex};

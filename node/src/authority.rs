@@ -198,7 +198,9 @@ impl Authority {
         Ok(version)
     }
 
-    /// Certifies an office key; returns the new directory version.
+    /// Certifies an office key; returns the new directory version. Refuses a
+    /// certificate that would have expired by `now`, and whatever
+    /// [`DirectoryAuthority::issue`] refuses (a weak key, an empty window).
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
@@ -211,6 +213,13 @@ impl Authority {
         not_after: Timestamp,
         now: Timestamp,
     ) -> Result<u64, AuthorityError> {
+        if not_after <= now {
+            return Err(AuthorityError::Invalid(format!(
+                "证书已过期 the certificate would have expired already: it ends {}, now is {}",
+                not_after.china_display(),
+                now.china_display()
+            )));
+        }
         if self
             .current
             .certificates
@@ -288,5 +297,46 @@ impl Authority {
         let certificates = self.current.certificates.clone();
         let version = self.publish(now, certificates, revocations)?;
         Ok((version, targets.len()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_strong_keys_are_certified_and_never_already_expired() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = Timestamp(1_800_000_000_000);
+        let year = 365 * 24 * Timestamp::HOUR_MS;
+        let mut authority = Authority::init(tmp.path(), now).unwrap();
+        let office = OfficeId::parse("130102001").unwrap();
+        let mut add = |key: PublicKey, not_before: Timestamp, not_after: Timestamp| {
+            authority
+                .add(
+                    office.clone(),
+                    "测试街道办事处".into(),
+                    Role::Township,
+                    "130102001".into(),
+                    key,
+                    not_before,
+                    not_after,
+                    now,
+                )
+                .map_err(|e| e.to_string())
+        };
+        let strong = OfficeKey::from_bytes(&[9; 32]).public();
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = add(PublicKey(identity), now, Timestamp(now.0 + year)).unwrap_err();
+        assert!(weak.contains("weak key"), "{weak}");
+        let expired = add(strong, Timestamp(now.0 - 2 * year), Timestamp(now.0 - year));
+        assert!(expired.unwrap_err().contains("已过期"));
+        let empty = add(strong, now, now).unwrap_err();
+        assert!(empty.contains("已过期"), "{empty}");
+        let empty = add(strong, Timestamp(now.0 + year), Timestamp(now.0 + year)).unwrap_err();
+        assert!(empty.contains("window is empty"), "{empty}");
+        assert_eq!(add(strong, now, Timestamp(now.0 + year)), Ok(2));
     }
 }

@@ -241,7 +241,7 @@ pub enum DirectoryCommand {
         /// The office's public key (hex, as `tongban node init` printed it).
         #[arg(long)]
         public_key: String,
-        /// Years of validity from today.
+        /// Years of validity from today (at least 1).
         #[arg(long, default_value_t = 5)]
         valid_years: u32,
     },
@@ -272,7 +272,7 @@ pub enum DirectoryCommand {
         /// The new public key (hex).
         #[arg(long)]
         public_key: String,
-        /// Years of validity from today.
+        /// Years of validity from today (at least 1).
         #[arg(long, default_value_t = 5)]
         valid_years: u32,
     },
@@ -315,7 +315,8 @@ pub enum CaseCommand {
         /// The checklist code (id_card, hukou_book, disability_certificate, ...).
         #[arg(long)]
         kind: String,
-        /// Media type (default from the file name).
+        /// Media type (default from the file name): image/jpeg, image/png,
+        /// image/tiff, image/bmp, image/webp, application/pdf or application/ofd.
         #[arg(long)]
         media_type: Option<String>,
         #[command(flatten)]

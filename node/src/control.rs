@@ -32,8 +32,8 @@ use tongban_domain::stage::Stage;
 use crate::daemon::{CONTROL_ADDR_FILE, CONTROL_TOKEN_FILE, DaemonError, DaemonHandle};
 use crate::local::NodeError;
 
-/// The largest upload (a scanned material) the API accepts.
-pub const MAX_UPLOAD: usize = 64 * 1024 * 1024;
+/// The largest upload (a scanned material) the API accepts: the largest material.
+pub const MAX_UPLOAD: usize = tongban_domain::material::MAX_MATERIAL_BYTES as usize;
 
 #[derive(Clone)]
 struct Api {
@@ -354,9 +354,9 @@ async fn material(
             let media_type = query
                 .media_type
                 .unwrap_or_else(|| crate::local::guess_media_type(Path::new(&file_name)));
-            node.attach_reader(
+            node.attach_bytes(
                 &case,
-                std::io::Cursor::new(body),
+                &body,
                 &file_name,
                 &query.kind,
                 &media_type,

@@ -22,6 +22,7 @@ use tongban_case::document::Due;
 use tongban_case::{CaseDocument, CaseError, FieldError, IntakeForm, Payload, SigningOffice};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, ResidentId, Timestamp};
+use tongban_domain::material::{MAX_MATERIAL_BYTES, MaterialMetaError, check_material_meta};
 use tongban_domain::stage::{OfficeFacts, Role, Stage};
 use tongban_ledger::directory::{Directory, OfficeCertificate};
 use tongban_ledger::keys::{OfficeKey, PublicKey};
@@ -108,6 +109,10 @@ pub enum NodeError {
     /// Intake fields refused, all at once.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
+    /// A material's file name, media type or size refused
+    /// ([`tongban_domain::material::check_material_meta`]).
+    #[error("材料信息有误 material refused: {0}{hint}", hint = material_hint(.0))]
+    Material(#[from] MaterialMetaError),
     /// The running daemon answered with an error.
     #[error("{message}")]
     Daemon {
@@ -125,6 +130,7 @@ impl NodeError {
             self,
             NodeError::Rejected(_)
                 | NodeError::Invalid(_)
+                | NodeError::Material(_)
                 | NodeError::UnknownCase(_)
                 | NodeError::Case(_)
                 | NodeError::Daemon {
@@ -132,6 +138,17 @@ impl NodeError {
                     ..
                 }
         )
+    }
+}
+
+/// What the clerk can do about a refused media type: it is guessed from the file
+/// name's extension unless named.
+fn material_hint(err: &MaterialMetaError) -> &'static str {
+    match err {
+        MaterialMetaError::MediaType { .. } => {
+            " (guessed from the file name's extension when not given: name it with --media-type)"
+        }
+        _ => "",
     }
 }
 
@@ -552,6 +569,9 @@ impl LocalNode {
     }
 
     /// `case attach`: stores the file's bytes content-addressed and records it.
+    /// The file name, media type and size are checked first
+    /// ([`check_material_meta`]), the size from the file system, before a byte
+    /// is read.
     pub fn attach(
         &self,
         case_id: &CaseId,
@@ -561,7 +581,6 @@ impl LocalNode {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError> {
-        let reader = std::fs::File::open(file).map_err(io(file))?;
         let media_type = media_type
             .map(str::to_string)
             .unwrap_or_else(|| guess_media_type(file));
@@ -569,6 +588,9 @@ impl LocalNode {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let size = std::fs::metadata(file).map_err(io(file))?.len();
+        check_material_meta(&file_name, &media_type, size)?;
+        let reader = std::fs::File::open(file).map_err(io(file))?;
         self.attach_reader(
             case_id,
             std::io::BufReader::new(reader),
@@ -580,8 +602,10 @@ impl LocalNode {
         )
     }
 
-    /// Stores a material streamed from `reader` content-addressed and records it
-    /// in the case (the control API's upload path).
+    /// Stores a material read from `reader` content-addressed and records it in
+    /// the case. The content is read whole first (at most one byte more than
+    /// [`MAX_MATERIAL_BYTES`]), so that its size is checked with its name and
+    /// type before anything is stored.
     pub fn attach_reader(
         &self,
         case_id: &CaseId,
@@ -592,6 +616,30 @@ impl LocalNode {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError> {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_MATERIAL_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io(Path::new(file_name)))?;
+        self.attach_bytes(case_id, &bytes, file_name, kind, media_type, operator, now)
+    }
+
+    /// Stores a material content-addressed and records it in the case (the
+    /// control API's upload path). Refuses a file name, media type or size that
+    /// [`check_material_meta`] refuses, and a kind the case's policy does not
+    /// list, before anything is stored.
+    pub fn attach_bytes(
+        &self,
+        case_id: &CaseId,
+        bytes: &[u8],
+        file_name: &str,
+        kind: &str,
+        media_type: &str,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<String, NodeError> {
+        check_material_meta(file_name, media_type, bytes.len() as u64)?;
         let mut doc = self.case(case_id)?;
         let case = doc.read()?;
         let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
@@ -605,10 +653,8 @@ impl LocalNode {
                 codes.join(", ")
             )));
         }
-        // The metadata and the write right are checked before any byte is
-        // stored: a refused attachment leaves the store as it was.
-        tongban_domain::material::check_material_meta(file_name, media_type, 1)
-            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        // The write right is checked before any byte is stored: a refused
+        // attachment leaves the store as it was.
         let signer = self.signing(now)?;
         let chain = doc.chain()?;
         let stage = chain.stage().unwrap_or(Stage::Draft);
@@ -620,7 +666,7 @@ impl LocalNode {
             false,
         )
         .map_err(|e| NodeError::Rejected(e.to_string()))?;
-        let put = self.store.put_material(reader)?;
+        let put = self.store.put_material(bytes)?;
         let hash = put.hash.to_hex();
         let material = tongban_case::schema::Material {
             kind: kind.to_string(),
@@ -764,6 +810,10 @@ pub fn guess_media_type(file: &Path) -> String {
         Some("png") => "image/png",
         Some("pdf") => "application/pdf",
         Some("tif" | "tiff") => "image/tiff",
+        Some("bmp") => "image/bmp",
+        Some("webp") => "image/webp",
+        Some("ofd") => "application/ofd",
+        // Not a material type: check_material_meta refuses it, naming the field.
         _ => "application/octet-stream",
     }
     .to_string()

@@ -55,8 +55,7 @@ async fn refused_at(net: &Net, office: &str, case: &CaseId, needles: &[&str]) ->
     loop {
         let status = net.nodes[office].handle().status().await.unwrap();
         if let Some(refusal) = status.refusals.iter().find(|r| {
-            r.case.as_deref() == Some(case.as_str())
-                && needles.iter().all(|n| r.reason.contains(n))
+            r.case.as_deref() == Some(case.as_str()) && needles.iter().all(|n| r.reason.contains(n))
         }) {
             return refusal.reason.clone();
         }

@@ -215,6 +215,55 @@ fn a_local_application_from_intake_to_publicity() {
 }
 
 #[test]
+fn attach_refuses_bad_material_metadata_and_stores_nothing() {
+    let office = office("130102001");
+    let created = new_case(&office, &resident("42"));
+    let case = created["case_id"].as_str().unwrap().to_string();
+    let kind = created["notice"][0][0].as_str().unwrap().to_string();
+    let dir = office.tmp.path();
+    let attach = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "case",
+            "attach",
+            &case,
+            file.to_str().unwrap(),
+            "--kind",
+            &kind,
+        ];
+        args.extend_from_slice(extra);
+        run(&office, &args)
+    };
+    let refused = |out: std::process::Output, expect: &[&str]| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        for text in ["材料信息有误", "material refused"].iter().chain(expect) {
+            assert!(stderr(&out).contains(text), "{text}: {}", stderr(&out));
+        }
+    };
+    let empty = dir.join("empty.pdf");
+    std::fs::write(&empty, b"").unwrap();
+    refused(attach(&empty, &[]), &["size", "empty"]);
+    let unknown = dir.join("scan.heic");
+    std::fs::write(&unknown, b"not really a scan").unwrap();
+    refused(attach(&unknown, &[]), &["media_type", "--media-type"]);
+    refused(
+        attach(&unknown, &["--media-type", "text/plain"]),
+        &["media_type \"text/plain\""],
+    );
+    let control = dir.join("id\ncard.pdf");
+    std::fs::write(&control, b"%PDF").unwrap();
+    refused(attach(&control, &[]), &["file_name", "control character"]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&office, &["case", "show", &case, "--json"])).unwrap();
+    assert_eq!(shown["materials"].as_array().unwrap().len(), 0, "{shown}");
+    // Named, the same file is a material.
+    let out = attach(&unknown, &["--media-type", "image/jpeg"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&office, &["case", "show", &case, "--json"])).unwrap();
+    assert_eq!(shown["materials"].as_array().unwrap().len(), 1, "{shown}");
+}
+
+#[test]
 fn a_second_live_case_of_the_same_person_is_flagged_and_withdrawal_ends_it() {
     let office = office("130102001");
     let id = resident("53");
@@ -308,6 +357,85 @@ fn a_revoked_office_can_no_longer_sign() {
     ok(&office, &["verify", &case]);
     let shown = ok(&office, &["directory", "show"]);
     assert!(shown.contains("revoked"), "{shown}");
+}
+
+#[test]
+fn the_authority_certifies_only_strong_keys_for_a_real_time() {
+    let office = office("130102001");
+    let dir_file = office.auth.join("directory.tbdir");
+    let before = std::fs::read(&dir_file).unwrap();
+    let add = |key: &str, years: &str| {
+        run(
+            &office,
+            &[
+                "directory",
+                "add",
+                "--office",
+                "130102002",
+                "--name",
+                "测试第二街道办事处",
+                "--role",
+                "township",
+                "--division",
+                "130102002",
+                "--public-key",
+                key,
+                "--valid-years",
+                years,
+            ],
+        )
+    };
+    let refused = |out: std::process::Output, expect: &[&str]| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        for text in expect {
+            assert!(stderr(&out).contains(text), "{text}: {}", stderr(&out));
+        }
+    };
+    // The identity and a point of order 4 (small order), and bytes that are no
+    // curve point.
+    let identity = format!("01{}", "0".repeat(62));
+    refused(add(&identity, "5"), &["--public-key", "弱公钥", "weak key"]);
+    refused(add(&"0".repeat(64), "5"), &["--public-key", "small order"]);
+    let no_point = format!("02{}", "0".repeat(62));
+    refused(add(&no_point, "5"), &["--public-key", "not a point"]);
+    // The base point is a strong key, but not for zero years.
+    let strong = format!("58{}", "66".repeat(31));
+    refused(add(&strong, "0"), &["--valid-years", "至少一年"]);
+    // A rotation to a weak key is refused before the current key is revoked.
+    refused(
+        run(
+            &office,
+            &[
+                "directory",
+                "rotate",
+                "--office",
+                "130102001",
+                "--public-key",
+                &identity,
+            ],
+        ),
+        &["--public-key", "weak key"],
+    );
+    assert_eq!(std::fs::read(&dir_file).unwrap(), before);
+    ok(
+        &office,
+        &[
+            "directory",
+            "add",
+            "--office",
+            "130102002",
+            "--name",
+            "测试第二街道办事处",
+            "--role",
+            "township",
+            "--division",
+            "130102002",
+            "--public-key",
+            &strong,
+            "--valid-years",
+            "1",
+        ],
+    );
 }
 
 #[test]

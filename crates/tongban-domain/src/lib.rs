@@ -4,7 +4,8 @@
 //! This crate owns the vocabulary every other layer speaks: identifiers and their
 //! validation ([`ids`]), the division tree of GB/T 2260 down to townships
 //! ([`division`]), the working-day calendar with adjusted weekends ([`calendar`]),
-//! provincial policy (materials, eligibility, amounts: [`policy`]) and the stage
+//! provincial policy (materials, eligibility, amounts: [`policy`]), what a
+//! material's file name, media type and size may be ([`material`]) and the stage
 //! machine with its deadlines and signers ([`stage`]).
 //!
 //! It must never do I/O beyond reading its own embedded data files: no disk, no

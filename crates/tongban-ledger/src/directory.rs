@@ -72,7 +72,7 @@ use tongban_domain::ids::{OfficeId, Timestamp};
 use tongban_domain::stage::Role;
 
 use crate::encoding::{DecodeError, Reader, Writer};
-use crate::keys::{OfficeKey, PublicKey};
+use crate::keys::{KeyError, OfficeKey, PublicKey};
 
 const CERT_MAGIC: &[u8] = b"TBCRT";
 const REV_MAGIC: &[u8] = b"TBREV";
@@ -191,6 +191,31 @@ pub enum InvalidEntry {
     /// The revocation reason is too long or contains control characters.
     #[error("revocation reason must be at most {MAX_REASON} bytes without control characters")]
     Reason,
+    /// The key to certify is not a strong key ([`PublicKey::check_strong`]).
+    /// Refused when issuing; [`SignedDirectory::decode`] reads such a
+    /// certificate, and [`SignedDirectory::verify`] refuses it
+    /// ([`DirectoryError::WeakKey`]).
+    #[error("public key {fingerprint}: {reason}")]
+    WeakKey {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// What is wrong with it.
+        reason: KeyError,
+    },
+    /// The validity window to certify is empty: it ends when it begins (or
+    /// before). Refused when issuing; decoding refuses only a window that ends
+    /// before it begins ([`InvalidEntry::Window`]).
+    #[error(
+        "the validity window is empty: not_after ({}) must be later than not_before ({})",
+        not_after.china_display(),
+        not_before.china_display()
+    )]
+    EmptyWindow {
+        /// Start.
+        not_before: Timestamp,
+        /// End.
+        not_after: Timestamp,
+    },
 }
 
 /// Why a directory was refused.
@@ -237,6 +262,20 @@ pub enum DirectoryError {
         serial: u64,
         /// Its office.
         office: OfficeId,
+    },
+    /// One certificate's key is not a strong key ([`PublicKey::check_strong`]):
+    /// signature verification assumes every certified key is one
+    /// ([`crate::keys`], "Which signatures are valid").
+    #[error("certificate #{index} (serial {serial}, office {office}): {reason}")]
+    WeakKey {
+        /// Position in the directory's certificate list.
+        index: usize,
+        /// Its serial.
+        serial: u64,
+        /// Its office.
+        office: OfficeId,
+        /// What is wrong with the key.
+        reason: KeyError,
     },
     /// Two certificates (or two revocations) carry the same serial.
     #[error("{what} #{index} repeats serial {serial}")]
@@ -501,7 +540,10 @@ impl SignedDirectory {
     }
 
     /// Checks the directory against the trusted authority key: the authority, the
-    /// signature over the whole, every entry's signature and serial uniqueness.
+    /// signature over the whole, every entry's signature, that every certified
+    /// key is strong ([`PublicKey::check_strong`], which signature verification
+    /// assumes; it costs about one more signature verification a certificate)
+    /// and serial uniqueness.
     pub fn verify(&self, trusted_authority: &PublicKey) -> Result<(), DirectoryError> {
         let dir = &self.directory;
         if dir.authority != *trusted_authority {
@@ -522,6 +564,14 @@ impl SignedDirectory {
                     index,
                     serial: entry.cert.serial,
                     office: entry.cert.office.clone(),
+                });
+            }
+            if let Err(reason) = entry.cert.public_key.check_strong() {
+                return Err(DirectoryError::WeakKey {
+                    index,
+                    serial: entry.cert.serial,
+                    office: entry.cert.office.clone(),
+                    reason,
                 });
             }
             if !serials.insert(entry.cert.serial) {
@@ -826,9 +876,26 @@ impl DirectoryAuthority {
         self.key.public()
     }
 
-    /// Signs a certificate after checking it can be encoded.
+    /// Signs a certificate after checking it can be encoded, that its key is
+    /// strong ([`PublicKey::check_strong`]: a small-order key would make anything
+    /// "signed" by the office, a crafted one undermines what a signature means)
+    /// and that its validity window is not empty. The last two are rules for new
+    /// certificates only: [`SignedCertificate::decode`] reads what an earlier
+    /// authority issued.
     pub fn issue(&self, cert: OfficeCertificate) -> Result<SignedCertificate, InvalidEntry> {
         cert.validate()?;
+        cert.public_key
+            .check_strong()
+            .map_err(|reason| InvalidEntry::WeakKey {
+                fingerprint: cert.public_key.fingerprint(),
+                reason,
+            })?;
+        if cert.not_after <= cert.not_before {
+            return Err(InvalidEntry::EmptyWindow {
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+            });
+        }
         let signature = self.key.sign(&cert.signed_bytes());
         Ok(SignedCertificate { cert, signature })
     }

@@ -120,8 +120,10 @@ impl<'a> VerifyContext<'a> {
 /// signatures verified together in one batch.
 ///
 /// A node admitting many case documents at once checks all their signatures as
-/// one batch: ed25519 batch verification costs about half as much per signature
-/// over a hundred signatures as over the three of one case. Only
+/// one batch, on its worker threads, ahead of the verifier. The batch decides
+/// each signature as [`crate::keys::PublicKey::verify`] does alone
+/// ([`crate::keys::verify_batch`]), so a signature counts as verified here
+/// exactly when it would anywhere. Only
 /// [`VerifiedSignatures::batch`] makes a set, so holding one means its signatures
 /// were checked; everything else about each entry (the key's certificate, the
 /// signer's role, the chain) is still checked by [`verify_case`].
@@ -523,10 +525,9 @@ fn key_word(kind: &str, at: Timestamp) -> String {
     format!("{kind} {}", at.china_display())
 }
 
-/// Whether the signatures of every decodable transition of the case verify as one
-/// batch ([`crate::keys::verify_batch`]): the common case, at a fraction of the
-/// cost of checking each. When it does not, each is checked alone (strict), so
-/// the failing one is named.
+/// Whether the signatures of every decodable transition of the case verify
+/// ([`crate::keys::verify_batch`]): the common case. When they do not, each is
+/// checked again as the verifier walks the entries, so the failing one is named.
 fn batch_verifies(input: &CaseHistory) -> bool {
     let decoded: Vec<(Vec<u8>, SignedTransition)> = input
         .transitions

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tongban_domain::ids::{OfficeId, Timestamp};
 use tongban_domain::stage::Role;
 use tongban_ledger::directory::Directory;
-use tongban_ledger::keys::PublicKey;
+use tongban_ledger::keys::{KeyError, PublicKey};
 use tongban_node::authority::{Authority, read_public_key};
 
 use super::reject;
@@ -16,8 +16,36 @@ use crate::output::print_json;
 fn years_from(now: Timestamp, years: u32) -> Timestamp {
     Timestamp(
         now.0
-            .saturating_add(i64::from(years) * 365 * 24 * Timestamp::HOUR_MS),
+            .saturating_add(i64::from(years).saturating_mul(365 * 24 * Timestamp::HOUR_MS)),
     )
+}
+
+/// The key to certify, from `--public-key`, if the authority may certify it:
+/// 64 hex digits of a strong key ([`PublicKey::check_strong`]).
+fn key_to_certify(text: &str) -> Result<PublicKey, String> {
+    let key = PublicKey::from_hex(text.trim()).map_err(|e| format!("--public-key: {e}"))?;
+    key.check_strong().map_err(|e| {
+        let zh = match e {
+            KeyError::NotAPoint => "不是有效的 ed25519 公钥",
+            KeyError::SmallOrder => "弱公钥（小阶点），不能认证",
+            KeyError::NonCanonical => "公钥编码不规范，不能认证",
+            KeyError::MixedTorsion => "公钥含小阶分量，不能认证",
+            _ => "此公钥不能认证",
+        };
+        format!("--public-key: {zh} {e}; use the key `tongban node init` generated")
+    })?;
+    Ok(key)
+}
+
+/// `--valid-years`, if a certificate may last that long: at least one year.
+fn check_valid_years(years: u32) -> Result<(), String> {
+    if years == 0 {
+        return Err(
+            "--valid-years 0: 证书有效期至少一年 a certificate must be valid for at least one year"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
@@ -56,11 +84,14 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                     "--role {role:?} is not one of township, county_dpf, county_civil_affairs, hub, supervisor"
                 )));
             };
-            let key = match PublicKey::from_hex(public_key.trim()) {
+            let key = match key_to_certify(&public_key) {
                 Ok(k) => k,
-                Err(e) => return Ok(reject(&format!("--public-key: {e}"))),
+                Err(msg) => return Ok(reject(&msg)),
             };
             if let Err(msg) = check_division(role, &division) {
+                return Ok(reject(&msg));
+            }
+            if let Err(msg) = check_valid_years(valid_years) {
                 return Ok(reject(&msg));
             }
             let mut authority = match Authority::open(&auth.authority) {
@@ -142,10 +173,15 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                 Ok(o) => o,
                 Err(e) => return Ok(reject(&format!("--office: {e}"))),
             };
-            let key = match PublicKey::from_hex(public_key.trim()) {
+            // Both checked before the old key is revoked: a rotation refused
+            // half-way would leave the office without a key.
+            let key = match key_to_certify(&public_key) {
                 Ok(k) => k,
-                Err(e) => return Ok(reject(&format!("--public-key: {e}"))),
+                Err(msg) => return Ok(reject(&msg)),
             };
+            if let Err(msg) = check_valid_years(valid_years) {
+                return Ok(reject(&msg));
+            }
             let mut authority = match Authority::open(&auth.authority) {
                 Ok(a) => a,
                 Err(e) => return Ok(reject(&e.to_string())),
@@ -162,6 +198,17 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                     "office {office_id} has no certificate to rotate; use `directory add`"
                 )));
             };
+            if authority
+                .directory()
+                .certificates
+                .iter()
+                .any(|c| c.cert.public_key == key)
+            {
+                return Ok(reject(&format!(
+                    "--public-key: 此公钥已认证 key {} is already certified; one key serves one office",
+                    key.fingerprint()
+                )));
+            }
             if let Err(e) = authority.revoke(&office_id, None, now, "key rotation".into(), now) {
                 return Ok(reject(&e.to_string()));
             }

@@ -2,8 +2,8 @@
 
 use tongban_domain::stage::Role;
 use tongban_ledger::{
-    Directory, DirectoryAuthority, DirectoryError, InvalidEntry, KeyStatus, OfficeKey, Revocation,
-    SignedDirectory,
+    Directory, DirectoryAuthority, DirectoryError, InvalidEntry, KeyError, KeyStatus, OfficeKey,
+    PublicKey, Revocation, SignedDirectory,
 };
 
 use crate::fixture::*;
@@ -70,8 +70,31 @@ fn invalid_certificates_are_not_issued() {
     cert.division = "130102".into();
     cert.not_after = bj(2020, 1, 1, 0, 0);
     assert!(matches!(
-        offices.authority.issue(cert),
+        offices.authority.issue(cert.clone()),
         Err(InvalidEntry::Window { .. })
+    ));
+    // A window that ends as it begins certifies nothing.
+    cert.not_after = cert.not_before;
+    expect_test::expect!["the validity window is empty: not_after (2021-01-01 00:00) must be later than not_before (2021-01-01 00:00)"]
+        .assert_eq(&offices.authority.issue(cert.clone()).unwrap_err().to_string());
+    cert.not_after = bj(2028, 12, 31, 0, 0);
+    assert!(offices.authority.issue(cert.clone()).is_ok());
+    // Weak keys are not certified: the identity (small order), a point with a
+    // small-order component, and bytes that are no point.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    cert.public_key = PublicKey(identity);
+    expect_test::expect!["public key 8ee11e0aca1a89dd: the public key is a weak key (a point of small order): signatures under it prove nothing"]
+        .assert_eq(&offices.authority.issue(cert.clone()).unwrap_err().to_string());
+    let mut two = [0u8; 32];
+    two[0] = 2;
+    cert.public_key = PublicKey(two);
+    assert!(matches!(
+        offices.authority.issue(cert.clone()),
+        Err(InvalidEntry::WeakKey {
+            reason: KeyError::NotAPoint,
+            ..
+        })
     ));
 }
 
@@ -207,6 +230,59 @@ fn duplicate_serials_are_refused() {
             DirectoryError::DuplicateSerial {
                 index: 1,
                 serial: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A certificate for a key that is not strong — a key with a small-order
+/// component, which an authority before `check_strong` could have signed — reads,
+/// but the directory does not verify: signature verification assumes strong keys.
+#[test]
+fn a_directory_certifying_a_weak_key_does_not_verify() {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    let offices = Offices::new();
+    let good = offices
+        .authority
+        .issue(offices.cert(DPF, 5, &offices.dpf))
+        .unwrap();
+    let strong = offices
+        .authority
+        .issue(offices.cert(CA, 6, &offices.ca))
+        .unwrap();
+    // The same certificate with a mixed-torsion key, signed by the authority
+    // byte for byte (issue would refuse it).
+    let mixed = (ED25519_BASEPOINT_POINT * Scalar::from(7u64) + EIGHT_TORSION[1])
+        .compress()
+        .0;
+    let mut bytes = strong.encode();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == offices.ca.public().as_bytes())
+        .unwrap();
+    bytes[at..at + 32].copy_from_slice(&mixed);
+    let body = bytes.len() - 64;
+    let signature = offices.authority.key.sign(&bytes[..body]);
+    bytes[body..].copy_from_slice(&signature);
+    let weak = tongban_ledger::SignedCertificate::decode(&bytes).unwrap();
+    assert_eq!(weak.cert.public_key, PublicKey(mixed));
+    assert!(weak.verify_signature(&offices.authority.public()));
+    let signed = offices
+        .authority
+        .publish(1, bj(2025, 1, 1, 0, 0), vec![good, weak], vec![]);
+    let encoded = signed.encode();
+    assert!(SignedDirectory::decode(&encoded).is_ok());
+    let err = Directory::verify(&encoded, &offices.authority.public()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DirectoryError::WeakKey {
+                index: 1,
+                serial: 6,
+                reason: KeyError::MixedTorsion,
                 ..
             }
         ),

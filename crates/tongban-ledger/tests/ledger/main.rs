@@ -7,4 +7,5 @@ mod directory;
 mod fixture;
 mod mutation;
 mod roundtrip;
+mod strict;
 mod verify;

@@ -149,8 +149,8 @@ fn a_case_planted_at_a_route_node_before_its_push_is_caught() {
     assert_ne!(domicile, acceptance, "the seed's first case travels");
     let office = sim.office(acceptance).clone();
     let now = sim.clock(acceptance);
-    let case = tongban_domain::ids::CaseId::new(&office.division, now.china_date(), [9, 9, 9, 9])
-        .unwrap();
+    let case =
+        tongban_domain::ids::CaseId::new(&office.division, now.china_date(), [9, 9, 9, 9]).unwrap();
     let resident = tongban_sim::world::resident_id(
         &mut tongban_sim::rng::Rng::new(5),
         &track.route.domicile().to_string(),

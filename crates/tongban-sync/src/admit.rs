@@ -71,9 +71,48 @@ pub enum Refusal {
     /// `tongban_case::authorship`).
     #[error("change refused ({}): {}", .0.kind.code(), .0)]
     Authorship(Box<Finding>),
+    /// A material's metadata is refused (file name, media type, size).
+    #[error("material {key}: {reason}")]
+    Material {
+        /// Its key in `materials`.
+        key: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
     /// Automerge refused the bytes.
     #[error("automerge: {0}")]
     Automerge(String),
+}
+
+/// Every material the document lists has metadata a reviewer can be handed
+/// (`tongban_domain::material::check_material_meta`): a file name without
+/// control characters or path separators, a known media type, a non-empty
+/// size within the limit.
+pub fn check_materials(doc: &Automerge) -> Result<(), Refusal> {
+    let Some(materials) = map(doc, &automerge::ROOT, "materials") else {
+        return Ok(());
+    };
+    for item in doc.map_range(&materials, ..) {
+        let key = item.key.to_string();
+        let refuse = |reason: String| Refusal::Material {
+            key: key.chars().take(80).collect(),
+            reason,
+        };
+        let ValueRef::Object(ObjType::Map) = item.value else {
+            return Err(refuse("not a map".into()));
+        };
+        let entry = item.id();
+        let file_name = string(doc, &entry, "file_name").unwrap_or_default();
+        let media_type = string(doc, &entry, "media_type").unwrap_or_default();
+        let size = match scalar(doc, &entry, "size") {
+            Some(ScalarValue::Uint(n)) => n,
+            Some(ScalarValue::Int(n)) => u64::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        tongban_domain::material::check_material_meta(&file_name, &media_type, size)
+            .map_err(|e| refuse(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Every change of the document attributable and authorised: refuses the

@@ -749,6 +749,7 @@ impl Checker<'_> {
             stripped,
         } = ready;
         admit::check_authorship(&scan, case, facts.as_ref(), self.directory, verified)?;
+        admit::check_materials(&doc)?;
         let tips = admit::tips_of(&transitions);
         let findings = admit::verify_transitions(
             &doc,

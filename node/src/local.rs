@@ -37,6 +37,10 @@ const META_AUTHORITY: &str = "authority_key";
 const META_DIRECTORY: &str = "directory";
 const META_RESIDENT_SECRET: &str = "resident_key_secret";
 
+/// The largest scanned material a node takes, by either path (a command on the
+/// store, or an upload to a running node): 64 MiB, far above a scan's size.
+pub const MAX_MATERIAL_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Why a node operation failed. `Rejected` and `Invalid` are the office's input
 /// refused by a rule (exit status 1 with the rule); the others are conditions of the
 /// node itself.
@@ -105,6 +109,15 @@ pub enum NodeError {
     /// Input refused by a rule.
     #[error("{0}")]
     Rejected(String),
+    /// A material larger than [`MAX_MATERIAL_BYTES`].
+    #[error(
+        "材料文件过大 material too large: at most {} MiB ({limit} bytes) per file",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Intake fields refused, all at once.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
@@ -124,6 +137,7 @@ impl NodeError {
         matches!(
             self,
             NodeError::Rejected(_)
+                | NodeError::TooLarge { .. }
                 | NodeError::Invalid(_)
                 | NodeError::UnknownCase(_)
                 | NodeError::Case(_)
@@ -226,6 +240,7 @@ impl LocalNode {
             ..StoreOptions::default()
         };
         let store = Store::open(dir, &options)?;
+        make_private_dir(dir)?;
         let key = OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?;
         let secret = OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?;
         store.set_meta(META_RESIDENT_SECRET, &secret.to_bytes())?;
@@ -238,7 +253,7 @@ impl LocalNode {
             operator: None,
         };
         let text = toml::to_string(&file).map_err(|e| NodeError::Rejected(e.to_string()))?;
-        write_atomic(&node_path, text.as_bytes(), Some(0o644)).map_err(io(&node_path))?;
+        write_atomic(&node_path, text.as_bytes(), Some(0o600)).map_err(io(&node_path))?;
         Ok(key.public())
     }
 
@@ -601,7 +616,23 @@ impl LocalNode {
                 codes.join(", ")
             )));
         }
-        let put = self.store.put_material(reader)?;
+        // Read through a counter that fails past the limit: the store then
+        // abandons the transaction, so nothing of an oversized file is kept,
+        // and an endless source (a device, a pipe) ends there.
+        let mut limited = LimitedReader {
+            inner: reader,
+            left: MAX_MATERIAL_BYTES,
+            exceeded: false,
+        };
+        let put = match self.store.put_material(&mut limited) {
+            Ok(put) => put,
+            Err(_) if limited.exceeded => {
+                return Err(NodeError::TooLarge {
+                    limit: MAX_MATERIAL_BYTES,
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
         let hash = put.hash.to_hex();
         let office = self.file.office.to_string();
         doc.update(now, "attach material", |case| {
@@ -733,6 +764,76 @@ impl LocalNode {
             });
         }
         Ok(rows)
+    }
+}
+
+/// Makes a data directory readable by its owner only (0700): it holds the
+/// store, the office key and the control token.
+pub fn make_private_dir(dir: &Path) -> Result<(), NodeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir).map_err(io(dir))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Checks a backup's destination before anything is written: `--out` must not
+/// exist, and must not lie inside any node's data directory (a backup there
+/// could replace a live store, and would be lost with the directory).
+pub fn check_backup_destination(out: &Path) -> Result<(), NodeError> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent).map_err(io(&parent))?;
+    for ancestor in parent.ancestors() {
+        if ancestor.join(NODE_FILE).exists()
+            || ancestor.join(tongban_store::DB_FILE_NAME).exists()
+        {
+            return Err(NodeError::Rejected(format!(
+                "--out {}: inside the node data directory {}; write the backup elsewhere \
+                 (a USB disk, another folder) 备份不能放在节点数据目录内",
+                out.display(),
+                ancestor.display()
+            )));
+        }
+    }
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(NodeError::Rejected(format!(
+            "--out {}: the file exists; a backup never overwrites a file (choose a new name) \
+             备份文件已存在，请换一个文件名",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A reader that fails once more than `left` bytes come through it.
+struct LimitedReader<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte more than the limit is asked for, so that a file of exactly
+        // the limit passes and one byte over it is noticed.
+        let want = buf.len().min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.exceeded = true;
+            return Err(std::io::Error::other("material larger than the limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

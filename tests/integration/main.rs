@@ -7,6 +7,7 @@ mod backup;
 mod calendar;
 mod daemon;
 mod demo;
+mod hardening;
 mod id;
 mod js_interop;
 mod office;

@@ -30,8 +30,11 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
             let result = match tongban_node::client::Target::open(&dir) {
                 Ok(target) => target.backup(&out),
                 Err(tongban_node::local::NodeError::NotInitialised { .. }) => {
-                    Store::open(&dir, &StoreOptions::default())
-                        .map_err(tongban_node::local::NodeError::from)
+                    tongban_node::local::check_backup_destination(&out)
+                        .and_then(|()| {
+                            Store::open(&dir, &StoreOptions::default())
+                                .map_err(tongban_node::local::NodeError::from)
+                        })
                         .and_then(|store| {
                             store.backup_to(&out).map_err(|e| {
                                 tongban_node::local::NodeError::Rejected(e.to_string())

@@ -31,6 +31,9 @@ use crate::authority::write_atomic;
 
 /// The office key file.
 pub const KEY_FILE: &str = "office.key";
+const DB_FILE: &str = tongban_store::DB_FILE_NAME;
+/// The store meta key under which a copy of `node.toml` travels in backups.
+pub const META_NODE_FILE: &str = "node_file";
 /// The node file.
 pub const NODE_FILE: &str = "node.toml";
 const META_AUTHORITY: &str = "authority_key";
@@ -69,11 +72,13 @@ pub enum NodeError {
         /// The data directory.
         path: PathBuf,
     },
-    /// `node init` found an existing node.
-    #[error("{path} already holds a node (its key is {path}/office.key); refusing to overwrite it")]
+    /// `node init` found an existing node, or part of one.
+    #[error("{path} already holds {found}; refusing to overwrite it")]
     AlreadyInitialised {
         /// The data directory.
         path: PathBuf,
+        /// What was found there, in words.
+        found: String,
     },
     /// No directory imported yet.
     #[error(
@@ -230,9 +235,22 @@ impl LocalNode {
     /// Creates a node: data directory, store, office key (0600), node file.
     /// Returns the office's public key for the directory authority.
     pub fn init(dir: &Path, office: OfficeId) -> Result<PublicKey, NodeError> {
-        if dir.join(KEY_FILE).exists() || dir.join(tongban_store::DB_FILE_NAME).exists() {
+        let key = dir.join(KEY_FILE).exists();
+        let store = dir.join(tongban_store::DB_FILE_NAME).exists();
+        if key || store {
+            // Say what is really there: a restored store without its key must
+            // not be described as a node with a key.
+            let found = match (store, key) {
+                (true, true) => format!("a node (store {DB_FILE}, office key {KEY_FILE})"),
+                (true, false) => format!(
+                    "a store ({DB_FILE}) but no office key; if it was restored, give its key \
+                     with `tongban restore --office-key` or restore again with --new-key"
+                ),
+                (false, _) => format!("an office key ({KEY_FILE}) but no store"),
+            };
             return Err(NodeError::AlreadyInitialised {
                 path: dir.to_path_buf(),
+                found,
             });
         }
         let options = StoreOptions {
@@ -254,7 +272,44 @@ impl LocalNode {
         };
         let text = toml::to_string(&file).map_err(|e| NodeError::Rejected(e.to_string()))?;
         write_atomic(&node_path, text.as_bytes(), Some(0o600)).map_err(io(&node_path))?;
+        // A copy of the node file in the store travels with every backup, so a
+        // restored directory is a node again.
+        store.set_meta(META_NODE_FILE, text.as_bytes())?;
         Ok(key.public())
+    }
+
+    /// Makes a restored data directory a working node: writes `node.toml` from
+    /// the copy the backup carried, and the office key — `key`, the node's own,
+    /// or a new one when `None`. Answers the node, opened.
+    pub fn adopt_restored(dir: &Path, key: Option<&OfficeKey>) -> Result<LocalNode, NodeError> {
+        let text = {
+            let store = Store::open(dir, &StoreOptions::default())?;
+            store.meta(META_NODE_FILE)?.ok_or_else(|| NodeError::Damaged {
+                path: dir.join(DB_FILE),
+                reason: "the backup carries no node configuration (it was made by an older \
+                         version): copy node.toml from the old data directory"
+                    .into(),
+            })?
+        };
+        let text = String::from_utf8(text).map_err(|e| NodeError::Damaged {
+            path: dir.join(DB_FILE),
+            reason: format!("the node configuration in the backup: {e}"),
+        })?;
+        toml::from_str::<NodeFile>(&text).map_err(|e| NodeError::Damaged {
+            path: dir.join(DB_FILE),
+            reason: format!("the node configuration in the backup: {e}"),
+        })?;
+        let key = match key {
+            Some(key) => key.clone(),
+            None => OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?,
+        };
+        let key_path = dir.join(KEY_FILE);
+        write_atomic(&key_path, key.to_pem_like_string().as_bytes(), Some(0o600))
+            .map_err(io(&key_path))?;
+        let node_path = dir.join(NODE_FILE);
+        write_atomic(&node_path, text.as_bytes(), Some(0o600)).map_err(io(&node_path))?;
+        make_private_dir(dir)?;
+        LocalNode::open(dir)
     }
 
     /// Opens an initialised node's data directory.
@@ -285,6 +340,11 @@ impl LocalNode {
             path: node_path.clone(),
             reason: e.to_string(),
         })?;
+        // Keep the store's copy of the node file current (it travels in
+        // backups); written only when it differs.
+        if store.meta(META_NODE_FILE)?.as_deref() != Some(text.as_bytes()) {
+            store.set_meta(META_NODE_FILE, text.as_bytes())?;
+        }
         let key_path = dir.join(KEY_FILE);
         let key_text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
         let key = OfficeKey::from_pem_like_str(&key_text).map_err(|e| NodeError::Damaged {

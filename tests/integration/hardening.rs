@@ -276,3 +276,118 @@ fn an_attachment_over_the_limit_is_refused_on_both_paths_naming_the_limit() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true, "{report}");
 }
+
+fn wait_for_cases(data: &Path, auth: &Path, n: usize, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let out = tongban(Some(data), auth, &["case", "list", "--json"]);
+        if out.status.code() == Some(0) {
+            let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if rows.as_array().unwrap().len() >= n {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "{} did not reach {n} cases in {within:?}",
+            data.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_restored_backup_is_a_working_node_that_verifies_and_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let auth = offices(
+        root,
+        &[
+            ("hub-cn", "hub", "00"),
+            ("440106001", "township", "440106001"),
+        ],
+    );
+    let data = root.join("440106001");
+    let hub_dir = root.join("hub-cn");
+    let hub = NodeProcess::start(root, "hub-cn", None);
+    let node = NodeProcess::start(root, "440106001", Some(("hub-cn", &hub.quic)));
+    let out = new_case(&data, &auth, 1);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    wait_for_cases(&hub_dir, &auth, 1, Duration::from_secs(15));
+    let backup = root.join("440106001.tbbackup");
+    ok(
+        Some(&data),
+        &auth,
+        &["backup", "--out", backup.to_str().unwrap()],
+    );
+    // The office's computer is lost; its key was kept apart.
+    node.kill();
+    let key = root.join("office.key.saved");
+    std::fs::copy(data.join("office.key"), &key).unwrap();
+    let new_root = root.join("new");
+    std::fs::create_dir(&new_root).unwrap();
+    let restored = new_root.join("440106001");
+    let out = tongban(
+        None,
+        &auth,
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--office-key",
+            key.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ready"), "{}", stdout(&out));
+    assert_eq!(mode(&restored), 0o700);
+    assert_eq!(mode(&restored.join("office.key")), 0o600);
+    let out = ok(Some(&restored), &auth, &["verify", "--all", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["cases"], 1);
+
+    // It runs, and what it does next reaches its hub.
+    let node = NodeProcess::start(&new_root, "440106001", Some(("hub-cn", &hub.quic)));
+    let out = new_case(&restored, &auth, 2);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    wait_for_cases(&hub_dir, &auth, 2, Duration::from_secs(15));
+    assert_eq!(node.terminate(), 0);
+    assert_eq!(hub.terminate(), 0);
+}
+
+#[test]
+fn a_restore_with_a_new_key_says_the_authority_must_certify_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let auth = one_township(root);
+    let data = root.join("440106001");
+    let backup = root.join("b.tbbackup");
+    ok(
+        Some(&data),
+        &auth,
+        &["backup", "--out", backup.to_str().unwrap()],
+    );
+    let restored = root.join("restored");
+    let out = tongban(
+        None,
+        &auth,
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--new-key",
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("directory authority"), "{}", stdout(&out));
+    // The node is there, with a key of its own that differs from the old one.
+    assert_ne!(
+        std::fs::read(restored.join("office.key")).unwrap(),
+        std::fs::read(data.join("office.key")).unwrap()
+    );
+    let out = ok(Some(&restored), &auth, &["node", "status", "--json"]);
+    assert!(out.contains("440106001"), "{out}");
+}

@@ -604,6 +604,18 @@ impl Target {
         }
     }
 
+    /// Every stored material of `cases` read back and rehashed.
+    pub fn rehash_materials(
+        &self,
+        cases: &[CaseId],
+    ) -> Result<crate::local::MaterialCheck, NodeError> {
+        match self {
+            Target::Direct(node) => node.rehash_materials(cases),
+            // The node checks every case it holds; `verify --all` asks for all.
+            Target::Daemon(client) => Client::json(&client.get("/v1/materials/check")?),
+        }
+    }
+
     /// Every case the node holds, sorted.
     pub fn case_ids(&self) -> Result<Vec<CaseId>, NodeError> {
         let mut ids = match self {

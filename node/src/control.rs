@@ -484,6 +484,29 @@ async fn backup(
     Ok(axum::Json(summary).into_response())
 }
 
+async fn check_materials(State(api): State<Api>) -> Result<Response, Failure> {
+    // Reading every material back is one long read: it runs beside the engine
+    // on its own read transactions, like a backup.
+    let node_store = api.node.exec(|node, _| {
+        let mut ids = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let batch = node.store().changes_since(cursor, 1000)?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.seq;
+            ids.extend(batch.into_iter().map(|c| c.case));
+        }
+        ids.sort();
+        ids.dedup();
+        Ok::<_, NodeError>((ids, node.shared_store().clone()))
+    });
+    let (ids, store) = node_store.await??;
+    let check = tokio::task::spawn_blocking(move || crate::local::rehash_in(&store, &ids))
+        .await
+        .map_err(|e| Failure::from(DaemonError::Control(e.to_string())))??;
+    Ok(axum::Json(check).into_response())
+}
+
 async fn directory(State(api): State<Api>) -> Result<Response, Failure> {
     let bytes = api
         .node
@@ -551,6 +574,7 @@ fn router(api: Api) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_DIRECTORY_BODY)),
         )
         .route("/v1/backup", post(backup).layer(json))
+        .route("/v1/materials/check", get(check_materials))
         .route("/v1/cases", get(list).post(new_case).layer(json))
         .route("/v1/cases/{id}", get(document))
         .route("/v1/cases/{id}/archive", get(archive))

@@ -94,9 +94,6 @@ pub struct NodeConfig {
     /// Log level filter (`info`, `debug`, `tongban=debug`); `RUST_LOG` wins.
     #[serde(default)]
     pub log: Option<String>,
-    /// The default operator for commands through this node.
-    #[serde(default)]
-    pub operator: Option<String>,
     /// Seconds of the longest reconnect backoff (default 60).
     #[serde(default)]
     pub max_backoff_secs: Option<u64>,
@@ -129,7 +126,6 @@ impl NodeConfig {
                 .collect(),
             control: None,
             log: None,
-            operator: None,
             max_backoff_secs: Some(1),
         }
     }
@@ -141,6 +137,20 @@ impl NodeConfig {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        // The default operator has one home, the node's own `DATA_DIR/node.toml`,
+        // which commands read whether or not the node runs; here it would
+        // silently do nothing, so it is refused with where it belongs.
+        if let Ok(table) = text.parse::<toml::Table>()
+            && table.contains_key("operator")
+        {
+            return Err(DaemonError::Config {
+                path: path.to_path_buf(),
+                reason: "operator: the default operator belongs in DATA_DIR/node.toml \
+                         (operator = \"窗口01\"), not in the run configuration \
+                         默认经办人请写在数据目录的 node.toml 中"
+                    .into(),
+            });
+        }
         let mut config: NodeConfig = toml::from_str(&text).map_err(|e| DaemonError::Config {
             path: path.to_path_buf(),
             reason: e.to_string(),

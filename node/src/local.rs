@@ -97,6 +97,22 @@ pub enum NodeError {
         /// Directory version.
         version: u64,
     },
+    /// The directory revoked this node's key.
+    #[error(
+        "本节点密钥已被吊销 this office's key {fingerprint} was revoked by the directory (version {version}) \
+         from {effective}{reason}: ask the directory authority to certify a new key \
+         (tongban directory rotate) and import the new directory"
+    )]
+    Revoked {
+        /// Key fingerprint.
+        fingerprint: String,
+        /// Directory version.
+        version: u64,
+        /// When the revocation took effect.
+        effective: String,
+        /// `; reason: …` or nothing.
+        reason: String,
+    },
     /// A directory file was refused.
     #[error("directory refused: {0}")]
     Directory(String),
@@ -216,6 +232,26 @@ pub struct CaseRow {
     /// DPF and civil affairs).
     #[serde(default)]
     pub offices: Vec<String>,
+}
+
+/// A stored material whose bytes no longer hash to its address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RottenMaterial {
+    /// The case that lists it.
+    pub case_id: String,
+    /// Its address (BLAKE3, hex).
+    pub hash: String,
+    /// What reading it found.
+    pub reason: String,
+}
+
+/// What [`LocalNode::rehash_materials`] found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MaterialCheck {
+    /// Materials read and rehashed.
+    pub checked: u64,
+    /// Those that failed.
+    pub rotten: Vec<RottenMaterial>,
 }
 
 /// What `case new` produced.
@@ -488,10 +524,35 @@ impl LocalNode {
         directory
             .office_for_key_at(&self.key.public(), now)
             .filter(|c| c.office == self.file.office)
-            .ok_or_else(|| NodeError::NotCertified {
+            .ok_or_else(|| {
+                // A revoked key is told so, not asked to send its key again.
+                let public = self.key.public();
+                if let Some(revoked) = directory
+                    .revocations
+                    .iter()
+                    .map(|r| &r.revocation)
+                    .find(|r| r.public_key == public && r.effective.0 <= now.0)
+                {
+                    return NodeError::Revoked {
+                        fingerprint: public.fingerprint(),
+                        version: directory.version,
+                        effective: revoked.effective.china_display(),
+                        reason: if revoked.reason.is_empty() {
+                            String::new()
+                        } else {
+                            // The reason is the authority's words; control
+                            // characters in it must not reach the terminal.
+                            let reason: String =
+                                revoked.reason.chars().filter(|c| !c.is_control()).collect();
+                            format!("; reason: {reason}")
+                        },
+                    };
+                }
+                NodeError::NotCertified {
                 office: self.file.office.clone(),
                 fingerprint: self.key.public().fingerprint(),
                 version: directory.version,
+            }
             })
     }
 
@@ -715,6 +776,14 @@ impl LocalNode {
         Ok(hash)
     }
 
+    /// Reads every stored material of `cases` back from the store and checks
+    /// each chunk and the whole content against its BLAKE3 address: what
+    /// `verify --all` does beyond the signatures. A material not fetched yet is
+    /// not counted (it is missing, not damaged).
+    pub fn rehash_materials(&self, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
+        rehash_in(&self.store, cases)
+    }
+
     /// Materials of the notice not yet attached.
     pub fn missing_materials(
         &self,
@@ -873,6 +942,34 @@ pub fn check_backup_destination(out: &Path) -> Result<(), NodeError> {
         )));
     }
     Ok(())
+}
+
+/// [`LocalNode::rehash_materials`] on a store (the daemon runs it beside its
+/// engine).
+pub fn rehash_in(store: &Store, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
+    let mut check = MaterialCheck::default();
+    for case in cases {
+        for hash in store.case_materials(case)? {
+            if !store.has_material(&hash)? {
+                continue;
+            }
+            check.checked += 1;
+            let read = store
+                .open_material(&hash)
+                .map_err(|e| e.to_string())
+                .and_then(|mut reader| {
+                    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())
+                });
+            if let Err(reason) = read {
+                check.rotten.push(RottenMaterial {
+                    case_id: case.to_string(),
+                    hash: hash.to_hex(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(check)
 }
 
 /// A reader that fails once more than `left` bytes come through it.

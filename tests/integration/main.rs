@@ -5,6 +5,7 @@
 mod archive;
 mod backup;
 mod calendar;
+mod cli_behaviour;
 mod daemon;
 mod demo;
 mod hardening;

@@ -121,7 +121,10 @@ impl Client {
             .method(method)
             .uri(path_and_query)
             .header(hyper::header::HOST, "tongban")
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
             .header(hyper::header::CONTENT_TYPE, content_type);
         if let Some(length) = length {
             request = request.header(hyper::header::CONTENT_LENGTH, length);
@@ -139,7 +142,10 @@ impl Client {
                     .await
                     .map_err(|e| e.to_string())?;
             tokio::spawn(connection);
-            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
@@ -232,7 +238,7 @@ impl Client {
         // refused before a byte is sent, and the node can tell a cut-off upload
         // from a complete one. Anything else (a pipe, a device) is sent chunked
         // and cut off past the limit.
-        let length = metadata.is_file().then(|| metadata.len());
+        let length = metadata.is_file().then_some(metadata.len());
         if length.is_some_and(|len| len > MAX_MATERIAL_BYTES) {
             return Err(NodeError::TooLarge {
                 limit: MAX_MATERIAL_BYTES,

@@ -275,10 +275,7 @@ async fn status(State(api): State<Api>) -> Result<Response, Failure> {
     Ok(axum::Json(api.node.status().await?).into_response())
 }
 
-async fn list(
-    State(api): State<Api>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, Failure> {
+async fn list(State(api): State<Api>, Query(query): Query<ListQuery>) -> Result<Response, Failure> {
     let rows = api
         .node
         .exec(move |node, now| node.list(query.stage, now.china_date()))
@@ -554,9 +551,10 @@ async fn require_token(State(api): State<Api>, request: Request, next: Next) -> 
         Err(failure) => {
             let mut response = failure.into_response();
             // The unread body is not drained: the connection ends here.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
             response
         }
     }
@@ -733,8 +731,7 @@ async fn accept_loop<L: axum::serve::Listener>(
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(64 * 1024);
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {

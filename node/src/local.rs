@@ -320,12 +320,14 @@ impl LocalNode {
     pub fn adopt_restored(dir: &Path, key: Option<&OfficeKey>) -> Result<LocalNode, NodeError> {
         let text = {
             let store = Store::open(dir, &StoreOptions::default())?;
-            store.meta(META_NODE_FILE)?.ok_or_else(|| NodeError::Damaged {
-                path: dir.join(DB_FILE),
-                reason: "the backup carries no node configuration (it was made by an older \
+            store
+                .meta(META_NODE_FILE)?
+                .ok_or_else(|| NodeError::Damaged {
+                    path: dir.join(DB_FILE),
+                    reason: "the backup carries no node configuration (it was made by an older \
                          version): copy node.toml from the old data directory"
-                    .into(),
-            })?
+                        .into(),
+                })?
         };
         let text = String::from_utf8(text).map_err(|e| NodeError::Damaged {
             path: dir.join(DB_FILE),
@@ -549,10 +551,10 @@ impl LocalNode {
                     };
                 }
                 NodeError::NotCertified {
-                office: self.file.office.clone(),
-                fingerprint: self.key.public().fingerprint(),
-                version: directory.version,
-            }
+                    office: self.file.office.clone(),
+                    fingerprint: self.key.public().fingerprint(),
+                    version: directory.version,
+                }
             })
     }
 
@@ -902,7 +904,10 @@ pub fn make_private_dir(dir: &Path) -> Result<(), NodeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir).map_err(io(dir))?.permissions().mode();
+        let mode = std::fs::metadata(dir)
+            .map_err(io(dir))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io(dir))?;
@@ -923,8 +928,7 @@ pub fn check_backup_destination(out: &Path) -> Result<(), NodeError> {
     };
     let parent = std::fs::canonicalize(&parent).map_err(io(&parent))?;
     for ancestor in parent.ancestors() {
-        if ancestor.join(NODE_FILE).exists()
-            || ancestor.join(tongban_store::DB_FILE_NAME).exists()
+        if ancestor.join(NODE_FILE).exists() || ancestor.join(tongban_store::DB_FILE_NAME).exists()
         {
             return Err(NodeError::Rejected(format!(
                 "--out {}: inside the node data directory {}; write the backup elsewhere \
@@ -983,7 +987,9 @@ impl<R: std::io::Read> std::io::Read for LimitedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // One byte more than the limit is asked for, so that a file of exactly
         // the limit passes and one byte over it is noticed.
-        let want = buf.len().min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n as u64 > self.left {
             self.exceeded = true;

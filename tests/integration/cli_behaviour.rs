@@ -12,8 +12,21 @@ fn new_case(data: &std::path::Path, auth: &std::path::Path, n: usize) -> String 
         Some(data),
         auth,
         &[
-            "case", "new", "--name", "李四", "--id", &id, "--hukou", "130102001",
-            "--certificate", &cert, "--dibao", "--kind", "living", "--operator", "窗口01",
+            "case",
+            "new",
+            "--name",
+            "李四",
+            "--id",
+            &id,
+            "--hukou",
+            "130102001",
+            "--certificate",
+            &cert,
+            "--dibao",
+            "--kind",
+            "living",
+            "--operator",
+            "窗口01",
             "--json",
         ],
     );
@@ -61,8 +74,16 @@ fn operator_has_one_home_in_node_toml_and_works_through_the_daemon() {
     let data = root.join("440106001");
     // In the run configuration it is refused, naming where it belongs.
     let config = root.join("run.toml");
-    std::fs::write(&config, format!("data_dir = {data:?}\noperator = \"窗口01\"\n")).unwrap();
-    let out = tongban(None, &auth, &["node", "run", "--config", config.to_str().unwrap()]);
+    std::fs::write(
+        &config,
+        format!("data_dir = {data:?}\noperator = \"窗口01\"\n"),
+    )
+    .unwrap();
+    let out = tongban(
+        None,
+        &auth,
+        &["node", "run", "--config", config.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("node.toml"), "{}", stderr(&out));
     // In node.toml it is the default clerk, also through the running node.
@@ -73,8 +94,23 @@ fn operator_has_one_home_in_node_toml_and_works_through_the_daemon() {
     let case = new_case(&data, &auth, 1);
     let file = root.join("id.jpg");
     std::fs::write(&file, b"scan").unwrap();
-    ok(Some(&data), &auth, &["case", "attach", &case, file.to_str().unwrap(), "--kind", "id_card"]);
-    let out = tongban(Some(&data), &auth, &["case", "withdraw", &case, "--reason", "申请人撤回"]);
+    ok(
+        Some(&data),
+        &auth,
+        &[
+            "case",
+            "attach",
+            &case,
+            file.to_str().unwrap(),
+            "--kind",
+            "id_card",
+        ],
+    );
+    let out = tongban(
+        Some(&data),
+        &auth,
+        &["case", "withdraw", &case, "--reason", "申请人撤回"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = ok(Some(&data), &auth, &["history", &case, "--json"]);
     assert!(out.contains("窗口09"), "{out}");
@@ -91,7 +127,18 @@ fn verify_all_rehashes_materials_and_fails_on_rot() {
     let pattern: Vec<u8> = b"TONGBAN-ROT-TEST".repeat(4096);
     let file = root.join("id.jpg");
     std::fs::write(&file, &pattern).unwrap();
-    ok(Some(&data), &auth, &["case", "attach", &case, file.to_str().unwrap(), "--kind", "id_card"]);
+    ok(
+        Some(&data),
+        &auth,
+        &[
+            "case",
+            "attach",
+            &case,
+            file.to_str().unwrap(),
+            "--kind",
+            "id_card",
+        ],
+    );
     let out = ok(Some(&data), &auth, &["verify", "--all", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["materials"]["checked"], 1, "{report}");
@@ -110,12 +157,20 @@ fn verify_all_rehashes_materials_and_fails_on_rot() {
         assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     }
     let out = tongban(Some(&data), &auth, &["verify", "--all"]);
-    assert!(stdout(&out).contains("material damaged"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("material damaged"),
+        "{}",
+        stdout(&out)
+    );
     // And through a running node.
     let node = NodeProcess::start(root, "440106001", None);
     let out = tongban(Some(&data), &auth, &["verify", "--all"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("material damaged"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("material damaged"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(node.terminate(), 0);
 }
 
@@ -141,7 +196,18 @@ fn a_revoked_node_is_told_it_was_revoked() {
     let root = tmp.path();
     let auth = offices(root, &[("440106001", "township", "440106001")]);
     let data = root.join("440106001");
-    ok(None, &auth, &["directory", "revoke", "--office", "440106001", "--reason", "电脑丢失"]);
+    ok(
+        None,
+        &auth,
+        &[
+            "directory",
+            "revoke",
+            "--office",
+            "440106001",
+            "--reason",
+            "电脑丢失",
+        ],
+    );
     ok(
         Some(&data),
         &auth,
@@ -157,11 +223,28 @@ fn a_revoked_node_is_told_it_was_revoked() {
         Some(&data),
         &auth,
         &[
-            "case", "new", "--name", "李四", "--id", &id, "--hukou", "130102001",
-            "--certificate", &cert, "--dibao", "--kind", "living", "--operator", "窗口01",
+            "case",
+            "new",
+            "--name",
+            "李四",
+            "--id",
+            &id,
+            "--hukou",
+            "130102001",
+            "--certificate",
+            &cert,
+            "--dibao",
+            "--kind",
+            "living",
+            "--operator",
+            "窗口01",
         ],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("send the public key"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("send the public key"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -85,7 +85,10 @@ fn a_squatter_on_a_stale_control_address_gets_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("case_id"), "{}", stdout(&out));
     // Nothing ever reached the squatter, and the case is really stored.
-    assert!(squatter.accept().is_err(), "a command connected to the squatter");
+    assert!(
+        squatter.accept().is_err(),
+        "a command connected to the squatter"
+    );
     assert_eq!(case_count(&data, &auth), 2);
 }
 
@@ -147,7 +150,9 @@ fn unauthenticated_bodies_are_refused_unread_and_memory_stays_flat() {
     let chunk = vec![0u8; 1 << 20];
     for _ in 0..30 {
         let mut stream = TcpStream::connect(&tcp).unwrap();
-        stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         stream
             .write_all(b"POST /v1/cases/x/materials?kind=id_card HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n")
             .unwrap();
@@ -166,12 +171,16 @@ fn unauthenticated_bodies_are_refused_unread_and_memory_stays_flat() {
 
     // Idle connections on TCP neither hang the node's own commands nor stay
     // open past the header timeout.
-    let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(&tcp).ok()).collect();
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(&tcp).ok())
+        .collect();
     let start = Instant::now();
     ok(Some(&data), &auth, &["node", "status"]);
     assert!(start.elapsed() < Duration::from_secs(5));
     let mut first = idle.into_iter().next().unwrap();
-    first.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 16];
     let n = first.read(&mut buf).unwrap_or(0);
@@ -382,7 +391,11 @@ fn a_restore_with_a_new_key_says_the_authority_must_certify_it() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("directory authority"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("directory authority"),
+        "{}",
+        stdout(&out)
+    );
     // The node is there, with a key of its own that differs from the old one.
     assert_ne!(
         std::fs::read(restored.join("office.key")).unwrap(),

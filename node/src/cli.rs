@@ -55,10 +55,21 @@ pub enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Restore a verified backup into an empty data directory.
+    /// Restore a verified backup into an empty data directory, as a working
+    /// node: the backup carries the node's configuration; the office key is
+    /// given (`--office-key`) or made anew for the authority to certify
+    /// (`--new-key`).
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["office_key", "new_key"])))]
     Restore {
         /// The backup file.
         file: PathBuf,
+        /// The node's office key file (`office.key`, kept apart from backups).
+        #[arg(long)]
+        office_key: Option<PathBuf>,
+        /// Make a new office key; its public key must then be certified by the
+        /// directory authority (`tongban directory rotate`) before the node runs.
+        #[arg(long)]
+        new_key: bool,
         #[command(flatten)]
         data: DataDirArg,
     },

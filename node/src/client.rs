@@ -4,10 +4,12 @@
 //! [`Target`] offers the same operations either way; the daemon runs the very
 //! [`LocalNode`] method the direct path runs, so both paths share one code path.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
 use tongban_case::{CaseDocument, IntakeForm, Payload};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
@@ -17,15 +19,24 @@ use tongban_ledger::directory::Directory;
 use crate::control::{
     ApiError, EvaluationRequest, ListQuery, MaterialQuery, NewCaseRequest, TransitionRequest,
 };
-use crate::daemon::{CONTROL_ADDR_FILE, CONTROL_TOKEN_FILE, NodeStatus};
-use crate::local::{CaseRow, LocalNode, NewCase, NodeError, load_calendar};
+use crate::daemon::{CONTROL_SOCKET_FILE, CONTROL_TOKEN_FILE, NodeStatus};
+use crate::local::{CaseRow, LocalNode, MAX_MATERIAL_BYTES, NewCase, NodeError, load_calendar};
 
-/// A client of a running daemon's control API.
+/// The longest answer the client reads (an archive with its materials).
+const MAX_ANSWER: usize = 1024 * 1024 * 1024;
+/// How long a request may take, a backup or a large upload included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long connecting and a quick request may take.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
+
+type RequestBody = BoxBody<Bytes, std::io::Error>;
+
+/// A client of a running daemon's control API, over its Unix socket.
 #[derive(Debug)]
 pub struct Client {
-    base: String,
+    socket: PathBuf,
     token: String,
-    agent: ureq::Agent,
+    runtime: tokio::runtime::Runtime,
     office: OfficeId,
     operator: Option<String>,
     calendar: Calendar,
@@ -39,68 +50,123 @@ fn daemon_err(message: impl Into<String>) -> NodeError {
     }
 }
 
+/// Whether a connection error means that no node listens on the socket: a
+/// stale socket left by a killed node, or none at all.
+fn nobody_listens(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+    )
+}
+
 impl Client {
-    /// Connects to the daemon of `dir` if `control.addr` names one that answers.
+    /// Connects to the daemon of `dir` when one listens on its control socket.
+    /// A stale socket (the node was killed) refuses the connection before the
+    /// token or anything else is sent, and the command then opens the store
+    /// directly.
     pub fn connect(dir: &Path, node_file: &NodeFileView) -> Result<Option<Client>, NodeError> {
-        let Ok(addr) = std::fs::read_to_string(dir.join(CONTROL_ADDR_FILE)) else {
+        let socket = dir.join(CONTROL_SOCKET_FILE);
+        if std::fs::symlink_metadata(&socket).is_err() {
             return Ok(None);
-        };
+        }
+        check_owner(dir, &socket)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| daemon_err(format!("control client: {e}")))?;
+        let probe = runtime.block_on(async {
+            tokio::time::timeout(QUICK_TIMEOUT, tokio::net::UnixStream::connect(&socket)).await
+        });
+        match probe {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) if nobody_listens(&err) => return Ok(None),
+            Ok(Err(err)) => return Err(daemon_err(format!("{}: {err}", socket.display()))),
+            Err(_) => {
+                return Err(daemon_err(format!(
+                    "{}: the node does not answer",
+                    socket.display()
+                )));
+            }
+        }
         let token_path = dir.join(CONTROL_TOKEN_FILE);
         let token = std::fs::read_to_string(&token_path)
             .map_err(|e| daemon_err(format!("{}: {e}", token_path.display())))?
             .trim()
             .to_string();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build();
-        let agent: ureq::Agent = config.into();
         let mut client = Client {
-            base: format!("http://{}", addr.trim()),
+            socket,
             token,
-            agent,
+            runtime,
             office: node_file.office.clone(),
             operator: node_file.operator.clone(),
             calendar: load_calendar(Some(dir)).map_err(daemon_err)?,
             directory: None,
         };
-        // A stale control.addr (the daemon was killed) answers nothing.
-        if client.status().is_err() {
-            return Ok(None);
-        }
+        client.status()?;
         client.directory = client.fetch_directory().ok();
         Ok(Some(client))
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn auth(&self) -> String {
-        format!("Bearer {}", self.token)
-    }
-
-    fn answer(
+    /// Sends one request on a connection of its own and reads the answer.
+    fn request(
         &self,
-        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        method: hyper::Method,
+        path_and_query: &str,
+        content_type: &str,
+        body: RequestBody,
+        length: Option<u64>,
+        timeout: Duration,
     ) -> Result<Vec<u8>, NodeError> {
-        let mut response = response.map_err(|e| daemon_err(format!("control API: {e}")))?;
-        let status = response.status();
-        let mut body = Vec::new();
-        response
-            .body_mut()
-            .as_reader()
-            .take(crate::control::MAX_UPLOAD as u64 * 2)
-            .read_to_end(&mut body)
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, "tongban")
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(hyper::header::CONTENT_TYPE, content_type);
+        if let Some(length) = length {
+            request = request.header(hyper::header::CONTENT_LENGTH, length);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| daemon_err(format!("control API request: {e}")))?;
+        let socket = self.socket.clone();
+        let exchange = async move {
+            let stream = tokio::net::UnixStream::connect(&socket)
+                .await
+                .map_err(|e| format!("{}: {e}", socket.display()))?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        let (status, body) = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, exchange).await })
+            .map_err(|_| daemon_err("control API: the node did not answer in time"))?
             .map_err(|e| daemon_err(format!("control API: {e}")))?;
         if status.is_success() {
-            return Ok(body);
+            return Ok(body.to_vec());
         }
         let err: ApiError = serde_json::from_slice(&body).unwrap_or(ApiError {
             error: format!("control API answered {status}"),
             rejection: false,
         });
-        if status.as_u16() == 422 || status.as_u16() == 404 || status.as_u16() == 400 {
+        if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
             Err(NodeError::Rejected(err.error))
         } else {
             Err(NodeError::Daemon {
@@ -111,21 +177,28 @@ impl Client {
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>, NodeError> {
-        let response = self
-            .agent
-            .get(self.url(path))
-            .header("Authorization", self.auth())
-            .call();
-        self.answer(response)
+        self.request(
+            hyper::Method::GET,
+            path,
+            "application/json",
+            empty_body(),
+            None,
+            REQUEST_TIMEOUT,
+        )
     }
 
     fn post_json(&self, path: &str, body: &impl serde::Serialize) -> Result<Vec<u8>, NodeError> {
-        let response = self
-            .agent
-            .post(self.url(path))
-            .header("Authorization", self.auth())
-            .send_json(body);
-        self.answer(response)
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| daemon_err(format!("control API request: {e}")))?;
+        let len = bytes.len() as u64;
+        self.request(
+            hyper::Method::POST,
+            path,
+            "application/json",
+            full_body(bytes),
+            Some(len),
+            REQUEST_TIMEOUT,
+        )
     }
 
     fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, NodeError> {
@@ -134,7 +207,14 @@ impl Client {
 
     /// The node's status.
     pub fn status(&self) -> Result<NodeStatus, NodeError> {
-        Self::json(&self.get("/v1/status")?)
+        Self::json(&self.request(
+            hyper::Method::GET,
+            "/v1/status",
+            "application/json",
+            empty_body(),
+            None,
+            QUICK_TIMEOUT,
+        )?)
     }
 
     fn fetch_directory(&self) -> Result<Directory, NodeError> {
@@ -144,6 +224,108 @@ impl Client {
             .map_err(|e| daemon_err(format!("directory: {e}")))?;
         Ok(signed.directory)
     }
+
+    /// Uploads a file as a material, streamed from disk in chunks: never whole in
+    /// memory, and never more than [`MAX_MATERIAL_BYTES`] of it.
+    fn upload(&self, path_and_query: &str, file: &Path) -> Result<Vec<u8>, NodeError> {
+        let io_err = |source| NodeError::Io {
+            path: file.to_path_buf(),
+            source,
+        };
+        let opened = std::fs::File::open(file).map_err(io_err)?;
+        let metadata = opened.metadata().map_err(io_err)?;
+        // A regular file states its length up front: a file over the limit is
+        // refused before a byte is sent, and the node can tell a cut-off upload
+        // from a complete one. Anything else (a pipe, a device) is sent chunked
+        // and cut off past the limit.
+        let length = metadata.is_file().then_some(metadata.len());
+        if length.is_some_and(|len| len > MAX_MATERIAL_BYTES) {
+            return Err(NodeError::TooLarge {
+                limit: MAX_MATERIAL_BYTES,
+            });
+        }
+        let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
+        let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reading = {
+            let exceeded = exceeded.clone();
+            let mut reader = tokio::fs::File::from_std(opened);
+            async move {
+                use tokio::io::AsyncReadExt;
+                let mut sent: u64 = 0;
+                loop {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    match reader.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            sent += n as u64;
+                            if sent > MAX_MATERIAL_BYTES {
+                                exceeded.store(true, std::sync::atomic::Ordering::SeqCst);
+                                tx.abort(std::io::Error::other("material too large"));
+                                return;
+                            }
+                            buf.truncate(n);
+                            if tx.send_data(Bytes::from(buf)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(err) => {
+                            tx.abort(err);
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let _guard = self.runtime.enter();
+        let feeder = self.runtime.spawn(reading);
+        let answer = self.request(
+            hyper::Method::POST,
+            path_and_query,
+            "application/octet-stream",
+            body.boxed(),
+            length,
+            REQUEST_TIMEOUT,
+        );
+        feeder.abort();
+        if exceeded.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(NodeError::TooLarge {
+                limit: MAX_MATERIAL_BYTES,
+            });
+        }
+        answer
+    }
+}
+
+fn empty_body() -> RequestBody {
+    full_body(Vec::new())
+}
+
+fn full_body(bytes: Vec<u8>) -> RequestBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Refuses a control socket not owned by the owner of the data directory: only
+/// the node's own operators may stand behind it.
+fn check_owner(dir: &Path, socket: &Path) -> Result<(), NodeError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .map(|m| m.uid())
+            .map_err(|source| NodeError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    if owner(dir)? != owner(socket)? {
+        return Err(daemon_err(format!(
+            "{} is not owned by the owner of {}; refusing to send it anything",
+            socket.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// What a client needs of `node.toml` without opening the store.
@@ -255,16 +437,19 @@ impl Target {
         match self {
             Target::Direct(node) => node.import_directory(bytes, authority),
             Target::Daemon(client) => {
-                let mut request = client
-                    .agent
-                    .post(client.url("/v1/directory"))
-                    .header("Authorization", client.auth());
-                if let Some(key) = authority {
-                    request = request.query("authority", key.to_string());
-                }
-                let response = request.send(bytes);
-                let answer: crate::control::DirectoryImported =
-                    Client::json(&client.answer(response)?)?;
+                let path = match authority {
+                    Some(key) => format!("/v1/directory?authority={key}"),
+                    None => "/v1/directory".to_string(),
+                };
+                let answer = client.request(
+                    hyper::Method::POST,
+                    &path,
+                    "application/octet-stream",
+                    full_body(bytes.to_vec()),
+                    Some(bytes.len() as u64),
+                    REQUEST_TIMEOUT,
+                )?;
+                let answer: crate::control::DirectoryImported = Client::json(&answer)?;
                 Ok(answer.version)
             }
         }
@@ -319,30 +504,16 @@ impl Target {
         match self {
             Target::Direct(node) => node.attach(case, file, kind, media_type, operator, now),
             Target::Daemon(client) => {
-                let bytes = std::fs::read(file).map_err(|source| NodeError::Io {
-                    path: PathBuf::from(file),
-                    source,
-                })?;
                 let query = MaterialQuery {
                     kind: kind.to_string(),
                     media_type: media_type.map(str::to_string),
                     file_name: file.file_name().map(|n| n.to_string_lossy().into_owned()),
                     operator: operator.to_string(),
                 };
-                let mut request = client
-                    .agent
-                    .post(client.url(&format!("/v1/cases/{case}/materials")))
-                    .header("Authorization", client.auth())
-                    .query("kind", &query.kind)
-                    .query("operator", &query.operator);
-                if let Some(name) = &query.file_name {
-                    request = request.query("file_name", name);
-                }
-                if let Some(media_type) = &query.media_type {
-                    request = request.query("media_type", media_type);
-                }
-                let response = request.send(&bytes[..]);
-                Client::json(&client.answer(response)?)
+                let query = serde_urlencoded::to_string(&query)
+                    .map_err(|e| daemon_err(format!("control API request: {e}")))?;
+                let answer = client.upload(&format!("/v1/cases/{case}/materials?{query}"), file)?;
+                Client::json(&answer)
             }
         }
     }
@@ -425,6 +596,7 @@ impl Target {
     /// A consistent backup of the node's store into `out` (taken by the running
     /// node when there is one).
     pub fn backup(&self, out: &Path) -> Result<tongban_store::BackupSummary, NodeError> {
+        crate::local::check_backup_destination(out)?;
         match self {
             Target::Direct(node) => node
                 .store()
@@ -439,6 +611,18 @@ impl Target {
                     &client.post_json("/v1/backup", &crate::control::BackupRequest { out })?,
                 )
             }
+        }
+    }
+
+    /// Every stored material of `cases` read back and rehashed.
+    pub fn rehash_materials(
+        &self,
+        cases: &[CaseId],
+    ) -> Result<crate::local::MaterialCheck, NodeError> {
+        match self {
+            Target::Direct(node) => node.rehash_materials(cases),
+            // The node checks every case it holds; `verify --all` asks for all.
+            Target::Daemon(client) => Client::json(&client.get("/v1/materials/check")?),
         }
     }
 

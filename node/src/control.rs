@@ -1,9 +1,21 @@
 //! The control API: how `tongban` commands (and later the office window's browser
-//! console) reach a running node. HTTP/1.1 on loopback, JSON bodies, versioned
-//! under `/v1`, every request carrying `Authorization: Bearer <token>` where the
-//! token is the content of `DATA_DIR/control.token` (mode 0600, made on first
-//! start). The address is written to `DATA_DIR/control.addr` while the daemon runs.
+//! console) reach a running node. HTTP/1.1, JSON bodies, versioned under `/v1`,
+//! every request carrying `Authorization: Bearer <token>` where the token is the
+//! content of `DATA_DIR/control.token` (mode 0600, made on first start).
 //! `docs/control-api.md` documents each route.
+//!
+//! # Who can reach it
+//!
+//! Commands reach their node over a Unix domain socket, `DATA_DIR/control.sock`
+//! (mode 0600 inside the 0700 data directory), so only the node's own operators
+//! can connect at all, and a stale socket left by a killed node refuses the
+//! connection before any token or form is sent. A TCP listener on loopback is
+//! opened only when `control` is configured (the browser console); its address
+//! is written to `DATA_DIR/control.addr`, which commands never read.
+//!
+//! Every listener checks the token in a layer in front of every route, before
+//! any body is read; each route has its own body limit; connections are capped
+//! and a connection that sends no complete header in time is closed.
 //!
 //! Every route runs the same [`LocalNode`] method the command runs on the store
 //! directly, on the daemon's engine, so both paths share one code path; the daemon
@@ -14,31 +26,52 @@
 //! wrong token, 400 for a malformed request and 500 otherwise.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tongban_case::{IntakeForm, Payload};
 use tongban_domain::ids::{CaseId, Operator};
 use tongban_domain::stage::Stage;
 
-use crate::daemon::{CONTROL_ADDR_FILE, CONTROL_TOKEN_FILE, DaemonError, DaemonHandle};
-use crate::local::NodeError;
+use crate::daemon::{
+    CONTROL_ADDR_FILE, CONTROL_SOCKET_FILE, CONTROL_TOKEN_FILE, DaemonError, DaemonHandle,
+    wait_stop,
+};
+use crate::local::{MAX_MATERIAL_BYTES, NodeError};
 
-/// The largest upload (a scanned material) the API accepts: the largest material.
-pub const MAX_UPLOAD: usize = tongban_domain::material::MAX_MATERIAL_BYTES as usize;
+/// The largest JSON body a route takes (an intake form, a transition, a backup
+/// request): far above any real one, far below what could hurt the node.
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+/// The largest signed directory `POST /v1/directory` takes.
+pub const MAX_DIRECTORY_BODY: usize = 16 * 1024 * 1024;
+/// Most connections served at once on each listener; one more is closed at
+/// once, so that idle connections cannot pile up until the node has no file
+/// descriptors left.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may take to send a request's header, and how long an
+/// idle kept-alive connection is kept.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an upload may go without sending a byte.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 struct Api {
     node: DaemonHandle,
     token: String,
+    /// The data directory, where uploads are spooled before the engine stores
+    /// them.
+    dir: PathBuf,
 }
 
 /// An error body.
@@ -240,17 +273,11 @@ pub struct ListQuery {
     pub stage: Option<Stage>,
 }
 
-async fn status(State(api): State<Api>, headers: HeaderMap) -> Result<Response, Failure> {
-    api.check(&headers)?;
+async fn status(State(api): State<Api>) -> Result<Response, Failure> {
     Ok(axum::Json(api.node.status().await?).into_response())
 }
 
-async fn list(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, Failure> {
-    api.check(&headers)?;
+async fn list(State(api): State<Api>, Query(query): Query<ListQuery>) -> Result<Response, Failure> {
     let rows = api
         .node
         .exec(move |node, now| node.list(query.stage, now.china_date()))
@@ -260,10 +287,8 @@ async fn list(
 
 async fn new_case(
     State(api): State<Api>,
-    headers: HeaderMap,
     axum::Json(request): axum::Json<NewCaseRequest>,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let operator = parse_operator(&request.operator)?;
     let made = api
         .node
@@ -274,10 +299,8 @@ async fn new_case(
 
 async fn document(
     State(api): State<Api>,
-    headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let case = parse_case(&id)?;
     let bytes = api
         .node
@@ -288,11 +311,9 @@ async fn document(
 
 async fn archive(
     State(api): State<Api>,
-    headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
     Query(query): Query<ArchiveQuery>,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let case = parse_case(&id)?;
     // Built on the engine's thread from its own store, as `case export` does on
     // a stopped node: one read, nothing written.
@@ -307,11 +328,9 @@ async fn archive(
 
 async fn transition(
     State(api): State<Api>,
-    headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
     axum::Json(request): axum::Json<TransitionRequest>,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let case = parse_case(&id)?;
     let operator = parse_operator(&request.operator)?;
     api.node
@@ -322,11 +341,9 @@ async fn transition(
 
 async fn evaluation(
     State(api): State<Api>,
-    headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
     axum::Json(request): axum::Json<EvaluationRequest>,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let case = parse_case(&id)?;
     let operator = parse_operator(&request.operator)?;
     api.node
@@ -339,14 +356,16 @@ async fn evaluation(
 
 async fn material(
     State(api): State<Api>,
-    headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
     Query(query): Query<MaterialQuery>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let case = parse_case(&id)?;
     let operator = parse_operator(&query.operator)?;
+    // The upload is spooled to a private temporary file in the data directory
+    // chunk by chunk, never held whole in memory, and only then handed to the
+    // engine: the engine must not wait on a slow client.
+    let spool = spool_upload(&api.dir, body).await?;
     let hash = api
         .node
         .exec(move |node, now| {
@@ -354,9 +373,13 @@ async fn material(
             let media_type = query
                 .media_type
                 .unwrap_or_else(|| crate::local::guess_media_type(Path::new(&file_name)));
-            node.attach_bytes(
+            let reader = spool.reopen().map_err(|source| NodeError::Io {
+                path: spool.path().to_path_buf(),
+                source,
+            })?;
+            node.attach_reader(
                 &case,
-                &body,
+                std::io::BufReader::with_capacity(1 << 20, reader),
                 &file_name,
                 &query.kind,
                 &media_type,
@@ -368,18 +391,85 @@ async fn material(
     Ok((StatusCode::CREATED, axum::Json(hash)).into_response())
 }
 
+/// Writes an upload's body to a temporary file (0600, removed when dropped),
+/// refusing it as soon as it passes [`MAX_MATERIAL_BYTES`] or stalls for
+/// [`BODY_IDLE_TIMEOUT`].
+async fn spool_upload(dir: &Path, body: Body) -> Result<tempfile::NamedTempFile, Failure> {
+    use http_body_util::BodyExt;
+    use std::io::Write;
+    let spool = tempfile::Builder::new()
+        .prefix(".upload-")
+        .tempfile_in(dir)
+        .map_err(|e| store_failure(format!("{}: {e}", dir.display())))?;
+    let mut file = spool
+        .reopen()
+        .map_err(|e| store_failure(format!("{}: {e}", spool.path().display())))?;
+    let mut body = body;
+    let mut len: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => {
+                return Err(Failure(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ApiError {
+                        error: format!(
+                            "上传中断 upload stalled: no data for {} s",
+                            BODY_IDLE_TIMEOUT.as_secs()
+                        ),
+                        rejection: true,
+                    },
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(bad_request(format!("upload interrupted: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len() as u64;
+        if len > MAX_MATERIAL_BYTES {
+            let err = NodeError::TooLarge {
+                limit: MAX_MATERIAL_BYTES,
+            };
+            return Err(Failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ApiError {
+                    error: err.to_string(),
+                    rejection: true,
+                },
+            ));
+        }
+        // A blocking write of at most one frame: small, and the spool is local.
+        file.write_all(&data)
+            .map_err(|e| store_failure(format!("{}: {e}", spool.path().display())))?;
+    }
+    file.flush()
+        .map_err(|e| store_failure(format!("{}: {e}", spool.path().display())))?;
+    Ok(spool)
+}
+
+fn store_failure(message: String) -> Failure {
+    Failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ApiError {
+            error: message,
+            rejection: false,
+        },
+    )
+}
+
 async fn backup(
     State(api): State<Api>,
-    headers: HeaderMap,
     axum::Json(request): axum::Json<BackupRequest>,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     if !request.out.is_absolute() {
         return Err(bad_request(format!(
             "out {}: give an absolute path",
             request.out.display()
         )));
     }
+    crate::local::check_backup_destination(&request.out)?;
     // The snapshot is one read transaction: it runs beside the engine, which goes
     // on syncing and writing meanwhile.
     let store = api.node.exec(|node, _| node.shared_store().clone()).await?;
@@ -398,8 +488,30 @@ async fn backup(
     Ok(axum::Json(summary).into_response())
 }
 
-async fn directory(State(api): State<Api>, headers: HeaderMap) -> Result<Response, Failure> {
-    api.check(&headers)?;
+async fn check_materials(State(api): State<Api>) -> Result<Response, Failure> {
+    // Reading every material back is one long read: it runs beside the engine
+    // on its own read transactions, like a backup.
+    let node_store = api.node.exec(|node, _| {
+        let mut ids = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let batch = node.store().changes_since(cursor, 1000)?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.seq;
+            ids.extend(batch.into_iter().map(|c| c.case));
+        }
+        ids.sort();
+        ids.dedup();
+        Ok::<_, NodeError>((ids, node.shared_store().clone()))
+    });
+    let (ids, store) = node_store.await??;
+    let check = tokio::task::spawn_blocking(move || crate::local::rehash_in(&store, &ids))
+        .await
+        .map_err(|e| Failure::from(DaemonError::Control(e.to_string())))??;
+    Ok(axum::Json(check).into_response())
+}
+
+async fn directory(State(api): State<Api>) -> Result<Response, Failure> {
     let bytes = api
         .node
         .exec(|node, _| node.store().meta("directory"))
@@ -411,11 +523,9 @@ async fn directory(State(api): State<Api>, headers: HeaderMap) -> Result<Respons
 
 async fn import_directory(
     State(api): State<Api>,
-    headers: HeaderMap,
     Query(query): Query<DirectoryQuery>,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    api.check(&headers)?;
     let authority = query
         .authority
         .as_deref()
@@ -440,19 +550,47 @@ async fn import_directory(
     Ok(axum::Json(DirectoryImported { version }).into_response())
 }
 
-/// The routes, for the server and for documentation.
+/// Refuses every request without the right token before any handler runs, so
+/// that no body of an unauthenticated request is ever read or parsed.
+async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+    match api.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(failure) => {
+            let mut response = failure.into_response();
+            // The unread body is not drained: the connection ends here.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
+
+/// The routes, each with its own body limit, behind the token check.
 fn router(api: Api) -> Router {
+    let json = DefaultBodyLimit::max(MAX_JSON_BODY);
     Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/directory", get(directory).post(import_directory))
-        .route("/v1/backup", post(backup))
-        .route("/v1/cases", get(list).post(new_case))
+        .route(
+            "/v1/directory",
+            get(directory)
+                .post(import_directory)
+                .layer(DefaultBodyLimit::max(MAX_DIRECTORY_BODY)),
+        )
+        .route("/v1/backup", post(backup).layer(json))
+        .route("/v1/materials/check", get(check_materials))
+        .route("/v1/cases", get(list).post(new_case).layer(json))
         .route("/v1/cases/{id}", get(document))
         .route("/v1/cases/{id}/archive", get(archive))
-        .route("/v1/cases/{id}/transitions", post(transition))
-        .route("/v1/cases/{id}/evaluation", post(evaluation))
+        .route("/v1/cases/{id}/transitions", post(transition).layer(json))
+        .route("/v1/cases/{id}/evaluation", post(evaluation).layer(json))
+        // The upload handler streams and enforces MAX_MATERIAL_BYTES itself.
         .route("/v1/cases/{id}/materials", post(material))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            require_token,
+        ))
         .with_state(api)
 }
 
@@ -473,44 +611,146 @@ pub fn token(dir: &Path) -> Result<String, DaemonError> {
     Ok(token)
 }
 
-/// Serves the API on `addr` until `stop`; writes `control.addr`.
+/// What [`serve`] started.
+pub(crate) struct Served {
+    /// The Unix socket commands reach the node by.
+    pub socket: PathBuf,
+    /// The TCP address, when one was configured.
+    pub tcp: Option<SocketAddr>,
+    /// The accept loops.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Serves the API on `DATA_DIR/control.sock` and, when `tcp` is given, on that
+/// loopback address (written to `control.addr`), until `stop`.
 pub(crate) async fn serve(
-    addr: SocketAddr,
+    tcp: Option<SocketAddr>,
     dir: &Path,
     node: DaemonHandle,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(SocketAddr, JoinHandle<()>), DaemonError> {
-    if !addr.ip().is_loopback() {
+    stop: watch::Receiver<bool>,
+) -> Result<Served, DaemonError> {
+    if let Some(addr) = tcp
+        && !addr.ip().is_loopback()
+    {
         return Err(DaemonError::Control(format!(
             "{addr}: the control API listens on loopback only"
         )));
     }
     let token = token(dir)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| DaemonError::Control(format!("{addr}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    let app = router(Api {
+        node,
+        token,
+        dir: dir.to_path_buf(),
+    });
+    let mut tasks = Vec::new();
+    // An address left by a killed node must not be mistaken for this one.
     let addr_file = dir.join(CONTROL_ADDR_FILE);
-    crate::authority::write_atomic(&addr_file, local.to_string().as_bytes(), Some(0o644))
-        .map_err(|e| DaemonError::Control(format!("{}: {e}", addr_file.display())))?;
-    let app = router(Api { node, token });
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    return;
+    let _ = std::fs::remove_file(&addr_file);
+
+    let socket = dir.join(CONTROL_SOCKET_FILE);
+    let unix = bind_socket(&socket)?;
+    // Each listener has its own connection slots, so that connections on TCP
+    // can never crowd the node's own commands off the socket.
+    tasks.push(tokio::spawn(accept_loop(
+        unix,
+        app.clone(),
+        Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        stop.clone(),
+    )));
+    tracing::info!(socket = %socket.display(), "control API listening");
+
+    let mut bound = None;
+    if let Some(addr) = tcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Control(format!("{addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| DaemonError::Control(e.to_string()))?;
+        crate::authority::write_atomic(&addr_file, local.to_string().as_bytes(), Some(0o600))
+            .map_err(|e| DaemonError::Control(format!("{}: {e}", addr_file.display())))?;
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            app,
+            Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            stop,
+        )));
+        tracing::info!(%local, "control API listening on TCP");
+        bound = Some(local);
+    }
+    Ok(Served {
+        socket,
+        tcp: bound,
+        tasks,
+    })
+}
+
+/// Binds the control socket, removing a stale one a killed node left behind.
+/// A socket that still accepts belongs to a live node, which is refused.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    let fail = |e: std::io::Error| DaemonError::Control(format!("{}: {e}", path.display()));
+    if std::fs::symlink_metadata(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::Control(format!(
+                "{}: another node answers on this socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(fail)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(fail)?;
+    // The data directory is 0700 already; the socket is 0600 as well, so that
+    // it stays private if the directory's mode is ever loosened.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
+    Ok(listener)
+}
+
+/// Accepts connections until `stop`, serving each with header and idle
+/// timeouts, and closing at once any connection beyond [`MAX_CONNECTIONS`].
+async fn accept_loop<L: axum::serve::Listener>(
+    mut listener: L,
+    app: Router,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (io, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = wait_stop(stop.clone()) => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = MAX_CONNECTIONS,
+                "control API: too many connections; one closed"
+            );
+            drop(io);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, "control connection ended");
+                    }
+                }
+                _ = wait_stop(stop) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
                 }
             }
-        };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!(error = %err, "control API stopped");
-        }
-    });
-    tracing::info!(%local, "control API listening");
-    Ok((local, task))
+        });
+    }
 }

@@ -63,9 +63,12 @@ use tongban_transport::{
 
 use crate::local::{LocalNode, NodeError};
 
-/// The file a running daemon writes its control address into (removed on a clean
-/// shutdown).
+/// The file a running daemon writes its TCP control address into, when `control`
+/// is configured (removed on a clean shutdown, and on start). Commands never read
+/// it: they reach their node over [`CONTROL_SOCKET_FILE`].
 pub const CONTROL_ADDR_FILE: &str = "control.addr";
+/// The Unix socket of the control API inside the data directory (mode 0600).
+pub const CONTROL_SOCKET_FILE: &str = "control.sock";
 /// The file holding the control API's bearer token (mode 0600).
 pub const CONTROL_TOKEN_FILE: &str = "control.token";
 
@@ -83,15 +86,14 @@ pub struct NodeConfig {
     /// The hubs this node connects to.
     #[serde(default)]
     pub upstream: Vec<Upstream>,
-    /// The control API's address (loopback only; default `127.0.0.1:0`, any port).
+    /// A TCP address for the control API (loopback only), for the browser
+    /// console; none by default. Commands always use the Unix socket
+    /// `DATA_DIR/control.sock`.
     #[serde(default)]
     pub control: Option<SocketAddr>,
     /// Log level filter (`info`, `debug`, `tongban=debug`); `RUST_LOG` wins.
     #[serde(default)]
     pub log: Option<String>,
-    /// The default operator for commands through this node.
-    #[serde(default)]
-    pub operator: Option<String>,
     /// Seconds of the longest reconnect backoff (default 60).
     #[serde(default)]
     pub max_backoff_secs: Option<u64>,
@@ -124,7 +126,6 @@ impl NodeConfig {
                 .collect(),
             control: None,
             log: None,
-            operator: None,
             max_backoff_secs: Some(1),
         }
     }
@@ -136,6 +137,20 @@ impl NodeConfig {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        // The default operator has one home, the node's own `DATA_DIR/node.toml`,
+        // which commands read whether or not the node runs; here it would
+        // silently do nothing, so it is refused with where it belongs.
+        if let Ok(table) = text.parse::<toml::Table>()
+            && table.contains_key("operator")
+        {
+            return Err(DaemonError::Config {
+                path: path.to_path_buf(),
+                reason: "operator: the default operator belongs in DATA_DIR/node.toml \
+                         (operator = \"窗口01\"), not in the run configuration \
+                         默认经办人请写在数据目录的 node.toml 中"
+                    .into(),
+            });
+        }
         let mut config: NodeConfig = toml::from_str(&text).map_err(|e| DaemonError::Config {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -666,6 +681,7 @@ pub struct Daemon {
     inputs: mpsc::Sender<Input>,
     listen: SocketAddr,
     control: Option<SocketAddr>,
+    control_socket: Option<PathBuf>,
     data_dir: PathBuf,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -715,6 +731,11 @@ impl Daemon {
     /// multi-threaded tokio runtime.
     pub async fn start(config: &NodeConfig, options: StartOptions) -> Result<Daemon, DaemonError> {
         let dir = config.data_dir.clone();
+        // A directory made by an older version, or by hand, is tightened
+        // before anything private is written into it.
+        if dir.is_dir() {
+            crate::local::make_private_dir(&dir)?;
+        }
         let store = tokio::task::block_in_place(|| Store::open(&dir, &StoreOptions::default()))
             .map_err(NodeError::from)?;
         let store = Arc::new(store);
@@ -909,6 +930,7 @@ impl Daemon {
             inputs,
             listen,
             control: None,
+            control_socket: None,
             data_dir: dir.clone(),
             shutdown,
             tasks,
@@ -916,13 +938,12 @@ impl Daemon {
             endpoint,
         };
         if options.control_api {
-            let control = config
-                .control
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-            let (addr, task) =
-                crate::control::serve(control, &dir, daemon.handle(), shutdown_rx.clone()).await?;
-            daemon.control = Some(addr);
-            daemon.tasks.push(task);
+            let served =
+                crate::control::serve(config.control, &dir, daemon.handle(), shutdown_rx.clone())
+                    .await?;
+            daemon.control = served.tcp;
+            daemon.control_socket = Some(served.socket);
+            daemon.tasks.extend(served.tasks);
         }
         Ok(daemon)
     }
@@ -937,9 +958,14 @@ impl Daemon {
         self.listen
     }
 
-    /// The control API's address, when served.
+    /// The control API's TCP address, when one is configured.
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.control
+    }
+
+    /// The control API's Unix socket, when served.
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control_socket.as_deref()
     }
 
     /// The data directory.
@@ -955,7 +981,7 @@ impl Daemon {
     }
 
     /// Stops the node: closes connections, lets the engine finish what it holds,
-    /// records peer status and removes `control.addr`. Everything acknowledged is
+    /// records peer status and removes `control.sock` and `control.addr`. Everything acknowledged is
     /// already in the store.
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         let _ = self.shutdown.send(true);
@@ -973,6 +999,9 @@ impl Daemon {
             None => Ok(()),
         };
         let _ = std::fs::remove_file(self.data_dir.join(CONTROL_ADDR_FILE));
+        if let Some(socket) = &self.control_socket {
+            let _ = std::fs::remove_file(socket);
+        }
         result
     }
 }
@@ -1060,7 +1089,7 @@ impl DaemonHandle {
     }
 }
 
-async fn wait_stop(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn wait_stop(mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         if stop.changed().await.is_err() {
             return;

@@ -22,7 +22,7 @@ use tongban_case::document::Due;
 use tongban_case::{CaseDocument, CaseError, FieldError, IntakeForm, Payload, SigningOffice};
 use tongban_domain::calendar::Calendar;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, ResidentId, Timestamp};
-use tongban_domain::material::{MAX_MATERIAL_BYTES, MaterialMetaError, check_material_meta};
+use tongban_domain::material::{MaterialMetaError, check_material_meta};
 use tongban_domain::stage::{OfficeFacts, Role, Stage};
 use tongban_ledger::directory::{Directory, OfficeCertificate};
 use tongban_ledger::keys::{OfficeKey, PublicKey};
@@ -32,11 +32,19 @@ use crate::authority::write_atomic;
 
 /// The office key file.
 pub const KEY_FILE: &str = "office.key";
+const DB_FILE: &str = tongban_store::DB_FILE_NAME;
+/// The store meta key under which a copy of `node.toml` travels in backups.
+pub const META_NODE_FILE: &str = "node_file";
 /// The node file.
 pub const NODE_FILE: &str = "node.toml";
 const META_AUTHORITY: &str = "authority_key";
 const META_DIRECTORY: &str = "directory";
 const META_RESIDENT_SECRET: &str = "resident_key_secret";
+
+/// The largest scanned material a node takes, by either path (a command on the
+/// store, or an upload to a running node): the domain's one limit, 64 MiB, far
+/// above a scan's size.
+pub use tongban_domain::material::MAX_MATERIAL_BYTES;
 
 /// Why a node operation failed. `Rejected` and `Invalid` are the office's input
 /// refused by a rule (exit status 1 with the rule); the others are conditions of the
@@ -66,11 +74,13 @@ pub enum NodeError {
         /// The data directory.
         path: PathBuf,
     },
-    /// `node init` found an existing node.
-    #[error("{path} already holds a node (its key is {path}/office.key); refusing to overwrite it")]
+    /// `node init` found an existing node, or part of one.
+    #[error("{path} already holds {found}; refusing to overwrite it")]
     AlreadyInitialised {
         /// The data directory.
         path: PathBuf,
+        /// What was found there, in words.
+        found: String,
     },
     /// No directory imported yet.
     #[error(
@@ -89,6 +99,22 @@ pub enum NodeError {
         /// Directory version.
         version: u64,
     },
+    /// The directory revoked this node's key.
+    #[error(
+        "本节点密钥已被吊销 this office's key {fingerprint} was revoked by the directory (version {version}) \
+         from {effective}{reason}: ask the directory authority to certify a new key \
+         (tongban directory rotate) and import the new directory"
+    )]
+    Revoked {
+        /// Key fingerprint.
+        fingerprint: String,
+        /// Directory version.
+        version: u64,
+        /// When the revocation took effect.
+        effective: String,
+        /// `; reason: …` or nothing.
+        reason: String,
+    },
     /// A directory file was refused.
     #[error("directory refused: {0}")]
     Directory(String),
@@ -106,6 +132,15 @@ pub enum NodeError {
     /// Input refused by a rule.
     #[error("{0}")]
     Rejected(String),
+    /// A material larger than [`MAX_MATERIAL_BYTES`].
+    #[error(
+        "材料文件过大 material too large: at most {} MiB ({limit} bytes) per file",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Intake fields refused, all at once.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FieldError>),
@@ -129,6 +164,7 @@ impl NodeError {
         matches!(
             self,
             NodeError::Rejected(_)
+                | NodeError::TooLarge { .. }
                 | NodeError::Invalid(_)
                 | NodeError::Material(_)
                 | NodeError::UnknownCase(_)
@@ -216,6 +252,26 @@ pub struct CaseRow {
     pub offices: Vec<String>,
 }
 
+/// A stored material whose bytes no longer hash to its address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RottenMaterial {
+    /// The case that lists it.
+    pub case_id: String,
+    /// Its address (BLAKE3, hex).
+    pub hash: String,
+    /// What reading it found.
+    pub reason: String,
+}
+
+/// What [`LocalNode::rehash_materials`] found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MaterialCheck {
+    /// Materials read and rehashed.
+    pub checked: u64,
+    /// Those that failed.
+    pub rotten: Vec<RottenMaterial>,
+}
+
 /// What `case new` produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewCase {
@@ -233,9 +289,22 @@ impl LocalNode {
     /// Creates a node: data directory, store, office key (0600), node file.
     /// Returns the office's public key for the directory authority.
     pub fn init(dir: &Path, office: OfficeId) -> Result<PublicKey, NodeError> {
-        if dir.join(KEY_FILE).exists() || dir.join(tongban_store::DB_FILE_NAME).exists() {
+        let key = dir.join(KEY_FILE).exists();
+        let store = dir.join(tongban_store::DB_FILE_NAME).exists();
+        if key || store {
+            // Say what is really there: a restored store without its key must
+            // not be described as a node with a key.
+            let found = match (store, key) {
+                (true, true) => format!("a node (store {DB_FILE}, office key {KEY_FILE})"),
+                (true, false) => format!(
+                    "a store ({DB_FILE}) but no office key; if it was restored, give its key \
+                     with `tongban restore --office-key` or restore again with --new-key"
+                ),
+                (false, _) => format!("an office key ({KEY_FILE}) but no store"),
+            };
             return Err(NodeError::AlreadyInitialised {
                 path: dir.to_path_buf(),
+                found,
             });
         }
         let options = StoreOptions {
@@ -243,6 +312,7 @@ impl LocalNode {
             ..StoreOptions::default()
         };
         let store = Store::open(dir, &options)?;
+        make_private_dir(dir)?;
         let key = OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?;
         let secret = OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?;
         store.set_meta(META_RESIDENT_SECRET, &secret.to_bytes())?;
@@ -255,8 +325,47 @@ impl LocalNode {
             operator: None,
         };
         let text = toml::to_string(&file).map_err(|e| NodeError::Rejected(e.to_string()))?;
-        write_atomic(&node_path, text.as_bytes(), Some(0o644)).map_err(io(&node_path))?;
+        write_atomic(&node_path, text.as_bytes(), Some(0o600)).map_err(io(&node_path))?;
+        // A copy of the node file in the store travels with every backup, so a
+        // restored directory is a node again.
+        store.set_meta(META_NODE_FILE, text.as_bytes())?;
         Ok(key.public())
+    }
+
+    /// Makes a restored data directory a working node: writes `node.toml` from
+    /// the copy the backup carried, and the office key — `key`, the node's own,
+    /// or a new one when `None`. Answers the node, opened.
+    pub fn adopt_restored(dir: &Path, key: Option<&OfficeKey>) -> Result<LocalNode, NodeError> {
+        let text = {
+            let store = Store::open(dir, &StoreOptions::default())?;
+            store
+                .meta(META_NODE_FILE)?
+                .ok_or_else(|| NodeError::Damaged {
+                    path: dir.join(DB_FILE),
+                    reason: "the backup carries no node configuration (it was made by an older \
+                         version): copy node.toml from the old data directory"
+                        .into(),
+                })?
+        };
+        let text = String::from_utf8(text).map_err(|e| NodeError::Damaged {
+            path: dir.join(DB_FILE),
+            reason: format!("the node configuration in the backup: {e}"),
+        })?;
+        toml::from_str::<NodeFile>(&text).map_err(|e| NodeError::Damaged {
+            path: dir.join(DB_FILE),
+            reason: format!("the node configuration in the backup: {e}"),
+        })?;
+        let key = match key {
+            Some(key) => key.clone(),
+            None => OfficeKey::generate().map_err(|e| NodeError::Rejected(e.to_string()))?,
+        };
+        let key_path = dir.join(KEY_FILE);
+        write_atomic(&key_path, key.to_pem_like_string().as_bytes(), Some(0o600))
+            .map_err(io(&key_path))?;
+        let node_path = dir.join(NODE_FILE);
+        write_atomic(&node_path, text.as_bytes(), Some(0o600)).map_err(io(&node_path))?;
+        make_private_dir(dir)?;
+        LocalNode::open(dir)
     }
 
     /// Opens an initialised node's data directory.
@@ -287,6 +396,11 @@ impl LocalNode {
             path: node_path.clone(),
             reason: e.to_string(),
         })?;
+        // Keep the store's copy of the node file current (it travels in
+        // backups); written only when it differs.
+        if store.meta(META_NODE_FILE)?.as_deref() != Some(text.as_bytes()) {
+            store.set_meta(META_NODE_FILE, text.as_bytes())?;
+        }
         let key_path = dir.join(KEY_FILE);
         let key_text = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
         let key = OfficeKey::from_pem_like_str(&key_text).map_err(|e| NodeError::Damaged {
@@ -430,10 +544,35 @@ impl LocalNode {
         directory
             .office_for_key_at(&self.key.public(), now)
             .filter(|c| c.office == self.file.office)
-            .ok_or_else(|| NodeError::NotCertified {
-                office: self.file.office.clone(),
-                fingerprint: self.key.public().fingerprint(),
-                version: directory.version,
+            .ok_or_else(|| {
+                // A revoked key is told so, not asked to send its key again.
+                let public = self.key.public();
+                if let Some(revoked) = directory
+                    .revocations
+                    .iter()
+                    .map(|r| &r.revocation)
+                    .find(|r| r.public_key == public && r.effective.0 <= now.0)
+                {
+                    return NodeError::Revoked {
+                        fingerprint: public.fingerprint(),
+                        version: directory.version,
+                        effective: revoked.effective.china_display(),
+                        reason: if revoked.reason.is_empty() {
+                            String::new()
+                        } else {
+                            // The reason is the authority's words; control
+                            // characters in it must not reach the terminal.
+                            let reason: String =
+                                revoked.reason.chars().filter(|c| !c.is_control()).collect();
+                            format!("; reason: {reason}")
+                        },
+                    };
+                }
+                NodeError::NotCertified {
+                    office: self.file.office.clone(),
+                    fingerprint: self.key.public().fingerprint(),
+                    version: directory.version,
+                }
             })
     }
 
@@ -569,9 +708,8 @@ impl LocalNode {
     }
 
     /// `case attach`: stores the file's bytes content-addressed and records it.
-    /// The file name, media type and size are checked first
-    /// ([`check_material_meta`]), the size from the file system, before a byte
-    /// is read.
+    /// The file name, media type and (for a regular file) size are checked
+    /// first ([`check_material_meta`]), before a byte is read.
     pub fn attach(
         &self,
         case_id: &CaseId,
@@ -588,8 +726,12 @@ impl LocalNode {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let size = std::fs::metadata(file).map_err(io(file))?.len();
-        check_material_meta(&file_name, &media_type, size)?;
+        // A regular file's size is known before a byte is read; a device or
+        // a pipe is measured as it streams.
+        let metadata = std::fs::metadata(file).map_err(io(file))?;
+        if metadata.is_file() {
+            check_material_meta(&file_name, &media_type, metadata.len())?;
+        }
         let reader = std::fs::File::open(file).map_err(io(file))?;
         self.attach_reader(
             case_id,
@@ -602,10 +744,12 @@ impl LocalNode {
         )
     }
 
-    /// Stores a material read from `reader` content-addressed and records it in
-    /// the case. The content is read whole first (at most one byte more than
-    /// [`MAX_MATERIAL_BYTES`]), so that its size is checked with its name and
-    /// type before anything is stored.
+    /// Stores a material streamed from `reader` content-addressed and records
+    /// it in the case (the control API's upload path, and `attach`'s). The
+    /// file name and media type ([`check_material_meta`]), the kind and the
+    /// write right are checked before a byte is read; the content goes to the
+    /// store in chunks through a counter that fails past
+    /// [`MAX_MATERIAL_BYTES`], so nothing of an oversized or empty file is kept.
     pub fn attach_reader(
         &self,
         case_id: &CaseId,
@@ -616,30 +760,9 @@ impl LocalNode {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError> {
-        use std::io::Read as _;
-        let mut bytes = Vec::new();
-        reader
-            .take(MAX_MATERIAL_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io(Path::new(file_name)))?;
-        self.attach_bytes(case_id, &bytes, file_name, kind, media_type, operator, now)
-    }
-
-    /// Stores a material content-addressed and records it in the case (the
-    /// control API's upload path). Refuses a file name, media type or size that
-    /// [`check_material_meta`] refuses, and a kind the case's policy does not
-    /// list, before anything is stored.
-    pub fn attach_bytes(
-        &self,
-        case_id: &CaseId,
-        bytes: &[u8],
-        file_name: &str,
-        kind: &str,
-        media_type: &str,
-        operator: &Operator,
-        now: Timestamp,
-    ) -> Result<String, NodeError> {
-        check_material_meta(file_name, media_type, bytes.len() as u64)?;
+        // The size is not known before the stream ends: check the rest now
+        // (with a nominal size) and the size once it is read.
+        check_material_meta(file_name, media_type, 1)?;
         let mut doc = self.case(case_id)?;
         let case = doc.read()?;
         let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
@@ -666,7 +789,24 @@ impl LocalNode {
             false,
         )
         .map_err(|e| NodeError::Rejected(e.to_string()))?;
-        let put = self.store.put_material(bytes)?;
+        // Read through a counter that fails past the limit: the store then
+        // abandons the transaction, so nothing of an oversized file is kept,
+        // and an endless source (a device, a pipe) ends there.
+        let mut limited = LimitedReader {
+            inner: reader,
+            left: MAX_MATERIAL_BYTES,
+            exceeded: false,
+        };
+        let put = match self.store.put_material(&mut limited) {
+            Ok(put) => put,
+            Err(_) if limited.exceeded => {
+                return Err(NodeError::TooLarge {
+                    limit: MAX_MATERIAL_BYTES,
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
+        check_material_meta(file_name, media_type, put.len)?;
         let hash = put.hash.to_hex();
         let material = tongban_case::schema::Material {
             kind: kind.to_string(),
@@ -681,6 +821,14 @@ impl LocalNode {
         self.store.attach_material(case_id, &put.hash)?;
         self.save(case_id, &mut doc)?;
         Ok(hash)
+    }
+
+    /// Reads every stored material of `cases` back from the store and checks
+    /// each chunk and the whole content against its BLAKE3 address: what
+    /// `verify --all` does beyond the signatures. A material not fetched yet is
+    /// not counted (it is missing, not damaged).
+    pub fn rehash_materials(&self, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
+        rehash_in(&self.store, cases)
     }
 
     /// Materials of the notice not yet attached.
@@ -772,6 +920,108 @@ impl LocalNode {
             });
         }
         Ok(rows)
+    }
+}
+
+/// Makes a data directory readable by its owner only (0700): it holds the
+/// store, the office key and the control token.
+pub fn make_private_dir(dir: &Path) -> Result<(), NodeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .map_err(io(dir))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Checks a backup's destination before anything is written: `--out` must not
+/// exist, and must not lie inside any node's data directory (a backup there
+/// could replace a live store, and would be lost with the directory).
+pub fn check_backup_destination(out: &Path) -> Result<(), NodeError> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent).map_err(io(&parent))?;
+    for ancestor in parent.ancestors() {
+        if ancestor.join(NODE_FILE).exists() || ancestor.join(tongban_store::DB_FILE_NAME).exists()
+        {
+            return Err(NodeError::Rejected(format!(
+                "--out {}: inside the node data directory {}; write the backup elsewhere \
+                 (a USB disk, another folder) 备份不能放在节点数据目录内",
+                out.display(),
+                ancestor.display()
+            )));
+        }
+    }
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(NodeError::Rejected(format!(
+            "--out {}: the file exists; a backup never overwrites a file (choose a new name) \
+             备份文件已存在，请换一个文件名",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// [`LocalNode::rehash_materials`] on a store (the daemon runs it beside its
+/// engine).
+pub fn rehash_in(store: &Store, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
+    let mut check = MaterialCheck::default();
+    for case in cases {
+        for hash in store.case_materials(case)? {
+            if !store.has_material(&hash)? {
+                continue;
+            }
+            check.checked += 1;
+            let read = store
+                .open_material(&hash)
+                .map_err(|e| e.to_string())
+                .and_then(|mut reader| {
+                    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())
+                });
+            if let Err(reason) = read {
+                check.rotten.push(RottenMaterial {
+                    case_id: case.to_string(),
+                    hash: hash.to_hex(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(check)
+}
+
+/// A reader that fails once more than `left` bytes come through it.
+struct LimitedReader<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte more than the limit is asked for, so that a file of exactly
+        // the limit passes and one byte over it is noticed.
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.exceeded = true;
+            return Err(std::io::Error::other("material larger than the limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

@@ -23,6 +23,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let args = cli::Cli::parse();
     let configured = match &args.command {
         cli::Command::Node(cli::NodeCommand::Run { config }) => {
@@ -42,9 +43,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Ends the command quietly when its output is closed early (`tongban case list
+/// | head`). Rust ignores SIGPIPE, so `println!` panics on a closed pipe; that
+/// one panic means the reader has all it wanted, so the process exits 0
+/// without a message or a backtrace. Every other panic is reported as before.
+fn quiet_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 /// Logs go to stderr; the level comes from `RUST_LOG`, else `-v` flags, else the
 /// node config's `log`. Personal data is never logged in clear: the domain types
-/// display masked.
+/// display masked. Colour codes only when stderr is a terminal, so that logs
+/// written to files stay plain text.
 fn init_logging(verbose: u8, configured: Option<&str>) {
     let default = match (verbose, configured) {
         (0, Some(level)) => level,
@@ -57,5 +79,6 @@ fn init_logging(verbose: u8, configured: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -60,14 +60,50 @@ fn backup_verify_restore_and_a_corrupted_file_is_refused() {
     assert_eq!(v["summary"]["materials"], 5);
 
     let restored = tmp.path().join("restored");
+    // Restore asks for the office key, or for a new one.
     let out = tongban(&["restore", path(&file), "--data-dir", path(&restored)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--office-key"), "{}", stderr(&out));
+    assert!(!restored.exists());
+    // A bare store (no node behind it) restores, and says that the node
+    // configuration is missing instead of claiming a working node.
+    let out = tongban(&[
+        "restore",
+        path(&file),
+        "--new-key",
+        "--data-dir",
+        path(&restored),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no node configuration"),
+        "{}",
+        stderr(&out)
+    );
     let store = Store::open(&restored, &StoreOptions::default()).unwrap();
     assert_eq!(store.stats().unwrap().cases, 5);
     drop(store);
+    // `node init` there tells what it found: a store, and no office key.
+    let out = tongban(&[
+        "node",
+        "init",
+        "--office",
+        "440106001",
+        "--data-dir",
+        path(&restored),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no office key"), "{}", stderr(&out));
+    assert!(!restored.join("office.key").exists());
 
     // Restore refuses a directory that holds anything.
-    let out = tongban(&["restore", path(&file), "--data-dir", path(&restored)]);
+    let out = tongban(&[
+        "restore",
+        path(&file),
+        "--new-key",
+        "--data-dir",
+        path(&restored),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
 
@@ -83,6 +119,7 @@ fn backup_verify_restore_and_a_corrupted_file_is_refused() {
     let out = tongban(&[
         "restore",
         path(&corrupt),
+        "--new-key",
         "--data-dir",
         path(&tmp.path().join("r2")),
     ]);

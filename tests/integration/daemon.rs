@@ -16,7 +16,7 @@ use tongban_transport::relay::FaultRelay;
 
 use crate::support::{stderr, stdout};
 
-fn tongban(data: Option<&Path>, auth: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn tongban(data: Option<&Path>, auth: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tongban"));
     cmd.args(args)
         .env_remove("TONGBAN_DATA_DIR")
@@ -28,7 +28,7 @@ fn tongban(data: Option<&Path>, auth: &Path, args: &[&str]) -> std::process::Out
     cmd.output().unwrap()
 }
 
-fn ok(data: Option<&Path>, auth: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(data: Option<&Path>, auth: &Path, args: &[&str]) -> String {
     let out = tongban(data, auth, args);
     assert_eq!(
         out.status.code(),
@@ -49,7 +49,7 @@ fn refused(data: Option<&Path>, auth: &Path, args: &[&str], reason: &str) {
 
 /// Makes a node for each `(office, role, division)` under `root`, certified by
 /// one authority; returns the authority folder.
-fn offices(root: &Path, specs: &[(&str, &str, &str)]) -> PathBuf {
+pub(crate) fn offices(root: &Path, specs: &[(&str, &str, &str)]) -> PathBuf {
     let auth = root.join("auth");
     ok(None, &auth, &["directory", "init"]);
     for (office, role, division) in specs {
@@ -93,16 +93,26 @@ fn offices(root: &Path, specs: &[(&str, &str, &str)]) -> PathBuf {
 }
 
 /// A running `tongban node run` process.
-struct NodeProcess {
-    child: Child,
-    quic: String,
+pub(crate) struct NodeProcess {
+    pub(crate) child: Child,
+    pub(crate) quic: String,
 }
 
 impl NodeProcess {
-    fn start(root: &Path, office: &str, upstream: Option<(&str, &str)>) -> NodeProcess {
+    pub(crate) fn start(root: &Path, office: &str, upstream: Option<(&str, &str)>) -> NodeProcess {
+        NodeProcess::start_with(root, office, upstream, "")
+    }
+
+    /// Starts a node whose config carries `extra` lines (before any upstream).
+    pub(crate) fn start_with(
+        root: &Path,
+        office: &str,
+        upstream: Option<(&str, &str)>,
+        extra: &str,
+    ) -> NodeProcess {
         let config = root.join(format!("{office}.toml"));
         let mut text = format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nmax_backoff_secs = 1\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nmax_backoff_secs = 1\n{extra}",
             root.join(office)
         );
         if let Some((hub, address)) = upstream {
@@ -133,12 +143,12 @@ impl NodeProcess {
         NodeProcess { child, quic }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
@@ -156,7 +166,7 @@ impl NodeProcess {
     }
 }
 
-fn resident(n: usize) -> String {
+pub(crate) fn resident(n: usize) -> String {
     let first17 = format!("1301021968051{:04}", n % 10_000);
     format!("{first17}{}", resident_id_check_char(&first17).unwrap())
 }
@@ -416,6 +426,7 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     for office in ["hub-cn", "440106001", "130102001"] {
         let data = root.join(office);
         assert!(!data.join("control.addr").exists());
+        assert!(!data.join("control.sock").exists());
         let out = ok(Some(&data), &auth, &["verify", "--all", "--json"]);
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(report["ok"], true, "{office}: {report}");

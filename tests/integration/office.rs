@@ -348,11 +348,8 @@ fn a_revoked_office_can_no_longer_sign() {
         &["case", "withdraw", &case, "--operator", "窗口01"],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no valid certificate"),
-        "{}",
-        stderr(&out)
-    );
+    // The office is told the real reason: its key was revoked (issue #14).
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
     // What it signed before the revocation still verifies.
     ok(&office, &["verify", &case]);
     let shown = ok(&office, &["directory", "show"]);

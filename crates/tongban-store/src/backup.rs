@@ -279,8 +279,24 @@ impl Store {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(io_at(&tmp))?;
+        // A unique temporary name (tempfile makes it 0600: a backup holds every
+        // applicant's personal data), and a rename that never replaces a file:
+        // an existing `out` — another backup, or a live store — is left alone.
+        if fs::symlink_metadata(out).is_ok() {
+            return Err(BackupError::Io {
+                path: out.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the file exists; a backup never overwrites a file",
+                ),
+            });
+        }
+        let named = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}.partial-"))
+            .tempfile_in(&parent)
+            .map_err(io_at(&parent))?;
+        let tmp = named.path().to_path_buf();
+        let file = named.reopen().map_err(io_at(&tmp))?;
         let mut writer = RecordWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             path: tmp.clone(),
@@ -296,13 +312,13 @@ impl Store {
             })?;
             file.sync_all().map_err(io_at(&tmp))?;
             drop(file);
-            fs::rename(&tmp, out).map_err(io_at(out))?;
+            named.persist_noclobber(out).map_err(|e| BackupError::Io {
+                path: out.to_path_buf(),
+                source: e.error,
+            })?;
             sync_dir(&parent).map_err(io_at(&parent))?;
             Ok(summary)
         });
-        if finished.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
         let summary = finished?;
         tracing::info!(
             cases = summary.cases,

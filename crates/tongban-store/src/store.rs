@@ -110,7 +110,7 @@ impl Store {
                 if !options.create_if_missing {
                     return Err(StoreError::Missing { path: dir });
                 }
-                fs::create_dir_all(&dir).map_err(|err| classify_io(&dir, &dir, err))?;
+                create_private_dir(&dir).map_err(|err| classify_io(&dir, &dir, err))?;
             }
             Err(err) => return Err(classify_io(&dir, &dir, err)),
         }
@@ -127,6 +127,14 @@ impl Store {
         };
         if !exists && !options.create_if_missing {
             return Err(StoreError::NotInitialised { path: dir });
+        }
+        // The store holds every applicant's personal data: only its owner may
+        // read it. A new file is made 0600 before redb writes into it; an
+        // older, looser one is tightened.
+        if exists {
+            make_private(&db_file).map_err(|err| classify_io(&dir, &db_file, err))?;
+        } else {
+            create_private_file(&db_file).map_err(|err| classify_io(&dir, &db_file, err))?;
         }
 
         let mut builder = Database::builder();
@@ -794,4 +802,43 @@ impl Store {
 
 pub(crate) fn parse_case(text: &str) -> Result<CaseId, DecodeError> {
     CaseId::parse(text).map_err(|e| DecodeError(e.to_string()))
+}
+
+/// Creates a directory (and missing parents) readable by its owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates an empty file readable by its owner only.
+fn create_private_file(path: &Path) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
+}
+
+/// Takes group and other permissions off an existing file.
+fn make_private(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use tongban_domain::ids::Timestamp;
+use tongban_ledger::keys::OfficeKey;
+use tongban_node::local::LocalNode;
 use tongban_store::{BackupError, BackupSummary, Store, StoreOptions};
 
 use super::require_data_dir;
@@ -30,8 +33,11 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
             let result = match tongban_node::client::Target::open(&dir) {
                 Ok(target) => target.backup(&out),
                 Err(tongban_node::local::NodeError::NotInitialised { .. }) => {
-                    Store::open(&dir, &StoreOptions::default())
-                        .map_err(tongban_node::local::NodeError::from)
+                    tongban_node::local::check_backup_destination(&out)
+                        .and_then(|()| {
+                            Store::open(&dir, &StoreOptions::default())
+                                .map_err(tongban_node::local::NodeError::from)
+                        })
                         .and_then(|store| {
                             store.backup_to(&out).map_err(|e| {
                                 tongban_node::local::NodeError::Rejected(e.to_string())
@@ -77,26 +83,87 @@ fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn restore(file: &Path, data: &DataDirArg) -> anyhow::Result<ExitCode> {
+pub fn restore(
+    file: &Path,
+    office_key: Option<&Path>,
+    data: &DataDirArg,
+) -> anyhow::Result<ExitCode> {
     let dir = match require_data_dir(data) {
         Ok(d) => d,
         Err(code) => return Ok(code),
     };
-    match tongban_store::restore(file, &dir) {
-        Ok(summary) => {
-            println!("恢复完成 restored into {}", dir.display());
-            print_summary(&summary);
-            Ok(ExitCode::SUCCESS)
+    // The key given is checked before anything is written.
+    let key = match office_key {
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Ok(super::reject(&format!(
+                        "--office-key {}: {e}",
+                        path.display()
+                    )));
+                }
+            };
+            match OfficeKey::from_pem_like_str(&text) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    return Ok(super::reject(&format!(
+                        "--office-key {}: not an office key: {e}",
+                        path.display()
+                    )));
+                }
+            }
         }
+        None => None,
+    };
+    let summary = match tongban_store::restore(file, &dir) {
+        Ok(summary) => summary,
         Err(err @ BackupError::DestinationNotEmpty { .. }) => {
             eprintln!("拒绝恢复 refused: {err} (restore only into an empty directory)");
-            Ok(super::rejected())
+            return Ok(super::rejected());
         }
         Err(err) => {
             eprintln!("恢复失败 restore failed: {err}");
-            Ok(super::rejected())
+            return Ok(super::rejected());
+        }
+    };
+    println!("恢复完成 restored into {}", dir.display());
+    print_summary(&summary);
+    let node = match LocalNode::adopt_restored(&dir, key.as_ref()) {
+        Ok(node) => node,
+        Err(err) => {
+            eprintln!(
+                "错误 error: 数据已恢复，但节点配置未完成 the store is restored but the node is not set up: {err}"
+            );
+            return Ok(super::rejected());
+        }
+    };
+    println!(
+        "节点 node: {}，办公室公钥 office public key {}",
+        node.office(),
+        node.public_key()
+    );
+    match node.certificate(Timestamp::now()) {
+        Ok(cert) => {
+            println!(
+                "目录已认证本节点 certified: {} {}（{}）；可以启动 ready: tongban node run",
+                cert.office,
+                cert.name,
+                cert.role.zh()
+            );
+        }
+        Err(err) if key.is_none() => {
+            println!(
+                "新密钥待认证 new key to certify: 请将上面的公钥交给目录签发机构（tongban directory rotate），\
+                 导入新目录后再启动节点 send the public key above to the directory authority, import the \
+                 new directory, then start the node ({err})"
+            );
+        }
+        Err(err) => {
+            eprintln!("注意 warning: {err}");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_summary(summary: &BackupSummary) {

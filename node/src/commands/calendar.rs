@@ -40,9 +40,30 @@ pub fn load_calendar(data_dir: Option<&Path>) -> anyhow::Result<Calendar> {
     Ok(calendar)
 }
 
+/// The years a date given to the calendar may fall in. Working-day schedules
+/// exist only for the present; far outside this range chrono's own limits would
+/// cap an answer silently instead of giving a true one.
+const SANE_YEARS: std::ops::RangeInclusive<i32> = 1949..=2199;
+
 fn parse_date(field: &str, value: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| format!("{field} {value:?} is not a date of the form YYYY-MM-DD"))
+    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| format!("{field} {value:?} is not a date of the form YYYY-MM-DD"))?;
+    check_sane(field, date)?;
+    Ok(date)
+}
+
+fn check_sane(field: &str, date: NaiveDate) -> Result<(), String> {
+    use chrono::Datelike;
+    if SANE_YEARS.contains(&date.year()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} {date}: outside the calendar's range, years {} to {} \
+             日期超出日历范围",
+            SANE_YEARS.start(),
+            SANE_YEARS.end()
+        ))
+    }
 }
 
 #[derive(Serialize)]
@@ -77,6 +98,11 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
             };
             let calendar = load_calendar(data.data_dir.as_deref())?;
             let result = calendar.add_working_days(start, n);
+            // A count that runs past the range would be answered with a capped
+            // date: refused, naming the count.
+            if let Err(msg) = check_sane("N", result.date) {
+                return Ok(reject(&format!("{n} working days after {start}: {msg}")));
+            }
             let report = AddReport {
                 start,
                 working_days: n,

@@ -28,7 +28,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::History { case, json, data } => verify::history(&case, json, &data),
-        Command::Restore { file, data } => backup::restore(&file, &data),
+        Command::Restore {
+            file,
+            office_key,
+            new_key: _,
+            data,
+        } => backup::restore(&file, office_key.as_deref(), &data),
     }
 }
 

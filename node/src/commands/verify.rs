@@ -92,10 +92,25 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    // `--all` also reads every stored material back and rehashes it: a
+    // signature check alone would pass over a scan that rotted on disk.
+    let materials = if args.all {
+        match node.rehash_materials(&ids) {
+            Ok(check) => Some(check),
+            Err(e) => return Ok(fail(&e)),
+        }
+    } else {
+        None
+    };
+    let rotten = materials.as_ref().map_or(0, |m| m.rotten.len());
     if args.json {
-        print_json(
-            &serde_json::json!({ "ok": failed == 0, "cases": ids.len(), "failed": failed, "reports": reports }),
-        )?;
+        print_json(&serde_json::json!({
+            "ok": failed == 0 && rotten == 0,
+            "cases": ids.len(),
+            "failed": failed,
+            "reports": reports,
+            "materials": materials,
+        }))?;
     } else {
         for report in &reports {
             if report.is_ok() && args.all {
@@ -110,8 +125,21 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             ids.len(),
             failed
         );
+        if let Some(check) = &materials {
+            for bad in &check.rotten {
+                println!(
+                    "✘ 材料损坏 material damaged: case {} material {}: {}",
+                    bad.case_id, bad.hash, bad.reason
+                );
+            }
+            println!(
+                "材料 materials: 重新校验 rehashed {}，损坏 damaged {}",
+                check.checked,
+                check.rotten.len()
+            );
+        }
     }
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && rotten == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

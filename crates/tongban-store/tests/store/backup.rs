@@ -218,6 +218,8 @@ fn a_backup_taken_during_heavy_writes_restores_to_a_store_that_verifies() {
     let mut summary = None;
     for attempt in 0..50 {
         let before = writes.load(Ordering::Relaxed);
+        // A backup never overwrites a file: each attempt starts afresh.
+        let _ = std::fs::remove_file(&file);
         let taken = store.backup_to(&file).unwrap();
         during += writes.load(Ordering::Relaxed) - before;
         assert_eq!(
@@ -361,4 +363,43 @@ fn an_interrupted_backup_leaves_no_file() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn a_backup_never_overwrites_a_file() {
+    let root = tempfile::tempdir().unwrap();
+    let options = tongban_store::StoreOptions {
+        create_if_missing: true,
+        ..tongban_store::StoreOptions::default()
+    };
+    let store = tongban_store::Store::open(root.path().join("node"), &options).unwrap();
+    let file = root.path().join("taken.tbk");
+    std::fs::write(&file, b"keep me").unwrap();
+    let err = store.backup_to(&file).unwrap_err();
+    assert!(err.to_string().contains("never overwrites"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    // And the live store's own file is safe.
+    let live = root.path().join("node").join(tongban_store::DB_FILE_NAME);
+    assert!(store.backup_to(&live).is_err());
+    drop(store);
+    tongban_store::Store::open(root.path().join("node"), &options).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_store_and_its_backups_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let options = tongban_store::StoreOptions {
+        create_if_missing: true,
+        ..tongban_store::StoreOptions::default()
+    };
+    let dir = root.path().join("node");
+    let store = tongban_store::Store::open(&dir, &options).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(tongban_store::DB_FILE_NAME)), 0o600);
+    let file = root.path().join("b.tbk");
+    store.backup_to(&file).unwrap();
+    assert_eq!(mode(&file), 0o600);
 }

@@ -50,7 +50,7 @@ async fn tamper(
 
 /// Waits until `office` shows a refusal of `case` naming every word of `needles`
 /// in `node status`; returns its reason.
-async fn refused_at(net: &Net, office: &str, case: &CaseId, needles: &[&str]) -> String {
+pub(crate) async fn refused_at(net: &Net, office: &str, case: &CaseId, needles: &[&str]) -> String {
     let start = Instant::now();
     loop {
         let status = net.nodes[office].handle().status().await.unwrap();

@@ -104,6 +104,8 @@ fn operator_has_one_home_in_node_toml_and_works_through_the_daemon() {
             file.to_str().unwrap(),
             "--kind",
             "id_card",
+            "--operator",
+            "窗口01",
         ],
     );
     let out = tongban(
@@ -137,6 +139,8 @@ fn verify_all_rehashes_materials_and_fails_on_rot() {
             file.to_str().unwrap(),
             "--kind",
             "id_card",
+            "--operator",
+            "窗口01",
         ],
     );
     let out = ok(Some(&data), &auth, &["verify", "--all", "--json"]);

@@ -166,6 +166,77 @@ impl NodeProcess {
     }
 }
 
+/// Attaches a scan for every item of the notice `created` (the JSON of `case
+/// new`), accepts and pushes `case` through the CLI: a case travels only once
+/// pushed.
+pub(crate) fn push_cli(data: &Path, auth: &Path, case: &str, created: &serde_json::Value) {
+    let scans = tempfile::tempdir().unwrap();
+    for item in created["notice"].as_array().unwrap() {
+        let code = item[0].as_str().unwrap();
+        let file = scans.path().join(format!("{code}.jpg"));
+        std::fs::write(&file, format!("scan of {code}")).unwrap();
+        ok(
+            Some(data),
+            auth,
+            &[
+                "case",
+                "attach",
+                case,
+                file.to_str().unwrap(),
+                "--kind",
+                code,
+                "--operator",
+                "窗口01",
+            ],
+        );
+    }
+    for step in ["accept", "push"] {
+        ok(
+            Some(data),
+            auth,
+            &["case", step, case, "--operator", "窗口01"],
+        );
+    }
+}
+
+/// Starts a case on `node` from `form`, attaches a scan for every item of its
+/// notice, accepts and pushes it: a case travels only once pushed.
+pub(crate) fn push_new(
+    node: &tongban_node::local::LocalNode,
+    form: &tongban_case::IntakeForm,
+    now: tongban_domain::ids::Timestamp,
+) -> tongban_domain::ids::CaseId {
+    let op = tongban_domain::ids::Operator::parse("窗口01").unwrap();
+    let made = node.new_case(form, &op, now).unwrap();
+    for (code, _) in &made.notice {
+        let scan = format!("scan of {code} for {}", made.case_id);
+        node.attach_reader(
+            &made.case_id,
+            scan.as_bytes(),
+            &format!("{code}.jpg"),
+            code,
+            "image/jpeg",
+            &op,
+            now,
+        )
+        .unwrap();
+    }
+    for to in [
+        tongban_domain::stage::Stage::Accepted,
+        tongban_domain::stage::Stage::Pushed,
+    ] {
+        node.act(
+            &made.case_id,
+            to,
+            &tongban_case::Payload::default(),
+            &op,
+            now,
+        )
+        .unwrap();
+    }
+    made.case_id
+}
+
 pub(crate) fn resident(n: usize) -> String {
     let first17 = format!("1301021968051{:04}", n % 10_000);
     format!("{first17}{}", resident_id_check_char(&first17).unwrap())
@@ -234,7 +305,9 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
             ],
         );
         let value: serde_json::Value = serde_json::from_str(&out).unwrap();
-        made.push(value["case_id"].as_str().unwrap().to_string());
+        let case = value["case_id"].as_str().unwrap().to_string();
+        push_cli(&acceptance_dir, &auth, &case, &value);
+        made.push(case);
     }
     made.sort();
     assert_eq!(case_ids(&acceptance_dir, &auth), made);
@@ -534,13 +607,11 @@ async fn sync_survives_loss_delay_and_a_partition() {
                     subsidy_kinds: vec!["living".into()],
                     ..Default::default()
                 };
-                let op = tongban_domain::ids::Operator::parse("窗口01").unwrap();
                 let made = handle
-                    .exec(move |node, now| node.new_case(&form, &op, now))
+                    .exec(move |node, now| push_new(node, &form, now))
                     .await
-                    .unwrap()
                     .unwrap();
-                ids.push(made.case_id);
+                ids.push(made);
             }
             ids
         }

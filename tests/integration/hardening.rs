@@ -42,6 +42,14 @@ fn new_case(data: &Path, auth: &Path, n: usize) -> std::process::Output {
     )
 }
 
+/// Pushes the case `case new --json` printed in `out` (a case travels only
+/// once pushed).
+fn push_out(data: &Path, auth: &Path, out: &std::process::Output) {
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let case = created["case_id"].as_str().unwrap().to_string();
+    crate::daemon::push_cli(data, auth, &case, &created);
+}
+
 fn case_count(data: &Path, auth: &Path) -> usize {
     let out = ok(Some(data), auth, &["case", "list", "--json"]);
     serde_json::from_str::<serde_json::Value>(&out)
@@ -252,7 +260,18 @@ fn an_attachment_over_the_limit_is_refused_on_both_paths_naming_the_limit() {
         tongban(
             Some(&data),
             &auth,
-            &["case", "attach", &case, file, "--kind", "id_card"],
+            &[
+                "case",
+                "attach",
+                &case,
+                file,
+                "--kind",
+                "id_card",
+                "--media-type",
+                "image/jpeg",
+                "--operator",
+                "窗口01",
+            ],
         )
     };
     // On the store directly.
@@ -322,6 +341,7 @@ fn a_restored_backup_is_a_working_node_that_verifies_and_syncs() {
     let node = NodeProcess::start(root, "440106001", Some(("hub-cn", &hub.quic)));
     let out = new_case(&data, &auth, 1);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    push_out(&data, &auth, &out);
     wait_for_cases(&hub_dir, &auth, 1, Duration::from_secs(15));
     let backup = root.join("440106001.tbbackup");
     ok(
@@ -361,6 +381,7 @@ fn a_restored_backup_is_a_working_node_that_verifies_and_syncs() {
     let node = NodeProcess::start(&new_root, "440106001", Some(("hub-cn", &hub.quic)));
     let out = new_case(&restored, &auth, 2);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    push_out(&restored, &auth, &out);
     wait_for_cases(&hub_dir, &auth, 2, Duration::from_secs(15));
     assert_eq!(node.terminate(), 0);
     assert_eq!(hub.terminate(), 0);

@@ -154,6 +154,8 @@ fn a_local_application_from_intake_to_publicity() {
                 file.to_str().unwrap(),
                 "--kind",
                 code,
+                "--operator",
+                "窗口01",
             ],
         );
     }
@@ -166,6 +168,8 @@ fn a_local_application_from_intake_to_publicity() {
             file.to_str().unwrap(),
             "--kind",
             "passport",
+            "--operator",
+            "窗口01",
         ],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -229,6 +233,8 @@ fn attach_refuses_bad_material_metadata_and_stores_nothing() {
             file.to_str().unwrap(),
             "--kind",
             &kind,
+            "--operator",
+            "窗口01",
         ];
         args.extend_from_slice(extra);
         run(&office, &args)

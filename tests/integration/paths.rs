@@ -133,6 +133,16 @@ impl Net {
             .unwrap()
     }
 
+    /// The Automerge heads of `office`'s copy of `case` (empty when it holds none).
+    pub(crate) async fn history_of(&self, office: &str, case: &CaseId) -> Vec<[u8; 32]> {
+        let case = case.clone();
+        self.nodes[office]
+            .handle()
+            .exec(move |node, _| node.case(&case).map(|mut d| d.heads()).unwrap_or_default())
+            .await
+            .unwrap()
+    }
+
     /// Waits until `office` holds `case` with the latest transition at `stage`.
     pub(crate) async fn wait(&self, office: &str, case: &CaseId, stage: Stage) {
         let start = Instant::now();
@@ -141,11 +151,25 @@ impl Net {
             if held == Some(stage) {
                 return;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{office} holds {case} at {held:?}, not {}",
-                stage.code()
-            );
+            if start.elapsed() >= Duration::from_secs(30) {
+                let mut everywhere = Vec::new();
+                for (id, ..) in OFFICES {
+                    everywhere.push(format!("{id}: {:?}", self.stage(id, case).await));
+                }
+                let refusals: Vec<String> = {
+                    let mut all = Vec::new();
+                    for (id, daemon) in &self.nodes {
+                        for r in daemon.handle().status().await.unwrap().refusals {
+                            all.push(format!("{id} refused from {}: {}", r.peer, r.reason));
+                        }
+                    }
+                    all
+                };
+                panic!(
+                    "{office} holds {case} at {held:?}, not {} (everywhere: {everywhere:?}; refusals: {refusals:?})",
+                    stage.code()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

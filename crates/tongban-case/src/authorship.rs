@@ -307,7 +307,11 @@ pub fn scan(doc: &Automerge) -> Scan {
         if only_records {
             match (shape_ok, record_key, record_bytes) {
                 (true, Some((field, key, _)), Some(bytes)) => {
-                    match check_record(&field, &key, &bytes, change, info.office.as_ref()) {
+                    match check_record(&field, &key, &bytes, change, info.office.as_ref())
+                        .and_then(|record| {
+                            extra_deps_in_past(&record, change, &index, &position, &ancestors)
+                                .map(|()| record)
+                        }) {
                         Ok(record) => {
                             info.record = Some(records.len());
                             records.push(FoundRecord {
@@ -362,15 +366,48 @@ fn check_record(
             office.map_or("no office", |o| o.as_str())
         ));
     }
-    let mut deps: Vec<[u8; 32]> = change.deps().iter().map(|h| h.0).collect();
-    deps.sort_unstable();
-    if deps != record.heads() {
+    // Automerge adds an actor's own previous change to the dependencies of its
+    // next one when that change is not a head; such a dependency is already in
+    // the past of the heads (checked by the caller, which knows the graph).
+    let deps: Vec<[u8; 32]> = change.deps().iter().map(|h| h.0).collect();
+    if record.heads().iter().any(|head| !deps.contains(head)) {
         return Err(
-            "the record is not written right after the heads it signs (its change's dependencies differ from them)"
+            "the record is not written right after the heads it signs (a head it signs is not among its change's dependencies)"
                 .into(),
         );
     }
     Ok(record)
+}
+
+/// Every dependency of a signature change beyond the heads its record signs
+/// must lie in the past of those heads: the record then vouches for exactly
+/// the history up to its heads, as if written right after them.
+fn extra_deps_in_past(
+    record: &SignedRecord,
+    change: &automerge::Change,
+    index: &HashMap<ChangeHash, usize>,
+    position: &HashMap<usize, usize>,
+    ancestors: &[Vec<u64>],
+) -> Result<(), String> {
+    let at = |hash: &ChangeHash| index.get(hash).and_then(|i| position.get(i)).copied();
+    let heads: Vec<usize> = record
+        .heads()
+        .iter()
+        .filter_map(|h| at(&ChangeHash(*h)))
+        .collect();
+    for dep in change.deps() {
+        if record.heads().contains(&dep.0) {
+            continue;
+        }
+        let in_past = at(dep).is_some_and(|d| heads.iter().any(|&h| bit(&ancestors[h], d)));
+        if !in_past {
+            return Err(
+                "the record is not written right after the heads it signs (its change depends on a change after them)"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Scan {

@@ -120,6 +120,14 @@ impl World {
         if to == Stage::Accepted {
             attach_all(doc, &self.office(office).signer(), when);
         }
+        if matches!(to, Stage::Received | Stage::ResultReceived) {
+            // Receipts are signed under one actor per office and case, as the
+            // sync layer signs them: a second receipt of the same office then
+            // depends on its first as well as on the heads it signs.
+            let actor =
+                tongban_case::authorship::actor_for(&OfficeId::parse(office).unwrap(), b"receipt");
+            doc.automerge_mut().set_actor(actor);
+        }
         doc.apply(to, &self.office(office).signer(), &op(), when, &payload)
             .unwrap_or_else(|e| panic!("{office} → {to}: {e}"));
     }

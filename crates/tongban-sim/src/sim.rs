@@ -1164,9 +1164,13 @@ fn next_action(
     let plan = track.plan;
     let approve = || review(ReviewOutcome::Approve, "同意");
     Some(match tip {
-        Stage::Draft if acceptance && plan == Plan::Withdraw => {
-            (Stage::Withdrawn, Payload::default())
-        }
+        Stage::Draft if acceptance && plan == Plan::Withdraw => (
+            Stage::Withdrawn,
+            Payload {
+                opinion: "申请人撤回".into(),
+                ..Payload::default()
+            },
+        ),
         Stage::Draft | Stage::Returned if acceptance => (Stage::Accepted, Payload::default()),
         Stage::Accepted if acceptance && !local => (Stage::Pushed, Payload::default()),
         Stage::Accepted if domicile && local => (Stage::Publicized, Payload::default()),
@@ -1208,9 +1212,13 @@ fn next_action(
             },
         ),
         Stage::Notified if ca && approved => (Stage::Active, Payload::default()),
-        Stage::Active if ca && !suspended && plan == Plan::Approve => {
-            (Stage::Suspended, Payload::default())
-        }
+        Stage::Active if ca && !suspended && plan == Plan::Approve => (
+            Stage::Suspended,
+            Payload {
+                opinion: "动态核查：生存状态待核实".into(),
+                ..Payload::default()
+            },
+        ),
         Stage::Suspended if ca => (Stage::Active, Payload::default()),
         _ => return None,
     })

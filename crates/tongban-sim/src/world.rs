@@ -318,7 +318,13 @@ pub fn create_case(
             address: "模拟地址".into(),
             agent: None,
         },
-        certificate: None,
+        // A level-1 physical disability in a dibao household: eligible for the
+        // living subsidy the simulation awards under every province's policy.
+        certificate: Some(tongban_case::schema::Certificate {
+            number: format!("{resident}41"),
+            category: "physical".into(),
+            level: 1,
+        }),
         household: Household {
             dibao: true,
             low_income: false,

@@ -483,8 +483,9 @@ fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
     step_on(&node, args.stage, Stage::Decided, payload)
 }
 
-/// A decision as shown: outcome, (subsidy kind, monthly amount in fen), first paid month.
-type DecisionView = (String, Vec<(String, u64)>, String);
+/// A decision as shown: outcome, (subsidy kind, monthly amount in yuan), first paid
+/// month, and the signed override reason (empty when every kind is eligible).
+type DecisionView = (String, Vec<(String, u64)>, String, String);
 
 #[derive(Serialize)]
 struct ShowCase {
@@ -545,6 +546,7 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
                         .map(|a| (a.kind.clone(), a.monthly_yuan))
                         .collect(),
                     d.first_paid_month.clone(),
+                    d.override_reason.clone(),
                 )
             }),
             notification: c.notification.as_ref().map(|n| n.method.clone()),
@@ -596,7 +598,7 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
     for (stage, office, outcome, opinion) in &view.reviews {
         println!("  意见 review: {stage} {office} {outcome}: {opinion}");
     }
-    if let Some((outcome, awards, first)) = &view.decision {
+    if let Some((outcome, awards, first, override_reason)) = &view.decision {
         let list: Vec<String> = awards
             .iter()
             .map(|(k, y)| format!("{k} {y} 元/月"))
@@ -605,6 +607,9 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
             "  审定 decision: {outcome} {}，自 {first} 起计发",
             list.join("、")
         );
+        if !override_reason.is_empty() {
+            println!("  超出政策审定理由（已签名）signed override reason: {override_reason}");
+        }
     }
     if let Some(method) = &view.notification {
         println!("  告知方式 notified by: {method}");

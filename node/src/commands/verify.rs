@@ -252,6 +252,17 @@ pub fn history(case: &str, json: bool, data: &DataDirArg) -> anyhow::Result<Exit
         print_json(&report)?;
     } else {
         print_timeline(&report);
+        // An award beyond the domicile policy stands only with the reason
+        // signed in the decision's payload: show it beside the history.
+        if let Ok(case) = node.case(&id).and_then(|doc| Ok(doc.read()?))
+            && let Some(decision) = case.decision
+            && !decision.override_reason.is_empty()
+        {
+            println!(
+                "超出政策审定理由（已签名）signed override reason: {}",
+                decision.override_reason
+            );
+        }
     }
     Ok(if report.is_ok() {
         ExitCode::SUCCESS

@@ -12,6 +12,7 @@ mod demo;
 mod hardening;
 mod id;
 mod js_interop;
+mod links;
 mod office;
 mod paths;
 mod support;

@@ -205,6 +205,21 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
             last,
             peer.waiting
         );
+        if let Some(upstream) = &peer.upstream {
+            println!("      上级枢纽 configured hub at {upstream}");
+        }
+        if let Some(refusal) = &peer.refusal {
+            println!("      被拒绝 refused: {refusal}");
+        }
+        if !peer.connected
+            && let Some(error) = &peer.last_error
+        {
+            let at = peer
+                .last_error_ms
+                .map(|ms| Timestamp(ms).china_display())
+                .unwrap_or_default();
+            println!("      最近错误 last error（{at}）: {error}");
+        }
     }
     if !status.refusals.is_empty() {
         println!(

@@ -129,7 +129,9 @@ fn check_peer_address(address: &str) -> Result<(), String> {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -208,7 +210,10 @@ impl NodeConfig {
             })?;
             check_peer_address(&up.address).map_err(|e| DaemonError::Config {
                 path: path.to_path_buf(),
-                reason: format!("upstream address {:?} (office {}): {e}", up.address, up.office),
+                reason: format!(
+                    "upstream address {:?} (office {}): {e}",
+                    up.address, up.office
+                ),
             })?;
         }
         Ok(config)
@@ -324,6 +329,11 @@ pub struct NodeStatus {
     /// Peers: every configured hub, those connected now and those remembered
     /// from earlier sessions.
     pub peers: Vec<PeerStatus>,
+    /// Why the store cannot write now (a full disk, an I/O error), while it
+    /// cannot: writes are refused, reads and sync from the store go on, and the
+    /// node reopens the store by itself once the disk has room.
+    #[serde(default)]
+    pub store_error: Option<String>,
     /// The documents and messages this node refused from its peers since it
     /// started, newest last (at most [`MAX_REFUSALS`]): an unsigned or
     /// unauthorised change names the case, the change's office and the path.
@@ -379,6 +389,7 @@ pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
         directory_version: node.directory().ok().map(|d| d.version),
         materials_missing: store.missing_materials()?.len() as u64,
         peers,
+        store_error: store.failure(),
         refusals: Vec::new(),
     })
 }
@@ -448,6 +459,11 @@ pub struct Engine {
     checked: mpsc::UnboundedSender<Input>,
     /// Recent refusals, for `node status`.
     refusals: std::collections::VecDeque<RefusalRecord>,
+    /// How the sync node was made, to make it again after the store recovers.
+    sync_config: SyncConfig,
+    /// While the store cannot write: when to try reopening it next, and the
+    /// backoff between tries.
+    recovery: Option<(tokio::time::Instant, Backoff)>,
 }
 
 impl Engine {
@@ -459,6 +475,66 @@ impl Engine {
     /// The engine's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// After the store stopped writing (a full disk, an I/O error): every
+    /// session ends, since what the sync node holds in memory may be ahead of
+    /// what was committed, and a reopening is scheduled. Reads and status go on;
+    /// writes are refused by the store with the reason.
+    fn store_failed(&mut self) {
+        if self.recovery.is_some() {
+            return;
+        }
+        let reason = self.local.store().failure().unwrap_or_default();
+        tracing::error!(error = %reason, "the store cannot write; sessions end, writes are refused, reopening on a timer");
+        let sessions: Vec<SessionId> = self.links.keys().copied().collect();
+        for session in sessions {
+            self.close(
+                session,
+                Some("本节点存储暂停写入 this node's store cannot write".into()),
+            );
+        }
+        self.admitting.clear();
+        // A try is cheap (open the file, commit a few bytes), so the node
+        // tries often: writes resume within seconds of space returning.
+        let mut backoff = Backoff::with_random_seed(BackoffConfig::new(
+            Duration::from_millis(500),
+            Duration::from_secs(5),
+        ));
+        let at = tokio::time::Instant::now() + backoff.next_delay();
+        self.recovery = Some((at, backoff));
+    }
+
+    /// While the store cannot write: when it is time, reopens it; once a write
+    /// commits again, makes the sync node anew from the store and lets peers
+    /// connect again.
+    fn try_recover(&mut self) {
+        let Some((at, backoff)) = &mut self.recovery else {
+            return;
+        };
+        if tokio::time::Instant::now() < *at {
+            return;
+        }
+        let store = self.local.store();
+        match tokio::task::block_in_place(|| store.recover()) {
+            Ok(()) => match SyncNode::new(self.sync_config.clone(), &self.replica) {
+                Ok(sync) => {
+                    self.sync = sync;
+                    self.recovery = None;
+                    self.dirty = true;
+                    tracing::warn!("the store writes again; sync resumes");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "the store reopened but sync cannot start yet");
+                    *at = tokio::time::Instant::now() + backoff.next_delay();
+                }
+            },
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %err, ?delay, "the store still cannot write; trying again later");
+                *at = tokio::time::Instant::now() + delay;
+            }
+        }
     }
 
     /// After the application wrote cases: offer them to peers.
@@ -479,8 +555,10 @@ impl Engine {
             directory_version: None,
             materials_missing: 0,
             peers: Vec::new(),
+            store_error: None,
             refusals: Vec::new(),
         });
+        status.store_error = self.local.store().failure();
         status.refusals = self.refusals.iter().cloned().collect();
         status.running = true;
         status.listen = Some(self.endpoint.local_addr().to_string());
@@ -662,6 +740,11 @@ impl Engine {
                 tx,
                 reply,
             } => {
+                if self.recovery.is_some() {
+                    tracing::info!(%peer, "session refused while the store cannot write");
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
                 let session = tokio::task::block_in_place(|| {
                     self.sync.connect(&self.replica, peer.clone(), now)
                 });
@@ -680,6 +763,9 @@ impl Engine {
                     }
                 }
             }
+            // A frame of a session ended meanwhile (the store failed) is
+            // dropped; the peer sends it again in a new session.
+            Input::Frame { session, .. } if !self.links.contains_key(&session) => {}
             Input::Frame { session, bytes } => match self.sync.docs_job(session, &bytes, now) {
                 Some(job) => {
                     // Loading and verifying the documents is most of the work of
@@ -748,6 +834,7 @@ impl Engine {
                     })?;
                 }
             }
+            Input::Tick if self.recovery.is_some() => self.try_recover(),
             Input::Tick => {
                 if self.sync.poll_timeout().is_some_and(|t| t.0 <= now.0) {
                     tokio::task::block_in_place(|| {
@@ -846,16 +933,14 @@ impl Daemon {
         )
         .map_err(NodeError::from)?;
         let key: OfficeKey = local.key().clone();
-        let sync = SyncNode::new(
-            SyncConfig {
-                office: local.office().clone(),
-                key: Arc::new(key.clone()),
-                authority,
-                calendar: Arc::new(local.calendar().clone()),
-                limits: options.limits,
-            },
-            &replica,
-        )?;
+        let sync_config = SyncConfig {
+            office: local.office().clone(),
+            key: Arc::new(key.clone()),
+            authority,
+            calendar: Arc::new(local.calendar().clone()),
+            limits: options.limits,
+        };
+        let sync = SyncNode::new(sync_config.clone(), &replica)?;
         let listen = config
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -888,6 +973,8 @@ impl Daemon {
             next_frame: 0,
             checked,
             refusals: std::collections::VecDeque::new(),
+            sync_config,
+            recovery: None,
         };
         // Every configured hub is listed in `node status` from the start, with
         // what earlier runs recorded of it.
@@ -923,7 +1010,18 @@ impl Daemon {
                     Some(done) = checked_rx.recv() => Some(done),
                 };
                 let Some(input) = input else { break };
-                if let Err(err) = engine.handle(input).await {
+                let handled = engine.handle(input).await;
+                // A full disk or an I/O error does not stop the node: the store
+                // refuses writes with the reason and reopens itself; reads and
+                // status go on (`Engine::store_failed`).
+                if engine.local.store().failure().is_some() {
+                    if let Err(err) = &handled {
+                        tracing::warn!(error = %err, "a store write failed");
+                    }
+                    engine.store_failed();
+                    continue;
+                }
+                if let Err(err) = handled {
                     tracing::error!(error = %err, "engine stopped");
                     engine.persist_peers();
                     return Err(err);

@@ -153,7 +153,11 @@ fn a_node_its_hub_refuses_says_why_in_status_and_in_its_log() {
     // A node certified after the hub took its directory: the hub does not
     // know its key yet.
     let late = root.join("440106002");
-    let out = ok(Some(&late), &auth, &["node", "init", "--office", "440106002"]);
+    let out = ok(
+        Some(&late),
+        &auth,
+        &["node", "init", "--office", "440106002"],
+    );
     let key = out.lines().nth(2).unwrap().trim().to_string();
     ok(
         None,
@@ -204,7 +208,10 @@ fn a_node_its_hub_refuses_says_why_in_status_and_in_its_log() {
     };
     assert_eq!(entry["connected"], false, "{entry}");
     let refusal = entry["refusal"].as_str().unwrap();
-    assert!(refusal.contains("does not know this node's key"), "{refusal}");
+    assert!(
+        refusal.contains("does not know this node's key"),
+        "{refusal}"
+    );
     let text = ok(Some(&late), &auth, &["node", "status"]);
     assert!(text.contains("被拒绝 refused"), "{text}");
     assert_eq!(node.terminate(), 0);

@@ -9,6 +9,7 @@ mod calendar;
 mod cli_behaviour;
 mod daemon;
 mod demo;
+mod disk;
 mod hardening;
 mod id;
 mod js_interop;

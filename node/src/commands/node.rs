@@ -180,6 +180,11 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
             .map(|v| v.to_string())
             .unwrap_or_else(|| "—".into())
     );
+    if let Some(error) = &status.store_error {
+        println!(
+            "存储暂停写入 the store cannot write now（读取照常，空间恢复后自动继续 reads go on; writing resumes by itself once the disk has room）: {error}"
+        );
+    }
     if status.materials_missing > 0 {
         println!(
             "待取材料 materials still to fetch: {} 份（从路由上的对端获取）",

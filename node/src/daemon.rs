@@ -57,8 +57,8 @@ use tongban_sync::{
     SyncStore,
 };
 use tongban_transport::{
-    Backoff, BackoffConfig, Connection, DirectoryHandle, Endpoint, EndpointConfig, FrameReceiver,
-    FrameSender, connect_with_backoff,
+    Backoff, BackoffConfig, ConnectError, Connection, DirectoryHandle, Endpoint, EndpointConfig,
+    FrameReceiver, FrameSender, PeerRejection, Refusal,
 };
 
 use crate::local::{LocalNode, NodeError};
@@ -105,8 +105,43 @@ pub struct NodeConfig {
 pub struct Upstream {
     /// The hub's office id (its certificate must name it).
     pub office: String,
-    /// Its QUIC address.
-    pub address: SocketAddr,
+    /// Its QUIC address, `host:port`: an IP address or a host name, resolved
+    /// again at every connection attempt so that a hub whose address changes
+    /// (DHCP, a new machine behind the same name) is still found.
+    pub address: String,
+}
+
+/// Checks that `address` has the form `host:port` (an IP address, a bracketed
+/// IPv6 address or a host name, and a port from 1 to 65535); answers why not.
+fn check_peer_address(address: &str) -> Result<(), String> {
+    if address.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err("expected host:port, for example 10.20.0.1:7443 or hub.example.cn:7443".into());
+    };
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return Err(format!("port {port:?} is not a port from 1 to 65535")),
+        Ok(_) => {}
+    }
+    let valid_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid_name {
+        Ok(())
+    } else {
+        Err(format!(
+            "host {host:?} is neither an IP address nor a host name (IPv6 goes in brackets: [::1]:7443)"
+        ))
+    }
 }
 
 impl NodeConfig {
@@ -120,7 +155,7 @@ impl NodeConfig {
             upstream: hub
                 .map(|(office, address)| Upstream {
                     office: office.to_string(),
-                    address,
+                    address: address.to_string(),
                 })
                 .into_iter()
                 .collect(),
@@ -172,6 +207,13 @@ impl NodeConfig {
             OfficeId::parse(&up.office).map_err(|e| DaemonError::Config {
                 path: path.to_path_buf(),
                 reason: format!("upstream office {:?}: {e}", up.office),
+            })?;
+            check_peer_address(&up.address).map_err(|e| DaemonError::Config {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "upstream address {:?} (office {}): {e}",
+                    up.address, up.office
+                ),
             })?;
         }
         Ok(config)
@@ -235,10 +277,26 @@ pub enum DaemonError {
 pub struct PeerStatus {
     /// The peer's office.
     pub office: String,
-    /// Whether a session is open now.
+    /// Whether a session is open now: true only while the connection is live
+    /// (a vanished peer is noticed within the transport's idle timeout, a
+    /// restarted one at its first answer).
     pub connected: bool,
     /// Its address, when connected.
     pub address: Option<String>,
+    /// The address configured for this hub in `[[upstream]]`, when it is one:
+    /// configured hubs are listed whether or not they ever connected.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// The last failure to connect, or why the last session ended.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When that was (ms since the epoch).
+    #[serde(default)]
+    pub last_error_ms: Option<i64>,
+    /// Why the last attempt was refused, by the hub or by this node (an unknown
+    /// or revoked key), in Chinese and English; cleared once a session opens.
+    #[serde(default)]
+    pub refusal: Option<String>,
     /// When both sides last had nothing left to send (ms since the epoch).
     pub last_synced_ms: Option<i64>,
     /// Cases of this node's log on the peer's route not yet acknowledged by it.
@@ -268,8 +326,14 @@ pub struct NodeStatus {
     /// (still to be fetched from route peers).
     #[serde(default)]
     pub materials_missing: u64,
-    /// Peers: those connected now and those remembered from earlier sessions.
+    /// Peers: every configured hub, those connected now and those remembered
+    /// from earlier sessions.
     pub peers: Vec<PeerStatus>,
+    /// Why the store cannot write now (a full disk, an I/O error), while it
+    /// cannot: writes are refused, reads and sync from the store go on, and the
+    /// node reopens the store by itself once the disk has room.
+    #[serde(default)]
+    pub store_error: Option<String>,
     /// The documents and messages this node refused from its peers since it
     /// started, newest last (at most [`MAX_REFUSALS`]): an unsigned or
     /// unauthorised change names the case, the change's office and the path.
@@ -325,6 +389,7 @@ pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
         directory_version: node.directory().ok().map(|d| d.version),
         materials_missing: store.missing_materials()?.len() as u64,
         peers,
+        store_error: store.failure(),
         refusals: Vec::new(),
     })
 }
@@ -344,6 +409,14 @@ enum Input {
     },
     Closed {
         session: SessionId,
+        /// Why it ended, when it ended by a failure.
+        reason: Option<String>,
+    },
+    /// A connection attempt to a configured hub failed.
+    LinkFailed {
+        office: String,
+        error: String,
+        refusal: Option<String>,
     },
     Job(Job),
     /// A part of a `Docs` frame's admission finished (`None`: it panicked, and
@@ -386,6 +459,11 @@ pub struct Engine {
     checked: mpsc::UnboundedSender<Input>,
     /// Recent refusals, for `node status`.
     refusals: std::collections::VecDeque<RefusalRecord>,
+    /// How the sync node was made, to make it again after the store recovers.
+    sync_config: SyncConfig,
+    /// While the store cannot write: when to try reopening it next, and the
+    /// backoff between tries.
+    recovery: Option<(tokio::time::Instant, Backoff)>,
 }
 
 impl Engine {
@@ -397,6 +475,66 @@ impl Engine {
     /// The engine's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// After the store stopped writing (a full disk, an I/O error): every
+    /// session ends, since what the sync node holds in memory may be ahead of
+    /// what was committed, and a reopening is scheduled. Reads and status go on;
+    /// writes are refused by the store with the reason.
+    fn store_failed(&mut self) {
+        if self.recovery.is_some() {
+            return;
+        }
+        let reason = self.local.store().failure().unwrap_or_default();
+        tracing::error!(error = %reason, "the store cannot write; sessions end, writes are refused, reopening on a timer");
+        let sessions: Vec<SessionId> = self.links.keys().copied().collect();
+        for session in sessions {
+            self.close(
+                session,
+                Some("本节点存储暂停写入 this node's store cannot write".into()),
+            );
+        }
+        self.admitting.clear();
+        // A try is cheap (open the file, commit a few bytes), so the node
+        // tries often: writes resume within seconds of space returning.
+        let mut backoff = Backoff::with_random_seed(BackoffConfig::new(
+            Duration::from_millis(500),
+            Duration::from_secs(5),
+        ));
+        let at = tokio::time::Instant::now() + backoff.next_delay();
+        self.recovery = Some((at, backoff));
+    }
+
+    /// While the store cannot write: when it is time, reopens it; once a write
+    /// commits again, makes the sync node anew from the store and lets peers
+    /// connect again.
+    fn try_recover(&mut self) {
+        let Some((at, backoff)) = &mut self.recovery else {
+            return;
+        };
+        if tokio::time::Instant::now() < *at {
+            return;
+        }
+        let store = self.local.store();
+        match tokio::task::block_in_place(|| store.recover()) {
+            Ok(()) => match SyncNode::new(self.sync_config.clone(), &self.replica) {
+                Ok(sync) => {
+                    self.sync = sync;
+                    self.recovery = None;
+                    self.dirty = true;
+                    tracing::warn!("the store writes again; sync resumes");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "the store reopened but sync cannot start yet");
+                    *at = tokio::time::Instant::now() + backoff.next_delay();
+                }
+            },
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %err, ?delay, "the store still cannot write; trying again later");
+                *at = tokio::time::Instant::now() + delay;
+            }
+        }
     }
 
     /// After the application wrote cases: offer them to peers.
@@ -417,8 +555,10 @@ impl Engine {
             directory_version: None,
             materials_missing: 0,
             peers: Vec::new(),
+            store_error: None,
             refusals: Vec::new(),
         });
+        status.store_error = self.local.store().failure();
         status.refusals = self.refusals.iter().cloned().collect();
         status.running = true;
         status.listen = Some(self.endpoint.local_addr().to_string());
@@ -562,19 +702,29 @@ impl Engine {
                     reason,
                 } => {
                     tracing::info!(%peer, %reason, "session closed");
-                    self.close(session);
+                    self.close(session, Some(reason.to_string()));
                 }
                 _ => {}
             }
         }
     }
 
-    fn close(&mut self, session: SessionId) {
+    fn close(&mut self, session: SessionId, reason: Option<String>) {
         self.refresh_peers(false);
         if let Some(link) = self.links.remove(&session) {
+            let now = self.clock.now().millis();
+            // Another session with the same peer may still be open (a peer
+            // that restarted reconnects before its old connection is reset).
+            let still_open = self.links.values().any(|l| l.peer == link.peer);
             if let Some(peer) = self.peers.get_mut(link.peer.as_str()) {
-                peer.connected = false;
-                peer.address = None;
+                if !still_open {
+                    peer.connected = false;
+                    peer.address = None;
+                }
+                if let Some(reason) = reason {
+                    peer.last_error = Some(format!("连接中断 link lost: {reason}"));
+                    peer.last_error_ms = Some(now);
+                }
             }
             self.dirty = true;
         }
@@ -590,11 +740,19 @@ impl Engine {
                 tx,
                 reply,
             } => {
+                if self.recovery.is_some() {
+                    tracing::info!(%peer, "session refused while the store cannot write");
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
                 let session = tokio::task::block_in_place(|| {
                     self.sync.connect(&self.replica, peer.clone(), now)
                 });
                 match session {
                     Ok(id) => {
+                        let entry = self.peers.entry(peer.to_string()).or_default();
+                        entry.office = peer.to_string();
+                        entry.refusal = None;
                         self.links.insert(id, Link { peer, address, tx });
                         self.dirty = true;
                         let _ = reply.send(Some(id));
@@ -605,6 +763,9 @@ impl Engine {
                     }
                 }
             }
+            // A frame of a session ended meanwhile (the store failed) is
+            // dropped; the peer sends it again in a new session.
+            Input::Frame { session, .. } if !self.links.contains_key(&session) => {}
             Input::Frame { session, bytes } => match self.sync.docs_job(session, &bytes, now) {
                 Some(job) => {
                     // Loading and verifying the documents is most of the work of
@@ -639,7 +800,19 @@ impl Engine {
                         .handle_message(&mut self.replica, session, &bytes, now)
                 })?,
             },
-            Input::Closed { session } => self.close(session),
+            Input::Closed { session, reason } => self.close(session, reason),
+            Input::LinkFailed {
+                office,
+                error,
+                refusal,
+            } => {
+                let entry = self.peers.entry(office.clone()).or_default();
+                entry.office = office;
+                entry.last_error = Some(error);
+                entry.last_error_ms = Some(now.millis());
+                entry.refusal = refusal;
+                self.dirty = true;
+            }
             Input::Job(job) => job(self),
             Input::Checked { frame, part } => {
                 let Some((_, out, back)) = self.admitting.get_mut(&frame) else {
@@ -661,6 +834,7 @@ impl Engine {
                     })?;
                 }
             }
+            Input::Tick if self.recovery.is_some() => self.try_recover(),
             Input::Tick => {
                 if self.sync.poll_timeout().is_some_and(|t| t.0 <= now.0) {
                     tokio::task::block_in_place(|| {
@@ -759,16 +933,14 @@ impl Daemon {
         )
         .map_err(NodeError::from)?;
         let key: OfficeKey = local.key().clone();
-        let sync = SyncNode::new(
-            SyncConfig {
-                office: local.office().clone(),
-                key: Arc::new(key.clone()),
-                authority,
-                calendar: Arc::new(local.calendar().clone()),
-                limits: options.limits,
-            },
-            &replica,
-        )?;
+        let sync_config = SyncConfig {
+            office: local.office().clone(),
+            key: Arc::new(key.clone()),
+            authority,
+            calendar: Arc::new(local.calendar().clone()),
+            limits: options.limits,
+        };
+        let sync = SyncNode::new(sync_config.clone(), &replica)?;
         let listen = config
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -801,7 +973,27 @@ impl Daemon {
             next_frame: 0,
             checked,
             refusals: std::collections::VecDeque::new(),
+            sync_config,
+            recovery: None,
         };
+        // Every configured hub is listed in `node status` from the start, with
+        // what earlier runs recorded of it.
+        for up in &config.upstream {
+            let remembered = engine
+                .local
+                .store()
+                .meta(&peer_status_key(&up.office))
+                .ok()
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice::<PeerStatus>(&bytes).ok());
+            let mut peer = remembered.unwrap_or_default();
+            peer.office = up.office.clone();
+            peer.upstream = Some(up.address.clone());
+            peer.connected = false;
+            peer.address = None;
+            engine.peers.insert(up.office.clone(), peer);
+            engine.dirty = true;
+        }
         let engine_stop = shutdown_rx.clone();
         let engine_task = tokio::spawn(async move {
             loop {
@@ -818,7 +1010,18 @@ impl Daemon {
                     Some(done) = checked_rx.recv() => Some(done),
                 };
                 let Some(input) = input else { break };
-                if let Err(err) = engine.handle(input).await {
+                let handled = engine.handle(input).await;
+                // A full disk or an I/O error does not stop the node: the store
+                // refuses writes with the reason and reopens itself; reads and
+                // status go on (`Engine::store_failed`).
+                if engine.local.store().failure().is_some() {
+                    if let Err(err) = &handled {
+                        tracing::warn!(error = %err, "a store write failed");
+                    }
+                    engine.store_failed();
+                    continue;
+                }
+                if let Err(err) = handled {
                     tracing::error!(error = %err, "engine stopped");
                     engine.persist_peers();
                     return Err(err);
@@ -864,50 +1067,16 @@ impl Daemon {
             let Ok(expected) = OfficeId::parse(&up.office) else {
                 continue;
             };
-            let address = up.address;
-            let endpoint = endpoint.clone();
-            let inputs = inputs.clone();
-            let stop = shutdown_rx.clone();
             let cap = Duration::from_secs(config.max_backoff_secs.unwrap_or(60).max(1));
-            let base = options.min_backoff;
-            tasks.push(tokio::spawn(async move {
-                let mut backoff = Backoff::with_random_seed(BackoffConfig::new(base, cap));
-                loop {
-                    if *stop.borrow() {
-                        break;
-                    }
-                    let connected = connect_with_backoff(
-                        &endpoint,
-                        address,
-                        &mut backoff,
-                        wait_stop(stop.clone()),
-                    )
-                    .await;
-                    let Ok(connected) = connected else { break };
-                    let connection = connected.connection;
-                    if connection.peer().office() != &expected {
-                        tracing::warn!(
-                            expected = %expected,
-                            found = %connection.peer().office(),
-                            %address,
-                            "upstream answered as another office; retrying"
-                        );
-                        connection.close("unexpected office");
-                        tokio::time::sleep(backoff.next_delay()).await;
-                        continue;
-                    }
-                    match connection.open_stream().await {
-                        Ok((send, recv)) => {
-                            run_session(connection, send, recv, inputs.clone(), stop.clone()).await;
-                        }
-                        Err(err) => tracing::info!(%address, error = %err, "cannot open a stream"),
-                    }
-                    if *stop.borrow() {
-                        break;
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }));
+            let backoff = Backoff::with_random_seed(BackoffConfig::new(options.min_backoff, cap));
+            tasks.push(tokio::spawn(keep_upstream(
+                expected,
+                up.address.clone(),
+                endpoint.clone(),
+                inputs.clone(),
+                shutdown_rx.clone(),
+                backoff,
+            )));
         }
         // Timers and status.
         {
@@ -1101,14 +1270,15 @@ pub(crate) async fn wait_stop(mut stop: watch::Receiver<bool>) {
 /// to 1 MiB); the writer waits for one to be acknowledged before opening more.
 const BATCH_STREAMS: usize = 8;
 
-/// Runs one session until the connection or the engine ends.
+/// Runs one session until the connection or the engine ends; answers why it
+/// ended when that was a failure (`None` on shutdown).
 async fn run_session(
     connection: Connection,
     mut send: FrameSender,
     mut recv: FrameReceiver,
     inputs: mpsc::Sender<Input>,
     stop: watch::Receiver<bool>,
-) {
+) -> Option<String> {
     let peer = connection.peer().office().clone();
     let address = connection.remote_address();
     let (tx, mut out) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -1123,11 +1293,11 @@ async fn run_session(
         .await
         .is_err()
     {
-        return;
+        return None;
     }
     let Ok(Some(session)) = answer.await else {
         connection.close("session refused");
-        return;
+        return Some("此节点拒绝了该会话 this node refused the session".into());
     };
     tracing::info!(%peer, %address, "connected");
     // Whole documents (`Docs` frames, up to 1 MiB each) go on a stream of their
@@ -1186,6 +1356,7 @@ async fn run_session(
             readers.shutdown().await;
         })
     };
+    let mut failure = None;
     loop {
         let frame = tokio::select! {
             f = recv.recv_frame() => f,
@@ -1197,15 +1368,209 @@ async fn run_session(
                     break;
                 }
             }
-            Ok(None) => break,
+            Ok(None) => {
+                failure = Some("the peer ended the session".to_string());
+                break;
+            }
             Err(err) => {
                 tracing::info!(%peer, error = %err, "link lost");
+                failure = Some(err.to_string());
                 break;
             }
         }
     }
-    let _ = inputs.send(Input::Closed { session }).await;
+    // The connection's own reason (reset by a restarted peer, silent past the
+    // idle timeout, closed by the peer) says more than the stream's error.
+    if failure.is_some()
+        && let Some(lost) = connection.close_reason()
+    {
+        failure = Some(lost.to_string());
+    }
+    let _ = inputs
+        .send(Input::Closed {
+            session,
+            reason: failure.clone(),
+        })
+        .await;
     writer.abort();
     batch_reader.abort();
     connection.close("session ended");
+    failure
+}
+
+/// Why one connection attempt to a hub failed.
+struct AttemptFailed {
+    /// What failed, for `node status` and the log.
+    error: String,
+    /// Set when a key was refused, by the hub or by this node, in Chinese and
+    /// English: the operator must act (import a directory, renew a key);
+    /// retrying alone does not help.
+    refusal: Option<String>,
+}
+
+/// What an operator reads for a refused connection.
+fn refusal_text(err: &ConnectError) -> Option<String> {
+    match err {
+        ConnectError::RefusedByPeer { because, .. } => Some(match because {
+            Refusal::UnknownKey => "枢纽不认识本节点的密钥，请确认双方导入了最新目录 \
+                                    the hub does not know this node's key: import the current directory on both sides"
+                .to_string(),
+            Refusal::Revoked => "枢纽的目录显示本节点密钥已被吊销 the hub holds this node's key as revoked"
+                .to_string(),
+            Refusal::NotValidNow => "枢纽认为本节点证书不在有效期内 the hub holds no certificate of this node's key valid now"
+                .to_string(),
+            _ => "枢纽拒绝了本节点的证书 the hub refused this node's certificate".to_string(),
+        }),
+        ConnectError::PeerNotAllowed { rejection, .. } => Some(match rejection {
+            PeerRejection::UnknownKey { .. } => format!(
+                "本节点目录中没有该地址上节点的密钥 the node at this address has a key this node's directory does not know ({rejection})"
+            ),
+            PeerRejection::Revoked { .. } => format!(
+                "该地址上节点的密钥已被吊销 the node at this address has a revoked key ({rejection})"
+            ),
+            _ => format!("本节点拒绝了对端 this node refused the peer: {rejection}"),
+        }),
+        _ => None,
+    }
+}
+
+/// The hub's addresses now: `address` resolved (a host name through the
+/// system's resolver, every time, so that a changed address is followed), kept
+/// to the address family the endpoint's socket can reach.
+async fn resolve(address: &str, local: SocketAddr) -> Result<Vec<SocketAddr>, AttemptFailed> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|err| AttemptFailed {
+            error: format!("无法解析地址 cannot resolve {address}: {err}"),
+            refusal: None,
+        })?
+        .collect();
+    // An IPv4 socket cannot send to IPv6 addresses; a dual-stack IPv6 socket
+    // reaches both.
+    let usable: Vec<SocketAddr> = found
+        .iter()
+        .copied()
+        .filter(|addr| local.is_ipv6() || addr.is_ipv4())
+        .collect();
+    if usable.is_empty() {
+        return Err(AttemptFailed {
+            error: format!(
+                "地址 {address} 没有本节点可用的 IP 地址 resolves to no address this node's socket ({local}) can reach: {found:?}"
+            ),
+            refusal: None,
+        });
+    }
+    Ok(usable)
+}
+
+/// One attempt: resolve the hub's address, then try each of its addresses in
+/// turn until one connects.
+async fn connect_once(endpoint: &Endpoint, address: &str) -> Result<Connection, AttemptFailed> {
+    let candidates = resolve(address, endpoint.local_addr()).await?;
+    let mut last = None;
+    for candidate in candidates {
+        match endpoint.connect(candidate).await {
+            Ok(connection) => return Ok(connection),
+            Err(err) => {
+                let refusal = refusal_text(&err);
+                last = Some(AttemptFailed {
+                    error: err.to_string(),
+                    refusal,
+                });
+                // A refusal is the hub's answer; its other addresses would
+                // give the same.
+                if last.as_ref().is_some_and(|f| f.refusal.is_some()) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or(AttemptFailed {
+        error: format!("no address to try for {address}"),
+        refusal: None,
+    }))
+}
+
+/// Keeps a session with one configured hub: connects, runs the session, and
+/// after any failure or loss tries again with backoff, until the node stops.
+/// Every failure goes to the engine (for `node status`); refusals are logged
+/// as warnings each time, other failures as a warning when they change (a hub
+/// that is down does not fill the log).
+async fn keep_upstream(
+    expected: OfficeId,
+    address: String,
+    endpoint: Arc<Endpoint>,
+    inputs: mpsc::Sender<Input>,
+    stop: watch::Receiver<bool>,
+    mut backoff: Backoff,
+) {
+    let mut last_logged: Option<String> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let attempt = tokio::select! {
+            biased;
+            () = wait_stop(stop.clone()) => break,
+            attempt = connect_once(&endpoint, &address) => attempt,
+        };
+        let failure = match attempt {
+            Ok(connection) if connection.peer().office() != &expected => {
+                let found = connection.peer().office().clone();
+                connection.close("unexpected office");
+                AttemptFailed {
+                    error: format!(
+                        "地址 {address} 上是另一个办公室 {found} the node at {address} is office {found}, not {expected}"
+                    ),
+                    refusal: None,
+                }
+            }
+            Ok(connection) => {
+                backoff.reset();
+                last_logged = None;
+                let ended = match connection.open_stream().await {
+                    Ok((send, recv)) => {
+                        run_session(connection, send, recv, inputs.clone(), stop.clone()).await
+                    }
+                    Err(err) => Some(err.to_string()),
+                };
+                if *stop.borrow() {
+                    break;
+                }
+                if let Some(reason) = ended {
+                    tracing::warn!(hub = %expected, %address, %reason, "lost the link to the hub; reconnecting");
+                }
+                sleep_or_stop(backoff.next_delay(), &stop).await;
+                continue;
+            }
+            Err(failure) => failure,
+        };
+        if let Some(refusal) = &failure.refusal {
+            tracing::warn!(hub = %expected, %address, %refusal, error = %failure.error, "the connection to the hub was refused");
+        } else if last_logged.as_deref() != Some(failure.error.as_str()) {
+            tracing::warn!(hub = %expected, %address, error = %failure.error, "cannot reach the hub; retrying");
+        } else {
+            tracing::info!(hub = %expected, %address, error = %failure.error, "cannot reach the hub; retrying");
+        }
+        last_logged = Some(failure.error.clone());
+        if inputs
+            .send(Input::LinkFailed {
+                office: expected.to_string(),
+                error: failure.error,
+                refusal: failure.refusal,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sleep_or_stop(backoff.next_delay(), &stop).await;
+    }
+}
+
+async fn sleep_or_stop(delay: Duration, stop: &watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = wait_stop(stop.clone()) => {}
+    }
 }

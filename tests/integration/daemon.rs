@@ -110,9 +110,22 @@ impl NodeProcess {
         upstream: Option<(&str, &str)>,
         extra: &str,
     ) -> NodeProcess {
+        NodeProcess::spawn(root, office, "127.0.0.1:0", upstream, extra, Stdio::null())
+    }
+
+    /// Starts a node listening on `listen`, its log (at the default level)
+    /// going to `stderr`.
+    pub(crate) fn spawn(
+        root: &Path,
+        office: &str,
+        listen: &str,
+        upstream: Option<(&str, &str)>,
+        extra: &str,
+        stderr: Stdio,
+    ) -> NodeProcess {
         let config = root.join(format!("{office}.toml"));
         let mut text = format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nmax_backoff_secs = 1\n{extra}",
+            "data_dir = {:?}\nlisten = \"{listen}\"\nmax_backoff_secs = 1\n{extra}",
             root.join(office)
         );
         if let Some((hub, address)) = upstream {
@@ -125,7 +138,7 @@ impl NodeProcess {
             .args(["node", "run", "--config", config.to_str().unwrap()])
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

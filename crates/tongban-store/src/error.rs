@@ -55,11 +55,23 @@ pub enum StoreError {
     /// The disk holding the store is full. The failed operation was not stored;
     /// everything acknowledged before it is intact.
     #[error(
-        "the disk holding {path} is full: the last operation was not stored, earlier ones are intact; free space and retry"
+        "磁盘已满 the disk holding {path} is full: the last operation was not stored, earlier ones are intact; free space on that disk (a running node resumes writing by itself)"
     )]
     DiskFull {
         /// The data directory.
         path: PathBuf,
+    },
+    /// An earlier disk-full or I/O error stopped the store from writing; it
+    /// refuses writes until it has reopened the database and a write commits
+    /// again (the node retries by itself). Reads keep working.
+    #[error(
+        "存储所在磁盘 {path} 写入失败，暂停写入，空间恢复后自动继续 the store on the disk holding {path} cannot write now ({reason}); nothing of this operation was stored, earlier ones are intact; free space on that disk and the node resumes by itself"
+    )]
+    Failing {
+        /// The data directory.
+        path: PathBuf,
+        /// The error that stopped writes.
+        reason: String,
     },
     /// The database file is damaged or is not a tongban store.
     #[error("store {path} is corrupt: {detail}")]

@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use automerge::Automerge;
 use chrono::NaiveDate;
@@ -32,7 +32,13 @@ pub const DB_FILE_NAME: &str = "tongban.redb";
 /// `Store` is `Send + Sync`; share it with `Arc`. Reads run concurrently with each
 /// other and with the one write transaction redb admits at a time.
 pub struct Store {
-    pub(crate) db: Database,
+    /// The database; `None` only while [`Store::recover`] reopens it.
+    pub(crate) db: RwLock<Option<Database>>,
+    /// Why writes are refused: set by the first disk-full or I/O error, cleared
+    /// by [`Store::recover`] once a write commits again. After a failed commit
+    /// redb refuses every further write until the database is closed and opened
+    /// again, so the store refuses them itself, with the reason, until then.
+    pub(crate) failure: Mutex<Option<String>>,
     pub(crate) dir: PathBuf,
     pub(crate) db_file: PathBuf,
     pub(crate) options: StoreOptions,
@@ -137,6 +143,30 @@ impl Store {
             create_private_file(&db_file).map_err(|err| classify_io(&dir, &db_file, err))?;
         }
 
+        let db = open_database(&dir, &db_file, options, exists)?;
+        let mut store = Store {
+            db: RwLock::new(Some(db)),
+            failure: Mutex::new(None),
+            dir,
+            db_file,
+            options: options.clone(),
+            cache: Mutex::new(DocCache::new(options.document_cache_capacity)),
+            incarnation: [0; 16],
+        };
+        store.incarnation = store.initialise(purpose).map_err(|f| store.fail(f))?;
+        tracing::debug!(dir = %store.dir.display(), "store opened");
+        Ok(store)
+    }
+}
+
+/// Opens (or creates) the redb database file with the store's options.
+fn open_database(
+    dir: &Path,
+    db_file: &Path,
+    options: &StoreOptions,
+    exists: bool,
+) -> Result<Database, StoreError> {
+    {
         let mut builder = Database::builder();
         builder
             .set_cache_size(options.page_cache_bytes)
@@ -151,32 +181,104 @@ impl Store {
         // outside it; such a panic is a corrupt store, not a crash of the node.
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if exists {
-                builder.open(&db_file)
+                builder.open(db_file)
             } else {
-                builder.create(&db_file)
+                builder.create(db_file)
             }
         }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(err)) => return Err(Fail::from(err).at(&dir, &db_file)),
-            Err(_) => {
-                return Err(StoreError::Corrupt {
-                    path: db_file,
-                    detail: "redb could not read the file (it panicked while opening it)".into(),
-                });
+        match opened {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(err)) => Err(Fail::from(err).at(dir, db_file)),
+            Err(_) => Err(StoreError::Corrupt {
+                path: db_file.to_path_buf(),
+                detail: "redb could not read the file (it panicked while opening it)".into(),
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// Why writes are refused now, if they are: the disk-full or I/O error that
+    /// made the store stop writing, until [`Store::recover`] succeeds.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After a disk-full or I/O error: closes the database, opens it again (redb
+    /// admits no write after a failed commit until then) and commits a small
+    /// probe write. On success writes are accepted again; on failure (the disk
+    /// is still full, a transaction still holds the old database) the reason is
+    /// kept and the caller tries again later. Reads keep working meanwhile,
+    /// except during the reopening itself.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        {
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            // The old database must be gone before the file can be opened again:
+            // redb holds a lock on it until then.
+            drop(db.take());
+            let reopened = open_database(&self.dir, &self.db_file, &self.options, true)
+                .map_err(|err| self.record(err))?;
+            *db = Some(reopened);
+        }
+        // Documents cached from before the failure may include ones whose write
+        // never committed.
+        self.cache().clear();
+        let probe = || -> R<()> {
+            let txn = {
+                let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+                let db = db.as_ref().ok_or_else(|| self.failing_error())?;
+                db.begin_write()?
+            };
+            {
+                let mut meta = txn.open_table(META)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                meta.insert("health.probe", now.to_le_bytes().as_slice())?;
             }
+            txn.commit()?;
+            Ok(())
         };
-        let mut store = Store {
-            db,
-            dir,
-            db_file,
-            options: options.clone(),
-            cache: Mutex::new(DocCache::new(options.document_cache_capacity)),
-            incarnation: [0; 16],
+        probe().map_err(|f| self.fail(f))?;
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        tracing::info!(dir = %self.dir.display(), "store writable again");
+        Ok(())
+    }
+
+    /// The error every write gets while the store is failing.
+    fn failing_error(&self) -> Fail {
+        Fail::Store(StoreError::Failing {
+            path: self.dir.clone(),
+            reason: self
+                .failure()
+                .unwrap_or_else(|| "the database is being reopened".into()),
+        })
+    }
+
+    /// Notes `err` as the store's failure when it is one that stops redb from
+    /// writing (the disk is full, an I/O error, redb's own "previous I/O error");
+    /// answers `err`.
+    fn record(&self, err: StoreError) -> StoreError {
+        let stops_writes = match &err {
+            StoreError::DiskFull { .. } => true,
+            // Only the database's own I/O; a failing backup or upload file
+            // elsewhere says nothing about the database.
+            StoreError::Io { path, .. } => path == &self.db_file || path == &self.dir,
+            StoreError::Database { detail, .. } => detail.contains("Previous I/O error"),
+            _ => false,
         };
-        store.incarnation = store.initialise(purpose).map_err(|f| store.fail(f))?;
-        tracing::debug!(dir = %store.dir.display(), "store opened");
-        Ok(store)
+        if stops_writes {
+            let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+            if failure.is_none() {
+                tracing::error!(dir = %self.dir.display(), error = %err, "store stopped writing; it will reopen itself");
+                *failure = Some(err.to_string());
+            }
+        }
+        err
     }
 
     /// Creates the tables of a new store, or checks the schema of an existing one.
@@ -267,18 +369,26 @@ impl Store {
     }
 
     pub(crate) fn begin_write(&self) -> R<WriteTransaction> {
-        let mut txn = self.db.begin_write()?;
+        if self.failure().is_some() {
+            return Err(self.failing_error());
+        }
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = db.as_ref().ok_or_else(|| self.failing_error())?;
+        let mut txn = db.begin_write()?;
         txn.set_quick_repair(self.options.quick_repair);
         Ok(txn)
     }
 
     pub(crate) fn begin_read(&self) -> R<ReadTransaction> {
-        Ok(self.db.begin_read()?)
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = db.as_ref().ok_or_else(|| self.failing_error())?;
+        Ok(db.begin_read()?)
     }
 
-    /// Converts an internal failure to the public error.
+    /// Converts an internal failure to the public error, noting a failure that
+    /// stops writes (see [`Store::failure`]).
     pub(crate) fn fail(&self, fail: Fail) -> StoreError {
-        fail.at(&self.dir, &self.db_file)
+        self.record(fail.at(&self.dir, &self.db_file))
     }
 
     pub(crate) fn cache(&self) -> MutexGuard<'_, DocCache> {

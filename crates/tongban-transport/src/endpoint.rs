@@ -154,10 +154,12 @@ pub enum ConnectError {
         rejection: PeerRejection,
     },
     /// The server refused us (our key is not in its directory, or revoked there).
-    #[error("the peer at {addr} refused our key: {reason}")]
+    #[error("the peer at {addr} refused our key ({because}): {reason}")]
     RefusedByPeer {
         /// The server's address.
         addr: SocketAddr,
+        /// Why, as far as the server's alert tells.
+        because: Refusal,
         /// What the server said.
         reason: String,
     },
@@ -185,6 +187,42 @@ pub enum ConnectError {
         /// Why.
         reason: String,
     },
+}
+
+/// Why a peer refused our key, as far as its TLS alert tells (the peer's typed
+/// reason stays on its side; `docs/transport.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The peer's directory does not know our key (`unknown_ca`): one side
+    /// holds an older directory, or the key was never certified.
+    #[error("our key is unknown to the peer")]
+    UnknownKey,
+    /// The peer's directory revokes our key (`certificate_revoked`).
+    #[error("the peer holds our key revoked")]
+    Revoked,
+    /// The peer's directory has no certificate of our key valid now
+    /// (`certificate_expired`).
+    #[error("the peer has no certificate of our key valid now")]
+    NotValidNow,
+    /// Another reason: a certificate it could not use, or a refusal after the
+    /// handshake.
+    #[error("the peer did not accept our certificate")]
+    Other,
+}
+
+impl Refusal {
+    /// The refusal a QUIC CRYPTO_ERROR code (0x100 + TLS alert) stands for.
+    fn from_crypto_code(code: u64) -> Refusal {
+        // TLS alert numbers (RFC 8446 §6): certificate_revoked 44,
+        // certificate_expired 45, unknown_ca 48.
+        match code.saturating_sub(0x100) {
+            44 => Refusal::Revoked,
+            45 => Refusal::NotValidNow,
+            48 => Refusal::UnknownKey,
+            _ => Refusal::Other,
+        }
+    }
 }
 
 /// Why a stream could not be opened or accepted.
@@ -238,6 +276,43 @@ impl fmt::Debug for Endpoint {
     }
 }
 
+/// The key derivation contexts (BLAKE3 `derive_key`) of the endpoint's
+/// stateless-reset key and connection-id key: fixed strings, so that every start
+/// of a node derives the same keys from its office key, and keys for other
+/// purposes can never coincide with these.
+const RESET_KEY_CONTEXT: &str = "tongban 2025-06 transport stateless reset key (HMAC-SHA256)";
+const CID_KEY_CONTEXT: &str = "tongban 2025-06 transport connection id key";
+
+/// quinn's endpoint configuration with a stateless-reset key and a
+/// connection-id generator derived from the office key.
+///
+/// A node that restarts (a crash, a power cut, an upgrade) no longer knows its
+/// old connections; its peers keep sending on them. With the same keys as
+/// before, the new process recognises those packets as carrying connection ids
+/// it issued (the hashed generator checks them with its key) and answers with a
+/// stateless reset whose token the peer holds from the old handshake, so the
+/// peer drops the dead connection at its next packet — a keep-alive within
+/// about a second — and reconnects at once, instead of waiting out the idle
+/// timeout. quinn's defaults draw both keys at random on every start, which
+/// makes such resets impossible. The keys are one-way derivations of the
+/// office secret: they reveal nothing of it.
+fn quinn_endpoint_config(key: &OfficeKey) -> quinn::EndpointConfig {
+    let secret = key.to_bytes();
+    let reset = blake3::derive_key(RESET_KEY_CONTEXT, &secret);
+    let cid = blake3::derive_key(CID_KEY_CONTEXT, &secret);
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
 /// A UDP socket with the requested buffer sizes.
 fn bind_socket(addr: SocketAddr, buffer_size: usize) -> std::io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
@@ -283,7 +358,7 @@ impl Endpoint {
         let socket = bind_socket(addr, config.udp_buffer_size)
             .map_err(|source| BindError::Socket { addr, source })?;
         let inner = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            quinn_endpoint_config(key),
             Some(server_config),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -526,6 +601,7 @@ fn classify_connect_failure(addr: SocketAddr, err: quinn::ConnectionError) -> Co
             if (0x100..0x200).contains(&code) {
                 return ConnectError::RefusedByPeer {
                     addr,
+                    because: Refusal::from_crypto_code(code),
                     reason: close.to_string(),
                 };
             }
@@ -535,6 +611,7 @@ fn classify_connect_failure(addr: SocketAddr, err: quinn::ConnectionError) -> Co
         {
             return ConnectError::RefusedByPeer {
                 addr,
+                because: Refusal::Other,
                 reason: String::from_utf8_lossy(&close.reason).into_owned(),
             };
         }

@@ -137,6 +137,20 @@ pub(crate) fn peer_key_of(certificate: &CertificateDer<'_>) -> Result<PublicKey,
     Ok(PublicKey(key))
 }
 
+/// The TLS error, and so the alert the peer receives, for a refusal. The
+/// refused side cannot see our typed reason, so the alert carries the part it
+/// needs to tell its operator what to do: a revoked key (`certificate_revoked`)
+/// needs a new key, an unknown key (`unknown_ca`) a directory import on one side,
+/// a key not valid now (`certificate_expired`) a renewed certificate.
+fn alert_for(rejection: PeerRejection) -> rustls::CertificateError {
+    match rejection {
+        PeerRejection::Revoked { .. } => rustls::CertificateError::Revoked,
+        PeerRejection::UnknownKey { .. } => rustls::CertificateError::UnknownIssuer,
+        PeerRejection::NotValidNow { .. } => rustls::CertificateError::Expired,
+        other => rustls::CertificateError::Other(rustls::OtherError(Arc::new(other))),
+    }
+}
+
 /// Where a verifier records why it refused the peer, so the connecting side can
 /// report a typed [`PeerRejection`] instead of a TLS alert.
 pub(crate) type RejectionSlot = Arc<Mutex<Option<PeerRejection>>>;
@@ -181,9 +195,7 @@ impl DirectoryVerifier {
             if let Some(slot) = &self.rejection {
                 *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(rejection.clone());
             }
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(rejection),
-            )))
+            rustls::Error::InvalidCertificate(alert_for(rejection))
         })
     }
 

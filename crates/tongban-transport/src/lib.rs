@@ -59,7 +59,7 @@ pub use config::{ConfigError, Congestion, EndpointConfig};
 pub use directory::{DirectoryHandle, PeerRejection};
 pub use endpoint::{
     BindError, ConnectError, Connection, ConnectionLost, Endpoint, FrameReceiver, FrameSender,
-    PeerInfo, StreamError, TransportStats,
+    PeerInfo, Refusal, StreamError, TransportStats,
 };
 pub use frame::{DEFAULT_MAX_FRAME_SIZE, FrameError};
 

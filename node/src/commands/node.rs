@@ -180,6 +180,11 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
             .map(|v| v.to_string())
             .unwrap_or_else(|| "—".into())
     );
+    if let Some(error) = &status.store_error {
+        println!(
+            "存储暂停写入 the store cannot write now（读取照常，空间恢复后自动继续 reads go on; writing resumes by itself once the disk has room）: {error}"
+        );
+    }
     if status.materials_missing > 0 {
         println!(
             "待取材料 materials still to fetch: {} 份（从路由上的对端获取）",
@@ -205,6 +210,21 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
             last,
             peer.waiting
         );
+        if let Some(upstream) = &peer.upstream {
+            println!("      上级枢纽 configured hub at {upstream}");
+        }
+        if let Some(refusal) = &peer.refusal {
+            println!("      被拒绝 refused: {refusal}");
+        }
+        if !peer.connected
+            && let Some(error) = &peer.last_error
+        {
+            let at = peer
+                .last_error_ms
+                .map(|ms| Timestamp(ms).china_display())
+                .unwrap_or_default();
+            println!("      最近错误 last error（{at}）: {error}");
+        }
     }
     if !status.refusals.is_empty() {
         println!(

@@ -234,6 +234,53 @@ fn a_full_disk_fails_the_write_and_keeps_what_was_acknowledged() {
 }
 
 #[test]
+fn a_store_that_filled_its_disk_refuses_writes_keeps_reads_and_recovers_in_place() {
+    let Some(fs) = Tmpfs::mount("24m") else {
+        return;
+    };
+    std::fs::write(fs.path.join("ballast"), vec![0u8; 2 << 20]).unwrap();
+    let dir = fs.path.join("data");
+    let mut rng = Rng::new(33);
+    let store = Store::open(&dir, &create()).unwrap();
+    let mut acked = Vec::new();
+    let err = loop {
+        let bytes = rng.bytes(700_000);
+        match store.put_material(bytes.as_slice()) {
+            Ok(put) => acked.push((put.hash, bytes)),
+            Err(err) => break err,
+        }
+        assert!(acked.len() < 100, "the 24 MiB file system never filled");
+    };
+    assert!(matches!(&err, StoreError::DiskFull { .. }), "{err}");
+    assert!(store.failure().is_some());
+    // Every further write is refused with the reason, before touching redb.
+    let err = store.put_material(b"small".as_slice()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Failing { path, .. } if path == &dir),
+        "{err}"
+    );
+    // Reopening while the disk is still full may fail; the store stays failing.
+    if store.recover().is_err() {
+        assert!(store.failure().is_some());
+    }
+    // Reads go on.
+    let (hash, bytes) = &acked[0];
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut store.open_material(hash).unwrap(), &mut out).unwrap();
+    assert!(out == *bytes);
+    // Space returns: the same handle writes again once it has recovered.
+    std::fs::remove_file(fs.path.join("ballast")).unwrap();
+    store.recover().unwrap();
+    assert!(store.failure().is_none());
+    store.put_material(b"after".as_slice()).unwrap();
+    for (hash, bytes) in &acked {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut store.open_material(hash).unwrap(), &mut out).unwrap();
+        assert!(out == *bytes);
+    }
+}
+
+#[test]
 fn a_file_that_is_not_a_database_is_corrupt() {
     let root = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(32);

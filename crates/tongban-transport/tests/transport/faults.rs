@@ -188,3 +188,52 @@ async fn echo_once(connection: &tongban_transport::Connection, message: &[u8]) {
     send.finish().unwrap();
     assert_eq!(recv.recv_frame().await.unwrap().unwrap(), message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_resets_its_old_connections_at_once() {
+    let mut world = World::new();
+    let hub = world.office("440106-hub");
+    let township = world.office("440106001");
+    let directory = DirectoryHandle::new(world.directory(1, &[&hub, &township], &[]));
+    // The idle timeout is long here, so that only a stateless reset can end the
+    // old connection within the time allowed below.
+    let mut config = test_config();
+    config.keep_alive_interval = Duration::from_millis(200);
+    config.idle_timeout = Duration::from_secs(30);
+    config.initial_rtt = Duration::from_millis(50);
+    let server = Arc::new(endpoint_with(&hub, &directory, config.clone()));
+    let port = server.local_addr();
+    let echo = spawn_echo(server.clone());
+    let client = endpoint_with(&township, &directory, config.clone());
+    // The relay swallows the old server's goodbye, as a crash would.
+    let relay = FaultRelay::start(port, 11).await.unwrap();
+    let connection = client.connect(relay.local_addr()).await.unwrap();
+
+    relay.set_partitioned(true);
+    server.close();
+    server.wait_idle().await;
+    echo.await.unwrap();
+    drop(server);
+    // The same office starts again on the same port: same key, new process state.
+    let started = Instant::now();
+    let restarted = loop {
+        match tongban_transport::Endpoint::bind(port, &hub.key, directory.clone(), config.clone()) {
+            Ok(endpoint) => break endpoint,
+            Err(err) => {
+                assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    relay.set_partitioned(false);
+    let healed = Instant::now();
+    let lost = tokio::time::timeout(Duration::from_secs(5), connection.closed())
+        .await
+        .expect("the old connection outlived the restart");
+    assert_eq!(lost, ConnectionLost::Reset);
+    assert!(healed.elapsed() < Duration::from_secs(5));
+    // And a new connection to the restarted node works.
+    let again = client.connect(relay.local_addr()).await.unwrap();
+    assert_eq!(again.peer().office(), &hub.id);
+    drop(restarted);
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tongban_domain::ids::Timestamp;
-use tongban_transport::{ConnectError, ConnectionLost, DirectoryHandle, PeerRejection};
+use tongban_transport::{ConnectError, ConnectionLost, DirectoryHandle, PeerRejection, Refusal};
 
 use crate::support::{DAY_MS, World, assert_nothing_accepted, endpoint, spawn_echo};
 
@@ -48,7 +48,16 @@ async fn unknown_client_is_refused_by_a_known_server() {
     let client = endpoint(&stranger, &directory);
 
     let err = client.connect(server.local_addr()).await.unwrap_err();
-    assert!(matches!(err, ConnectError::RefusedByPeer { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConnectError::RefusedByPeer {
+                because: Refusal::UnknownKey,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_nothing_accepted(&server, Duration::from_millis(300)).await;
 }
 
@@ -95,7 +104,16 @@ async fn revoked_keys_are_refused_both_ways() {
     let server = endpoint(&hub, &directory);
     let client = endpoint(&township, &directory);
     let err = client.connect(server.local_addr()).await.unwrap_err();
-    assert!(matches!(err, ConnectError::RefusedByPeer { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConnectError::RefusedByPeer {
+                because: Refusal::Revoked,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_nothing_accepted(&server, Duration::from_millis(300)).await;
 
     // A revoked server is refused by the client, with the reason.
@@ -140,7 +158,16 @@ async fn expired_certificate_is_refused() {
     let server = endpoint(&hub, &directory);
     let client = endpoint(&township, &directory);
     let err = client.connect(server.local_addr()).await.unwrap_err();
-    assert!(matches!(err, ConnectError::RefusedByPeer { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConnectError::RefusedByPeer {
+                because: Refusal::NotValidNow,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -750,6 +750,10 @@ impl LocalNode {
     /// write right are checked before a byte is read; the content goes to the
     /// store in chunks through a counter that fails past
     /// [`MAX_MATERIAL_BYTES`], so nothing of an oversized or empty file is kept.
+    // The file's three facts (name, kind, media type) come from three different
+    // places on each path (a path, a query string, a form), so they are passed
+    // as they come rather than through a struct built only to be unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub fn attach_reader(
         &self,
         case_id: &CaseId,

@@ -269,6 +269,8 @@ impl SignedRecord {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn commit(key: &OfficeKey) -> Commit {

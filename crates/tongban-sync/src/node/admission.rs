@@ -386,10 +386,11 @@ struct ReadyToVerify {
     route: CaseRoute,
     transitions: Vec<Vec<u8>>,
     summary: Option<CaseSummary>,
-    /// What the write-rights table needs of the case.
-    facts: Option<tongban_domain::stage::CaseFacts>,
+    /// What the write-rights table needs of the case (boxed with the scan: the
+    /// enum holding this is moved between threads by value).
+    facts: Box<Option<tongban_domain::stage::CaseFacts>>,
     /// Its change graph, for signed authorship.
-    scan: tongban_case::authorship::Scan,
+    scan: Box<tongban_case::authorship::Scan>,
     stripped: bool,
 }
 
@@ -719,7 +720,8 @@ impl Checker<'_> {
         if !on_route(&self.place, &route) {
             return Err(Refusal::OffRoute);
         }
-        let scan = tongban_case::authorship::scan(&doc);
+        let scan = Box::new(tongban_case::authorship::scan(&doc));
+        let facts = Box::new(facts);
         Ok(Prepared::Ready(ReadyToVerify {
             doc,
             route,
@@ -748,7 +750,13 @@ impl Checker<'_> {
             scan,
             stripped,
         } = ready;
-        admit::check_authorship(&scan, case, facts.as_ref(), self.directory, verified)?;
+        admit::check_authorship(
+            &scan,
+            case,
+            facts.as_ref().as_ref(),
+            self.directory,
+            verified,
+        )?;
         admit::check_materials(&doc)?;
         let tips = admit::tips_of(&transitions);
         let findings = admit::verify_transitions(

@@ -56,9 +56,10 @@ fn init_offices(root: &Path, specs: &[(&str, Role, &str)]) {
     provision(root, &specs, from, to).unwrap();
 }
 
-/// Writes `n` realistic cases (intake, materials notice, signed draft and
-/// acceptance) made at the acceptance office into `dir`'s store, 1,000 per
-/// transaction.
+/// Writes `n` realistic cases as they first travel (intake, materials notice,
+/// the signed draft, the notice's scans attached in one signed commit, signed
+/// acceptance and push) made at the acceptance office into `dir`'s store, 1,000
+/// per transaction.
 fn fill(acceptance_dir: &Path, target_dir: &Path, n: usize) {
     let acceptance = LocalNode::open(acceptance_dir).unwrap();
     let key = acceptance.key().clone();
@@ -101,18 +102,41 @@ fn fill(acceptance_dir: &Path, target_dir: &Path, n: usize) {
                     facts: facts.clone(),
                 };
                 let (mut doc, _) = CaseDocument::create(&case, &intake, &signer, &op, at).unwrap();
-                doc.apply(
-                    Stage::Withdrawn,
-                    &signer,
-                    &op,
-                    Timestamp(at.0 + 60_000),
-                    &Payload {
-                        opinion: "申请人撤回".into(),
-                        outcome: None::<Outcome>,
-                        ..Payload::default()
-                    },
-                )
+                // The scans of the notice, attached in one signed write, then
+                // accepted and pushed: the shape of a case when it first
+                // travels (a case travels only once pushed).
+                let notice = doc.read().unwrap().materials_notice.unwrap().items;
+                doc.write(&signer, &op, Timestamp(at.0 + 30_000), "attach", |c| {
+                    for item in &notice {
+                        let hash = blake3::hash(format!("{case} {}", item.code).as_bytes())
+                            .to_hex()
+                            .to_string();
+                        c.materials.insert(
+                            tongban_case::schema::material_key(&item.code, &hash),
+                            tongban_case::schema::Material {
+                                kind: item.code.clone(),
+                                hash,
+                                size: 200_000,
+                                media_type: "image/jpeg".into(),
+                                file_name: format!("{}.jpg", item.code),
+                                added_at: at.0 + 30_000,
+                                added_by: ACCEPTANCE.into(),
+                            },
+                        );
+                    }
+                    Ok(())
+                })
                 .unwrap();
+                for (k, to) in [Stage::Accepted, Stage::Pushed].into_iter().enumerate() {
+                    doc.apply(
+                        to,
+                        &signer,
+                        &op,
+                        Timestamp(at.0 + 60_000 * (k as i64 + 1)),
+                        &Payload::default(),
+                    )
+                    .unwrap();
+                }
                 let meta = target.meta_of(&doc).unwrap();
                 let route = tongban_replica::route_of(&case, &doc).unwrap();
                 (case, doc, meta, route)

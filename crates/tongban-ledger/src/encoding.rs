@@ -276,6 +276,58 @@ impl<'a> Reader<'a> {
         Ok((text, start))
     }
 
+    /// A string field parsed into a typed value (a case id, an office id, an
+    /// operator): a parse failure names the field and the offset.
+    pub(crate) fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        field: &'static str,
+        max: usize,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, DecodeError> {
+        let (text, offset) = self.str(field, max)?;
+        parse(text).map_err(|err| DecodeError::InvalidValue {
+            field,
+            offset,
+            reason: err.to_string(),
+        })
+    }
+
+    /// A `u16` count, then that many 32-byte hashes, strictly ascending (a set
+    /// in its one canonical order); the count must be within `min..=max`.
+    pub(crate) fn heads(&mut self, min: usize, max: usize) -> Result<Vec<[u8; 32]>, DecodeError> {
+        let count_offset = self.offset;
+        let count = usize::from(self.u16("n_heads")?);
+        if count > max {
+            return Err(DecodeError::TooLong {
+                field: "n_heads",
+                offset: count_offset,
+                found: count,
+                max,
+            });
+        }
+        if count < min {
+            return Err(DecodeError::InvalidValue {
+                field: "n_heads",
+                offset: count_offset,
+                reason: format!("at least {min} heads, found {count}"),
+            });
+        }
+        let mut heads: Vec<[u8; 32]> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let head_offset = self.offset;
+            let head = self.array::<32>("heads")?;
+            if heads.last().is_some_and(|last| *last >= head) {
+                return Err(DecodeError::NonCanonical {
+                    field: "heads",
+                    offset: head_offset,
+                    reason: "heads must be strictly ascending",
+                });
+            }
+            heads.push(head);
+        }
+        Ok(heads)
+    }
+
     /// A `u32`-length-prefixed nested encoding of at most `max` bytes.
     pub(crate) fn nested(
         &mut self,

@@ -226,12 +226,7 @@ impl SignedTransition {
     /// canonical (see the module doc).
     pub fn decode(bytes: &[u8]) -> Result<SignedTransition, DecodeError> {
         let mut r = Reader::open(bytes, MAGIC, "TBTR transition", FORMAT_VERSION)?;
-        let (case_text, case_offset) = r.str("case", MAX_CASE)?;
-        let case = CaseId::parse(case_text).map_err(|err| DecodeError::InvalidValue {
-            field: "case",
-            offset: case_offset,
-            reason: err.to_string(),
-        })?;
+        let case = r.parsed("case", MAX_CASE, CaseId::parse)?;
         let seq = r.u32("seq")?;
         let from_offset = r.offset();
         let from = match r.u8("from")? {
@@ -251,42 +246,10 @@ impl SignedTransition {
             offset: to_offset,
             reason: format!("unknown stage byte {to_byte}"),
         })?;
-        let (office_text, office_offset) = r.str("office", MAX_OFFICE)?;
-        let office = OfficeId::parse(office_text).map_err(|err| DecodeError::InvalidValue {
-            field: "office",
-            offset: office_offset,
-            reason: err.to_string(),
-        })?;
-        let (operator_text, operator_offset) = r.str("operator", MAX_OPERATOR)?;
-        let operator = Operator::parse(operator_text).map_err(|err| DecodeError::InvalidValue {
-            field: "operator",
-            offset: operator_offset,
-            reason: err.to_string(),
-        })?;
+        let office = r.parsed("office", MAX_OFFICE, OfficeId::parse)?;
+        let operator = r.parsed("operator", MAX_OPERATOR, Operator::parse)?;
         let at = Timestamp(r.i64("at")?);
-        let heads_offset = r.offset();
-        let n_heads = usize::from(r.u16("n_heads")?);
-        if n_heads > MAX_HEADS {
-            return Err(DecodeError::TooLong {
-                field: "n_heads",
-                offset: heads_offset,
-                found: n_heads,
-                max: MAX_HEADS,
-            });
-        }
-        let mut heads: Vec<[u8; 32]> = Vec::with_capacity(n_heads);
-        for _ in 0..n_heads {
-            let head_offset = r.offset();
-            let head = r.array::<32>("heads")?;
-            if heads.last().is_some_and(|last| *last >= head) {
-                return Err(DecodeError::NonCanonical {
-                    field: "heads",
-                    offset: head_offset,
-                    reason: "heads must be strictly ascending",
-                });
-            }
-            heads.push(head);
-        }
+        let heads = r.heads(0, MAX_HEADS)?;
         let prev_offset = r.offset();
         let prev = match r.u8("has_prev")? {
             0 => None,

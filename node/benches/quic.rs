@@ -34,6 +34,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HUB: &str = "hub-cn";
 const ACCEPTANCE: &str = "440106001";
+/// The node that syncs from the hub.
+const FRESH: &str = "130102-dpf";
 
 /// Offices of the latency chain, from the domicile to the acceptance office.
 const CHAIN: [(&str, Role, &str, Option<&str>); 7] = [
@@ -57,9 +59,8 @@ fn init_offices(root: &Path, specs: &[(&str, Role, &str)]) {
 }
 
 /// Writes `n` realistic cases as they first travel (intake, materials notice,
-/// the signed draft, the notice's scans attached in one signed commit, signed
-/// acceptance and push) made at the acceptance office into `dir`'s store, 1,000
-/// per transaction.
+/// signed draft, acceptance and push, and the evaluation as a signed commit)
+/// made at the acceptance office into `dir`'s store, 1,000 per transaction.
 fn fill(acceptance_dir: &Path, target_dir: &Path, n: usize) {
     let acceptance = LocalNode::open(acceptance_dir).unwrap();
     let key = acceptance.key().clone();
@@ -102,33 +103,12 @@ fn fill(acceptance_dir: &Path, target_dir: &Path, n: usize) {
                     facts: facts.clone(),
                 };
                 let (mut doc, _) = CaseDocument::create(&case, &intake, &signer, &op, at).unwrap();
-                // The scans of the notice, attached in one signed write, then
-                // accepted and pushed: the shape of a case when it first
-                // travels (a case travels only once pushed).
-                let notice = doc.read().unwrap().materials_notice.unwrap().items;
-                doc.write(&signer, &op, Timestamp(at.0 + 30_000), "attach", |c| {
-                    for item in &notice {
-                        let hash = blake3::hash(format!("{case} {}", item.code).as_bytes())
-                            .to_hex()
-                            .to_string();
-                        c.materials.insert(
-                            tongban_case::schema::material_key(&item.code, &hash),
-                            tongban_case::schema::Material {
-                                kind: item.code.clone(),
-                                hash,
-                                size: 200_000,
-                                media_type: "image/jpeg".into(),
-                                file_name: format!("{}.jpg", item.code),
-                                added_at: at.0 + 30_000,
-                                added_by: ACCEPTANCE.into(),
-                            },
-                        );
-                    }
-                    Ok(())
-                })
-                .unwrap();
+                // Accepted and pushed (the bench stores no scans: their fetch
+                // is another measurement, so acceptance is signed without the
+                // materials guard), then the applicant's evaluation as a signed
+                // commit: a case as it first travels, every change signed.
                 for (k, to) in [Stage::Accepted, Stage::Pushed].into_iter().enumerate() {
-                    doc.apply(
+                    doc.apply_unguarded(
                         to,
                         &signer,
                         &op,
@@ -137,6 +117,8 @@ fn fill(acceptance_dir: &Path, target_dir: &Path, n: usize) {
                     )
                     .unwrap();
                 }
+                doc.record_evaluation(&signer, &op, Timestamp(at.0 + 180_000), 5, "满意")
+                    .unwrap();
                 let meta = target.meta_of(&doc).unwrap();
                 let route = tongban_replica::route_of(&case, &doc).unwrap();
                 (case, doc, meta, route)
@@ -385,18 +367,22 @@ fn main() {
             &[
                 (HUB, Role::Hub, "00"),
                 (ACCEPTANCE, Role::Township, ACCEPTANCE),
-                ("130102001", Role::Township, "130102001"),
-                ("floor-130102001", Role::Township, "130102001"),
+                // The fresh node is the domicile county's DPF: on every case's
+                // route, and signing no receipt, so that the figure is the
+                // initial sync alone (the domicile township would also sign a
+                // `received` for each pushed case).
+                (FRESH, Role::CountyDpf, "130102"),
+                ("floor-130102-dpf", Role::CountyDpf, "130102"),
             ],
         );
         let built = Instant::now();
         fill(&root.join(ACCEPTANCE), &root.join(HUB), n);
         let build = built.elapsed();
-        let floor_time = floor(&root.join(HUB), &root.join("floor-130102001"), n as u64);
+        let floor_time = floor(&root.join(HUB), &root.join("floor-130102-dpf"), n as u64);
         let quic_time = runtime.block_on(over_quic(
             root,
             &root.join(HUB),
-            &root.join("130102001"),
+            &root.join(FRESH),
             n as u64,
         ));
         let rate = |d: Duration| n as f64 / d.as_secs_f64();

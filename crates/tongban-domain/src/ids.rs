@@ -533,8 +533,18 @@ pub enum IdError {
     /// An operator name is 1-64 printable characters.
     #[error("operator must be 1-64 printable characters, found {found_len} characters")]
     Operator {
-        /// Number of characters found.
+        /// Characters found.
         found_len: usize,
+    },
+    /// The operator holds a control character (a newline, an escape).
+    #[error(
+        "operator: 经办人不能含控制字符 holds control character U+{code:04X} at character {position}"
+    )]
+    OperatorControl {
+        /// The character's code point.
+        code: u32,
+        /// Its position (0-based, in characters).
+        position: usize,
     },
 }
 
@@ -696,7 +706,13 @@ impl Operator {
     /// Parses an operator: 1-64 characters, none of them control characters.
     pub fn parse(input: &str) -> Result<Operator, IdError> {
         let n = input.chars().count();
-        if n == 0 || n > 64 || input.chars().any(char::is_control) {
+        if let Some((position, c)) = input.chars().enumerate().find(|(_, c)| c.is_control()) {
+            return Err(IdError::OperatorControl {
+                code: u32::from(c),
+                position,
+            });
+        }
+        if n == 0 || n > 64 {
             return Err(IdError::Operator { found_len: n });
         }
         Ok(Operator(input.to_string()))
@@ -924,5 +940,32 @@ mod tests {
             let _ = CertificateNumber::parse_on(&s, today());
             let _ = CaseId::parse(&s);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod operator_tests {
+    use super::*;
+
+    #[test]
+    fn an_operator_with_a_control_character_is_refused_naming_it() {
+        assert!(Operator::parse("窗口01").is_ok());
+        let err = Operator::parse("窗口\u{1b}[31m01").unwrap_err();
+        assert_eq!(
+            err,
+            IdError::OperatorControl {
+                code: 0x1b,
+                position: 2
+            }
+        );
+        assert!(
+            err.to_string().contains("control character U+001B"),
+            "{err}"
+        );
+        assert!(matches!(
+            Operator::parse(""),
+            Err(IdError::Operator { found_len: 0 })
+        ));
     }
 }

@@ -221,7 +221,8 @@ pub fn scan(doc: &Automerge) -> Scan {
     let mut records = Vec::new();
     // Object → top-level field, and whether the object is the field's own
     // container (made directly at the root).
-    let mut objects: HashMap<OpId, (String, bool)> = HashMap::new();
+    let mut objects: HashMap<OpId, (usize, bool)> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
     for &i in &order {
         let change = &all[i];
         let deps: Vec<usize> = change
@@ -240,43 +241,47 @@ pub fn scan(doc: &Automerge) -> Scan {
         let expanded = change.decode();
         let actor = change.actor_id().clone();
         let start = change.start_op().get();
-        let mut fields: Vec<(String, bool)> = Vec::new();
-        let mut touch = |field: &str, deep: bool| match fields.iter_mut().find(|(f, _)| f == field)
-        {
-            Some(entry) => entry.1 |= deep,
-            None => fields.push((field.to_string(), deep)),
-        };
+        // Fields by index into `names` (interned once per document: a change of
+        // the intake touches every field, and admission scans every document).
+        let mut touched: Vec<(usize, bool)> = Vec::new();
         // The shape of a signature change: one map made in a record container,
         // every other op inside that map.
-        let mut record_key: Option<(String, String, OpId)> = None;
+        let mut record_key: Option<(usize, String, OpId)> = None;
         let mut record_bytes: Option<Vec<u8>> = None;
         let mut shape_ok = true;
         for (k, op) in expanded.operations.iter().enumerate() {
-            let own_id = OpId(start + k as u64, actor.clone());
             let (field, container) = match &op.obj {
                 ObjectId::Root => match &op.key {
-                    Key::Map(key) => (key.to_string(), None),
-                    Key::Seq(_) => ("?".to_string(), None),
+                    Key::Map(key) => (intern(&mut names, key.as_str()), None),
+                    Key::Seq(_) => (intern(&mut names, "?"), None),
                 },
                 ObjectId::Id(id) => match objects.get(id) {
-                    Some((field, is_container)) => (field.clone(), Some((id, *is_container))),
-                    None => ("?".to_string(), None),
+                    Some((field, is_container)) => (*field, Some((id, *is_container))),
+                    None => (intern(&mut names, "?"), None),
                 },
             };
-            touch(&field, container.is_some());
-            if let OpType::Make(_) = op.action {
-                objects.insert(own_id.clone(), (field.clone(), container.is_none()));
+            match touched.iter_mut().find(|(f, _)| *f == field) {
+                Some(entry) => entry.1 |= container.is_some(),
+                None => touched.push((field, container.is_some())),
+            }
+            let is_record_field = RECORD_FIELDS.contains(&names[field].as_str());
+            let made = matches!(op.action, OpType::Make(_));
+            // An op's own id, needed only for the objects it makes.
+            let own_id = made.then(|| OpId(start + k as u64, actor.clone()));
+            if let Some(own_id) = &own_id {
+                objects.insert(own_id.clone(), (field, container.is_none()));
             }
             // Track the signature-change shape.
             match (&record_key, container) {
                 (None, Some((_, true)))
-                    if RECORD_FIELDS.contains(&field.as_str())
+                    if is_record_field
                         && matches!(op.action, OpType::Make(automerge::ObjType::Map)) =>
                 {
-                    if let Key::Map(key) = &op.key {
-                        record_key = Some((field.clone(), key.to_string(), own_id));
-                    } else {
-                        shape_ok = false;
+                    match (&op.key, own_id) {
+                        (Key::Map(key), Some(own_id)) => {
+                            record_key = Some((field, key.to_string(), own_id));
+                        }
+                        _ => shape_ok = false,
                     }
                 }
                 (Some((_, _, map)), Some((id, _))) if id == map => {
@@ -290,6 +295,10 @@ pub fn scan(doc: &Automerge) -> Scan {
                 _ => shape_ok = false,
             }
         }
+        let fields: Vec<(String, bool)> = touched
+            .iter()
+            .map(|(f, deep)| (names[*f].clone(), *deep))
+            .collect();
         let office = office_of_actor(&actor);
         let mut info = ChangeInfo {
             hash: change.hash(),
@@ -307,7 +316,7 @@ pub fn scan(doc: &Automerge) -> Scan {
         if only_records {
             match (shape_ok, record_key, record_bytes) {
                 (true, Some((field, key, _)), Some(bytes)) => {
-                    match check_record(&field, &key, &bytes, change, info.office.as_ref())
+                    match check_record(&names[field], &key, &bytes, change, info.office.as_ref())
                         .and_then(|record| {
                             extra_deps_in_past(&record, change, &index, &position, &ancestors)
                                 .map(|()| record)
@@ -337,6 +346,17 @@ pub fn scan(doc: &Automerge) -> Scan {
         changes,
         ancestors,
         records,
+    }
+}
+
+/// The index of `name` in `names`, added when new.
+fn intern(names: &mut Vec<String>, name: &str) -> usize {
+    match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
     }
 }
 

@@ -107,12 +107,23 @@ async fn copy(net: &Net, office: &str, case: &CaseId) -> Option<CaseDoc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorised_and_unsigned_writes_are_refused_at_the_next_node() {
     let mut net = Net::start().await;
-    let case = net.push().await;
-    net.finish_approved(&case).await;
+    // Every case is carried as far as it needs before any write is tampered
+    // with: a refused document holds the receiving side's cursor into the
+    // sender's log until it is settled (see the closing notes), so the honest
+    // work comes first.
+    let for_hub = net.push().await;
+    net.finish_approved(&for_hub).await;
+    let for_decision = net.push().await;
+    net.finish_approved(&for_decision).await;
+    let for_review = net.push().await;
+    net.finish_approved(&for_review).await;
+    let for_unsigned = net.push().await;
+    let before_acceptance = copy(&net, ACCEPTANCE, &for_hub).await.unwrap();
+    let before_hub_decision = copy(&net, "hub-cn", &for_decision).await.unwrap();
+    let before_hub_unsigned = copy(&net, "hub-cn", &for_unsigned).await.unwrap();
 
-    // A hub writes an evaluation: every office refuses it.
-    let before = copy(&net, ACCEPTANCE, &case).await.unwrap();
-    tamper(&net, "hub-cn", &case, true, |c| {
+    // A hub writes an evaluation: the office next to it refuses it.
+    tamper(&net, "hub-cn", &for_hub, true, |c| {
         c.evaluation = Some(tongban_case::schema::Evaluation {
             score: 1,
             comment: "hub".into(),
@@ -122,57 +133,82 @@ async fn unauthorised_and_unsigned_writes_are_refused_at_the_next_node() {
         });
     })
     .await;
-    let reason = refused_at(&net, ACCEPTANCE, &case, &["evaluation", "hub-cn"]).await;
-    assert!(reason.contains("unauthorised_change"), "{reason}");
-    assert_eq!(copy(&net, ACCEPTANCE, &case).await.unwrap(), before);
-    assert_eq!(
-        findings(&net, "hub-cn", &case, ViolationKind::UnauthorisedChange).await,
-        vec![(Some("hub-cn".to_string()), vec!["evaluation".to_string()])]
-    );
-
-    // The acceptance office edits the decision: the hub next to it refuses.
-    let case = net.push().await;
-    net.finish_approved(&case).await;
-    let before = copy(&net, "hub-cn", &case).await.unwrap();
-    tamper(&net, ACCEPTANCE, &case, true, |c| {
+    // The acceptance office edits the decision, and another township's review.
+    tamper(&net, ACCEPTANCE, &for_decision, true, |c| {
         if let Some(decision) = c.decision.as_mut() {
             decision.awards[0].monthly_yuan = 9_999;
         }
     })
     .await;
-    refused_at(&net, "hub-cn", &case, &["decision", ACCEPTANCE]).await;
-    assert_eq!(copy(&net, "hub-cn", &case).await.unwrap(), before);
-    assert_eq!(
-        findings(&net, ACCEPTANCE, &case, ViolationKind::UnauthorisedChange).await,
-        vec![(Some(ACCEPTANCE.to_string()), vec!["decision".to_string()])]
-    );
-
-    // A township edits another township's review opinion.
-    let case = net.push().await;
-    net.finish_approved(&case).await;
-    tamper(&net, ACCEPTANCE, &case, true, |c| {
+    tamper(&net, ACCEPTANCE, &for_review, true, |c| {
         c.reviews[0].opinion = "不同意".into();
     })
     .await;
-    refused_at(&net, "hub-cn", &case, &["reviews", ACCEPTANCE]).await;
-    assert_eq!(
-        findings(&net, ACCEPTANCE, &case, ViolationKind::UnauthorisedChange).await,
-        vec![(Some(ACCEPTANCE.to_string()), vec!["reviews".to_string()])]
-    );
-
     // A change nobody signed (as a writer outside Tongban would make it).
-    let case = net.push().await;
-    let before = copy(&net, "hub-cn", &case).await.unwrap();
-    tamper(&net, ACCEPTANCE, &case, false, |c| {
+    tamper(&net, ACCEPTANCE, &for_unsigned, false, |c| {
         c.applicant.phone = "13900000000".into();
     })
     .await;
-    refused_at(&net, "hub-cn", &case, &["unsigned_change", "applicant"]).await;
-    assert_eq!(copy(&net, "hub-cn", &case).await.unwrap(), before);
+
+    let reason = refused_at(&net, ACCEPTANCE, &for_hub, &["evaluation", "hub-cn"]).await;
+    assert!(reason.contains("unauthorised_change"), "{reason}");
     assert_eq!(
-        findings(&net, ACCEPTANCE, &case, ViolationKind::UnsignedChange)
-            .await
-            .len(),
+        copy(&net, ACCEPTANCE, &for_hub).await.unwrap(),
+        before_acceptance
+    );
+    assert_eq!(
+        findings(&net, "hub-cn", &for_hub, ViolationKind::UnauthorisedChange).await,
+        vec![(Some("hub-cn".to_string()), vec!["evaluation".to_string()])]
+    );
+
+    refused_at(&net, "hub-cn", &for_decision, &["decision", ACCEPTANCE]).await;
+    assert_eq!(
+        copy(&net, "hub-cn", &for_decision).await.unwrap(),
+        before_hub_decision
+    );
+    assert_eq!(
+        findings(
+            &net,
+            ACCEPTANCE,
+            &for_decision,
+            ViolationKind::UnauthorisedChange
+        )
+        .await,
+        vec![(Some(ACCEPTANCE.to_string()), vec!["decision".to_string()])]
+    );
+
+    refused_at(&net, "hub-cn", &for_review, &["reviews", ACCEPTANCE]).await;
+    assert_eq!(
+        findings(
+            &net,
+            ACCEPTANCE,
+            &for_review,
+            ViolationKind::UnauthorisedChange
+        )
+        .await,
+        vec![(Some(ACCEPTANCE.to_string()), vec!["reviews".to_string()])]
+    );
+
+    refused_at(
+        &net,
+        "hub-cn",
+        &for_unsigned,
+        &["unsigned_change", "applicant"],
+    )
+    .await;
+    assert_eq!(
+        copy(&net, "hub-cn", &for_unsigned).await.unwrap(),
+        before_hub_unsigned
+    );
+    assert_eq!(
+        findings(
+            &net,
+            ACCEPTANCE,
+            &for_unsigned,
+            ViolationKind::UnsignedChange
+        )
+        .await
+        .len(),
         1
     );
 }

@@ -372,3 +372,50 @@ fn a_document_older_than_announced_when_stored_is_brought_up_to_date_at_once() {
         "the DPF did not catch up with the newer heads"
     );
 }
+
+#[test]
+fn a_document_refused_every_time_holds_up_nothing_else_of_the_peers_log() {
+    // The hub's copy of one case is altered (every time it sends it, the DPF
+    // refuses it); the cases the acceptance office makes afterwards must still
+    // reach the DPF at once, not after the stall period each.
+    let mut net = Net::new(&[TA, HUB, DPF]);
+    net.connect(TA, HUB);
+    let (poisoned, _) = net.new_case(TA, TD, 100);
+    net.run(30_000);
+    let target = poisoned.clone();
+    net.hook = Some(Box::new(move |from, to, m| match m {
+        Message::Docs { docs } if from == HUB && to == DPF => {
+            let docs = docs
+                .iter()
+                .map(|(case, bytes)| {
+                    let bytes = if *case == target {
+                        forge(bytes)
+                    } else {
+                        bytes.clone()
+                    };
+                    (case.clone(), bytes)
+                })
+                .collect();
+            Tamper::Replace(Message::Docs { docs })
+        }
+        _ => Tamper::Pass,
+    }));
+    net.connect(HUB, DPF);
+    net.run(2_000);
+    assert!(!net.holds_case(DPF, &poisoned));
+    // More inventories than the window holds, one after another.
+    let mut later = Vec::new();
+    for _ in 0..12 {
+        later.push(net.new_case(TA, TD, 100).0);
+        net.run(300);
+    }
+    // Well under the stall period (20 s here).
+    net.run(3_000);
+    for case in &later {
+        assert!(
+            net.holds_case(DPF, case),
+            "{case} is held up behind the refused document"
+        );
+    }
+    assert!(!net.holds_case(DPF, &poisoned));
+}

@@ -160,7 +160,10 @@ impl SyncNode {
                     });
                 }
                 Ok(None) => {}
-                Err(refusal) => self.refused(session, Some(case), refusal.to_string()),
+                Err(refusal) => {
+                    self.refused(session, Some(case.clone()), refusal.to_string());
+                    self.give_up(store, session, &case, now)?;
+                }
             }
         }
         self.store_admitted(store, session, ready, false, now)?;
@@ -238,6 +241,7 @@ impl SyncNode {
             Ok(Changed::Empty) => return Ok(None),
             Err(refusal) => {
                 self.refused(session, Some(case.clone()), refusal.to_string());
+                self.give_up(store, session, case, now)?;
                 return Ok(None);
             }
         };

@@ -315,6 +315,33 @@ impl SyncNode {
         })
     }
 
+    /// A case this node refused as `session` offered it. The session's cursor
+    /// moves past it — waiting would hold every later entry of the peer's log
+    /// behind one document the peer altered — and the case is asked for again
+    /// after the stall period: a forgery in transit heals from the honest copy,
+    /// and a peer whose own copy is altered is refused again, holding nothing
+    /// else up.
+    pub(super) fn give_up<S: SyncStore>(
+        &mut self,
+        store: &mut S,
+        session: SessionId,
+        case: &CaseId,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
+        let mut hit = false;
+        for batch in s.batches.values_mut() {
+            hit |= batch.pending.remove(case).is_some();
+        }
+        s.retry.insert(case.clone(), Work { asked_at: now });
+        if hit {
+            self.advance_cursor(store, session)?;
+        }
+        Ok(())
+    }
+
     /// Every session waiting for head sets of `case` that `has` says are stored
     /// stops waiting; cursors move where they can.
     pub(super) fn settle<S: SyncStore>(
@@ -325,6 +352,8 @@ impl SyncNode {
     ) -> Result<(), SyncError> {
         let mut touched = Vec::new();
         for (id, s) in self.sessions.iter_mut() {
+            // Stored now: no longer asked for again after a refusal.
+            s.retry.remove(case);
             let mut hit = false;
             for batch in s.batches.values_mut() {
                 if batch.pending.get(case).is_some_and(has) {

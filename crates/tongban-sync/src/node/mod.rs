@@ -280,6 +280,10 @@ struct Session {
     in_seq: u64,
     batches: BTreeMap<u64, InBatch>,
     work: BTreeMap<CaseId, Work>,
+    /// Cases refused as this peer offered them, asked for again after the
+    /// stall period; kept apart from `work`, which the cursor prunes, so that a
+    /// refused document holds up nothing else of the peer's log.
+    retry: BTreeMap<CaseId, Work>,
     sync_states: BTreeMap<CaseId, sync::State>,
 }
 
@@ -489,6 +493,7 @@ impl SyncNode {
                 in_seq: 0,
                 batches: BTreeMap::new(),
                 work: BTreeMap::new(),
+                retry: BTreeMap::new(),
                 sync_states: BTreeMap::new(),
             },
         );
@@ -527,7 +532,13 @@ impl SyncNode {
                 if !s.inflight.is_empty() {
                     consider(s.out_progress_at.0 + stall);
                 }
-                if let Some(oldest) = s.work.values().map(|w| w.asked_at.0).min() {
+                if let Some(oldest) = s
+                    .work
+                    .values()
+                    .chain(s.retry.values())
+                    .map(|w| w.asked_at.0)
+                    .min()
+                {
                     consider(oldest + stall);
                 }
                 at
@@ -577,12 +588,25 @@ impl SyncNode {
             let Some(s) = self.sessions.get_mut(&id) else {
                 continue;
             };
-            let stale: Vec<CaseId> = s
+            let mut stale: Vec<CaseId> = s
                 .work
                 .iter()
                 .filter(|(_, w)| now.0 - w.asked_at.0 >= stall)
                 .map(|(case, _)| case.clone())
                 .collect();
+            let again: Vec<CaseId> = s
+                .retry
+                .iter()
+                .filter(|(_, w)| now.0 - w.asked_at.0 >= stall)
+                .map(|(case, _)| case.clone())
+                .collect();
+            for case in again {
+                // Asked again now; a new refusal puts it back.
+                s.retry.remove(&case);
+                if !stale.contains(&case) {
+                    stale.push(case);
+                }
+            }
             if !stale.is_empty() {
                 self.request(store, id, stale, now)?;
             }

@@ -108,9 +108,8 @@ async fn copy(net: &Net, office: &str, case: &CaseId) -> Option<CaseDoc> {
 async fn unauthorised_and_unsigned_writes_are_refused_at_the_next_node() {
     let mut net = Net::start().await;
     // Every case is carried as far as it needs before any write is tampered
-    // with: a refused document holds the receiving side's cursor into the
-    // sender's log until it is settled (see the closing notes), so the honest
-    // work comes first.
+    // with, so that each refusal below is the first thing the next node sees
+    // of that case.
     let for_hub = net.push().await;
     net.finish_approved(&for_hub).await;
     let for_decision = net.push().await;

@@ -2,37 +2,8 @@
 
 use std::process::{Command, Stdio};
 
-use crate::daemon::{NodeProcess, offices, ok, resident, tongban};
+use crate::daemon::{NodeProcess, case_new_ok, offices, ok, resident, tongban};
 use crate::support::{stderr, stdout};
-
-fn new_case(data: &std::path::Path, auth: &std::path::Path, n: usize) -> String {
-    let id = resident(n);
-    let cert = format!("{id}62");
-    let out = ok(
-        Some(data),
-        auth,
-        &[
-            "case",
-            "new",
-            "--name",
-            "李四",
-            "--id",
-            &id,
-            "--hukou",
-            "130102001",
-            "--certificate",
-            &cert,
-            "--dibao",
-            "--kind",
-            "living",
-            "--operator",
-            "窗口01",
-            "--json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["case_id"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn a_closed_pipe_ends_a_command_quietly() {
@@ -91,7 +62,10 @@ fn operator_has_one_home_in_node_toml_and_works_through_the_daemon() {
     let text = std::fs::read_to_string(&node_file).unwrap();
     std::fs::write(&node_file, format!("{text}operator = \"窗口09\"\n")).unwrap();
     let node = NodeProcess::start(root, "440106001", None);
-    let case = new_case(&data, &auth, 1);
+    let case = case_new_ok(&data, &auth, 1)["case_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let file = root.join("id.jpg");
     std::fs::write(&file, b"scan").unwrap();
     ok(
@@ -125,7 +99,10 @@ fn verify_all_rehashes_materials_and_fails_on_rot() {
     let root = tmp.path();
     let auth = offices(root, &[("440106001", "township", "440106001")]);
     let data = root.join("440106001");
-    let case = new_case(&data, &auth, 1);
+    let case = case_new_ok(&data, &auth, 1)["case_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let pattern: Vec<u8> = b"TONGBAN-ROT-TEST".repeat(4096);
     let file = root.join("id.jpg");
     std::fs::write(&file, &pattern).unwrap();

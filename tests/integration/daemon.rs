@@ -250,6 +250,43 @@ pub(crate) fn push_new(
     made.case_id
 }
 
+/// `tongban case new --json` for the `n`th test resident (a Hebei resident with a
+/// level-2 mental disability certificate, in a dibao household, applying for the
+/// living subsidy) at the node in `data`.
+pub(crate) fn case_new(data: &Path, auth: &Path, n: usize) -> std::process::Output {
+    let id = resident(n);
+    let cert = format!("{id}62");
+    tongban(
+        Some(data),
+        auth,
+        &[
+            "case",
+            "new",
+            "--name",
+            "李四",
+            "--id",
+            &id,
+            "--hukou",
+            "130102001",
+            "--certificate",
+            &cert,
+            "--dibao",
+            "--kind",
+            "living",
+            "--operator",
+            "窗口01",
+            "--json",
+        ],
+    )
+}
+
+/// [`case_new`], which must succeed: what it printed.
+pub(crate) fn case_new_ok(data: &Path, auth: &Path, n: usize) -> serde_json::Value {
+    let out = case_new(data, auth, n);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub(crate) fn resident(n: usize) -> String {
     let first17 = format!("1301021968051{:04}", n % 10_000);
     format!("{first17}{}", resident_id_check_char(&first17).unwrap())
@@ -293,31 +330,7 @@ fn a_node_killed_mid_sync_restarts_and_converges() {
     let n = 24;
     let mut made = Vec::new();
     for i in 0..n {
-        let id = resident(i);
-        let cert = format!("{id}62");
-        let out = ok(
-            Some(&acceptance_dir),
-            &auth,
-            &[
-                "case",
-                "new",
-                "--name",
-                "李四",
-                "--id",
-                &id,
-                "--hukou",
-                "130102001",
-                "--certificate",
-                &cert,
-                "--dibao",
-                "--kind",
-                "living",
-                "--operator",
-                "窗口01",
-                "--json",
-            ],
-        );
-        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let value = case_new_ok(&acceptance_dir, &auth, i);
         let case = value["case_id"].as_str().unwrap().to_string();
         push_cli(&acceptance_dir, &auth, &case, &value);
         made.push(case);

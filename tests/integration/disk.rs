@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{NodeProcess, offices, ok, resident, tongban};
+use crate::daemon::{NodeProcess, case_new as new_case, offices, ok};
 use crate::support::stderr;
 
 /// A tmpfs mounted for the test, unmounted when dropped (also when the test
@@ -52,33 +52,6 @@ impl Drop for Running {
             let _ = node.child.wait();
         }
     }
-}
-
-fn new_case(data: &Path, auth: &Path, n: usize) -> std::process::Output {
-    let id = resident(n);
-    let cert = format!("{id}62");
-    tongban(
-        Some(data),
-        auth,
-        &[
-            "case",
-            "new",
-            "--name",
-            "李四",
-            "--id",
-            &id,
-            "--hukou",
-            "130102001",
-            "--certificate",
-            &cert,
-            "--dibao",
-            "--kind",
-            "living",
-            "--operator",
-            "窗口01",
-            "--json",
-        ],
-    )
 }
 
 fn status(data: &Path, auth: &Path) -> serde_json::Value {

@@ -7,39 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{NodeProcess, offices, ok, resident, tongban};
+use crate::daemon::{NodeProcess, case_new as new_case, offices, ok, tongban};
 use crate::support::{stderr, stdout};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// `case new` for the `n`th test applicant; answers the command's output.
-fn new_case(data: &Path, auth: &Path, n: usize) -> std::process::Output {
-    let id = resident(n);
-    let cert = format!("{id}62");
-    tongban(
-        Some(data),
-        auth,
-        &[
-            "case",
-            "new",
-            "--name",
-            "李四",
-            "--id",
-            &id,
-            "--hukou",
-            "130102001",
-            "--certificate",
-            &cert,
-            "--dibao",
-            "--kind",
-            "living",
-            "--operator",
-            "窗口01",
-            "--json",
-        ],
-    )
 }
 
 /// Pushes the case `case new --json` printed in `out` (a case travels only

@@ -1,4 +1,4 @@
-//! The stage machine of a case (DESIGN.md §2), as one transition table.
+//! The stage machine of a case (docs/design.md §2), as one transition table.
 //!
 //! Every legal move of a case is one row of [`TRANSITIONS`]: from which stage, to
 //! which, which office must sign it (by role and jurisdiction), the deadline in

@@ -1,4 +1,4 @@
-//! Routing by the division tree (DESIGN.md §7).
+//! Routing by the division tree (docs/design.md §5).
 //!
 //! The nodes form one tree whose shape is the division codes themselves: township
 //! offices and the two county offices (DPF, civil affairs) hang under their county

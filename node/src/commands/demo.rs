@@ -3,7 +3,7 @@
 //!
 //! The demo starts nine real office nodes in this process — each with its own data
 //! directory, redb store, office key and QUIC endpoint on 127.0.0.1 — in the hub
-//! tree of DESIGN.md §7: the national hub, the Guangdong and Hebei province hubs,
+//! tree of docs/design.md §5: the national hub, the Guangdong and Hebei province hubs,
 //! the Tianhe and Chang'an county hubs, the Tianhe street office (acceptance), the
 //! Chang'an street office (domicile), and the Chang'an DPF and civil affairs
 //! bureau. The domicile office reaches its county hub through a UDP relay that

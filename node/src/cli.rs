@@ -528,7 +528,8 @@ pub struct DecideArgs {
     pub amounts: Vec<String>,
     /// Why an amount differs from the policy, or why a kind the applicant is not
     /// eligible for under the domicile policy is awarded anyway (signed with the
-    /// decision; shown by `verify` and `history`).
+    /// decision; shown by `history` and `case show`; `verify` fails an
+    /// ineligible award without it).
     #[arg(long)]
     pub override_reason: Option<String>,
     /// Only these kinds are awarded (default every kind applied for).

@@ -29,14 +29,14 @@
 //! batch already verified. Sync admission refuses a document with any finding;
 //! the verifier reports them all, with the change, its author and the path.
 //!
-//! Reading ops uses Automerge's expanded form of each change (`Change::decode`);
-//! nothing else in Automerge's public API says which object an operation
-//! touched, so the mapping from object to top-level field is written here.
+//! Which object an operation touched is read from the change's columns
+//! (`crate::ops`, with Automerge's expanded form, `Change::decode`, as the
+//! fallback); nothing in Automerge's public API maps an object to the
+//! top-level field it lies under, so that mapping is written here.
 
 use std::collections::{BTreeSet, HashMap};
 
-use automerge::legacy::{Key, ObjectId, OpId, OpType};
-use automerge::{ActorId, Automerge, ChangeHash, ScalarValue};
+use automerge::{ActorId, Automerge, ChangeHash};
 use serde::Serialize;
 use tongban_domain::ids::{CaseId, OfficeId};
 use tongban_domain::rights::{self, Part, Situation};
@@ -44,6 +44,8 @@ use tongban_domain::stage::{CaseFacts, OfficeFacts, Stage};
 use tongban_ledger::commit::SignedRecord;
 use tongban_ledger::directory::Directory;
 use tongban_ledger::verify::{SignatureStatus, VerifiedSignatures, key_authority};
+
+use crate::ops;
 
 /// Top-level fields whose entries are signature records.
 const RECORD_FIELDS: [&str; 2] = ["transitions", "seals"];
@@ -219,9 +221,12 @@ pub fn scan(doc: &Automerge) -> Scan {
     let mut changes = Vec::with_capacity(order.len());
     let mut ancestors: Vec<Vec<u64>> = Vec::with_capacity(order.len());
     let mut records = Vec::new();
-    // Object → top-level field, and whether the object is the field's own
-    // container (made directly at the root).
-    let mut objects: HashMap<OpId, (usize, bool)> = HashMap::new();
+    // Object (its making op: counter, actor) → top-level field, and whether the
+    // object is the field's own container (made directly at the root).
+    let mut objects: HashMap<(u64, usize), (usize, bool)> = HashMap::new();
+    // Actors of the document by first appearance, so that an object id is two
+    // numbers instead of a counter and a copy of an actor id.
+    let mut actors: Vec<ActorId> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for &i in &order {
         let change = &all[i];
@@ -238,24 +243,43 @@ pub fn scan(doc: &Automerge) -> Scan {
         }
         set_bit(&mut anc, changes.len());
         ancestors.push(anc);
-        let expanded = change.decode();
+        // The change's ops from its columns (see `ops` for why not
+        // `Change::decode`, which is the fallback).
+        let lite = ops::read(change).unwrap_or_else(|| ops::from_decoded(change));
+        let local: Vec<usize> = ops::actors(change)
+            .into_iter()
+            .map(|actor| match actors.iter().position(|a| *a == actor) {
+                Some(k) => k,
+                None => {
+                    actors.push(actor);
+                    actors.len() - 1
+                }
+            })
+            .collect();
         let actor = change.actor_id().clone();
+        let own = local.first().copied().unwrap_or(usize::MAX);
         let start = change.start_op().get();
         // Fields by index into `names` (interned once per document: a change of
         // the intake touches every field, and admission scans every document).
         let mut touched: Vec<(usize, bool)> = Vec::new();
         // The shape of a signature change: one map made in a record container,
         // every other op inside that map.
-        let mut record_key: Option<(usize, String, OpId)> = None;
+        let mut record_key: Option<(usize, String, (u64, usize))> = None;
         let mut record_bytes: Option<Vec<u8>> = None;
         let mut shape_ok = true;
-        for (k, op) in expanded.operations.iter().enumerate() {
-            let (field, container) = match &op.obj {
-                ObjectId::Root => match &op.key {
-                    Key::Map(key) => (intern(&mut names, key.as_str()), None),
-                    Key::Seq(_) => (intern(&mut names, "?"), None),
+        for (k, op) in lite.into_iter().enumerate() {
+            let obj_id = match op.obj {
+                ops::Obj::Root => None,
+                ops::Obj::Id { counter, actor } => {
+                    Some((counter, local.get(actor).copied().unwrap_or(usize::MAX)))
+                }
+            };
+            let (field, container) = match obj_id {
+                None => match &op.key {
+                    ops::Key::Map(key) => (intern(&mut names, key.as_str()), None),
+                    ops::Key::Seq => (intern(&mut names, "?"), None),
                 },
-                ObjectId::Id(id) => match objects.get(id) {
+                Some(id) => match objects.get(&id) {
                     Some((field, is_container)) => (*field, Some((id, *is_container))),
                     None => (intern(&mut names, "?"), None),
                 },
@@ -265,31 +289,30 @@ pub fn scan(doc: &Automerge) -> Scan {
                 None => touched.push((field, container.is_some())),
             }
             let is_record_field = RECORD_FIELDS.contains(&names[field].as_str());
-            let made = matches!(op.action, OpType::Make(_));
+            let made = matches!(op.action, ops::Action::Make(_));
             // An op's own id, needed only for the objects it makes.
-            let own_id = made.then(|| OpId(start + k as u64, actor.clone()));
-            if let Some(own_id) = &own_id {
-                objects.insert(own_id.clone(), (field, container.is_none()));
+            let own_id = made.then_some((start + k as u64, own));
+            if let Some(own_id) = own_id {
+                objects.insert(own_id, (field, container.is_none()));
             }
             // Track the signature-change shape.
             match (&record_key, container) {
                 (None, Some((_, true)))
                     if is_record_field
-                        && matches!(op.action, OpType::Make(automerge::ObjType::Map)) =>
+                        && matches!(op.action, ops::Action::Make(automerge::ObjType::Map)) =>
                 {
                     match (&op.key, own_id) {
-                        (Key::Map(key), Some(own_id)) => {
+                        (ops::Key::Map(key), Some(own_id)) => {
                             record_key = Some((field, key.to_string(), own_id));
                         }
                         _ => shape_ok = false,
                     }
                 }
-                (Some((_, _, map)), Some((id, _))) if id == map => {
-                    if let (Key::Map(key), OpType::Put(ScalarValue::Bytes(bytes))) =
-                        (&op.key, &op.action)
+                (Some((_, _, map)), Some((id, _))) if id == *map => {
+                    if let (ops::Key::Map(key), ops::Action::PutBytes(bytes)) = (&op.key, op.action)
                         && key.as_str() == "signed"
                     {
-                        record_bytes = Some(bytes.clone());
+                        record_bytes = Some(bytes);
                     }
                 }
                 _ => shape_ok = false,

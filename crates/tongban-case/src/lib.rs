@@ -14,6 +14,7 @@
 pub mod authorship;
 pub mod document;
 pub mod intake;
+mod ops;
 pub mod schema;
 
 pub use document::{

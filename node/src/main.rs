@@ -7,11 +7,12 @@
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod docs_check;
+mod error;
 mod output;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc instead of the system allocator. A node's work is Automerge's: a
 /// loaded case document is thousands of small allocations, made on the admission
@@ -24,7 +25,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::parse_or_usage() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let configured = match &args.command {
         cli::Command::Node(cli::NodeCommand::Run { config }) => {
             tongban_node::daemon::NodeConfig::load(config)
@@ -36,10 +40,7 @@ fn main() -> ExitCode {
     init_logging(args.verbose, configured.as_deref());
     match commands::run(args) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("错误 error: {err:#}");
-            ExitCode::from(1)
-        }
+        Err(err) => error::Failure::from(err).report(),
     }
 }
 

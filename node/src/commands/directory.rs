@@ -9,7 +9,7 @@ use tongban_ledger::directory::Directory;
 use tongban_ledger::keys::{KeyError, PublicKey};
 use tongban_node::authority::{Authority, read_public_key};
 
-use super::reject;
+use super::{reject, reject_field};
 use crate::cli::DirectoryCommand;
 use crate::output::print_json;
 
@@ -77,7 +77,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let office = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(reject_field("--office", e)),
             };
             let Some(role) = Role::from_code(&role) else {
                 return Ok(reject(&format!(
@@ -127,7 +127,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let office = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(reject_field("--office", e)),
             };
             let key = match public_key
                 .as_deref()
@@ -135,7 +135,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                 .transpose()
             {
                 Ok(k) => k,
-                Err(e) => return Ok(reject(&format!("--public-key: {e}"))),
+                Err(e) => return Ok(reject_field("--public-key", e)),
             };
             let effective = match effective.as_deref() {
                 None => now,
@@ -171,7 +171,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let office_id = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(reject_field("--office", e)),
             };
             // Both checked before the old key is revoked: a rotation refused
             // half-way would leave the office without a key.

@@ -278,6 +278,11 @@ pub enum NodeCommand {
         /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
+        /// 等待同步完成 Wait until the running node has sent what waits and
+        /// fetched every material (an initial sync), with a progress bar on a
+        /// terminal; then show the status.
+        #[arg(long, conflicts_with = "json")]
+        follow: bool,
         #[command(flatten)]
         data: DataDirArg,
     },

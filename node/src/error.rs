@@ -2,8 +2,9 @@
 //! status: 0 success, 1 input rejected by a rule or the command failed, 2 usage
 //! error (`docs/cli.md`). A command builds a [`Failure`] (from a typed library
 //! error or from its own check of an argument) and [`Failure::report`] prints it
-//! — as text on stderr, or, when the command was given `--json`, as one JSON
-//! object on stdout — and answers the exit status from [`Kind::exit_status`].
+//! — as text on stderr, and, when the command was given `--json`, also as one
+//! JSON object on stdout — and answers the exit status from
+//! [`Kind::exit_status`].
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,18 +135,18 @@ impl Failure {
         self
     }
 
-    /// Prints the failure (text on stderr, or JSON on stdout after `--json`)
-    /// and answers its exit status.
+    /// Prints the failure as text on stderr and, after `--json`, also as one
+    /// JSON object on stdout (where the command's result would have gone);
+    /// answers its exit status.
     pub fn report(self) -> ExitCode {
         if JSON.load(Ordering::SeqCst) {
             let text = serde_json::to_string_pretty(&ErrorObject { error: &self })
                 .unwrap_or_else(|_| format!("{{\"error\": {{\"message\": {:?}}}}}", self.message));
             println!("{text}");
-        } else {
-            match &self.context {
-                Some(context) => eprintln!("{context}: {}", self.message),
-                None => eprintln!("{}: {}", self.kind.label(), self.message),
-            }
+        }
+        match &self.context {
+            Some(context) => eprintln!("{context}: {}", self.message),
+            None => eprintln!("{}: {}", self.kind.label(), self.message),
         }
         ExitCode::from(self.code)
     }

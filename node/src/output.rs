@@ -56,7 +56,7 @@ pub fn bar(len: u64, label: &str, json: bool) -> indicatif::ProgressBar {
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{label} {{bar:40}} {{pos}}/{{len}} {{eta}}"
+            "{label} {{bar:40}} {{pos}}/{{len}} {{msg}} {{eta}}"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );

@@ -21,7 +21,12 @@ fn json_errors_are_one_object_with_kind_code_message_and_field() {
         error["message"].as_str().unwrap().contains("1900"),
         "{error}"
     );
-    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    // The person at the terminal reads the same failure on stderr.
+    assert!(
+        stderr(&out).contains("输入有误 rejected"),
+        "{}",
+        stderr(&out)
+    );
 
     // Without --json the same failure is text on stderr, nothing on stdout.
     let out = tongban(&["calendar", "add", "1900-01-01", "3"]);
@@ -48,7 +53,10 @@ fn json_errors_are_one_object_with_kind_code_message_and_field() {
     let error = &json_of(&out)["error"];
     assert_eq!(error["kind"], "failed", "{error}");
     assert!(
-        error["message"].as_str().unwrap().contains("node init"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
         "{error}"
     );
 }
@@ -180,4 +188,78 @@ fn node_logs_carry_office_and_session_spans_and_no_personal_data() {
         !text.contains("李四"),
         "a name in clear in the log:\n{text}"
     );
+}
+
+#[test]
+fn node_status_follow_waits_for_a_running_node_only() {
+    use crate::daemon::{NodeProcess, offices};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    offices(root, &[("440106001", "township", "440106001")]);
+    let data = root.join("440106001");
+    let node = NodeProcess::start(root, "440106001", None);
+    // Nothing waits on a node without peers or cases: it answers at once,
+    // and piped output carries no progress bar.
+    let out = tongban_in(Some(&data), &["node", "status", "--follow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("运行中 running"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("同步中"), "{}", stderr(&out));
+    node.terminate();
+    let out = tongban_in(Some(&data), &["node", "status", "--follow"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("--follow"), "{}", stderr(&out));
+}
+
+/// Display width: two columns for CJK and full-width characters.
+fn display_width(c: char) -> usize {
+    match c as u32 {
+        0x1100..=0x115F
+        | 0x2E80..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6 => 2,
+        _ => 1,
+    }
+}
+
+/// The display column at which each cell of a table line starts.
+fn cell_starts(line: &str) -> Vec<usize> {
+    let (mut starts, mut at, mut spaces) = (vec![0], 0, 0);
+    for c in line.chars() {
+        if c == ' ' {
+            spaces += 1;
+        } else {
+            if spaces >= 2 {
+                starts.push(at);
+            }
+            spaces = 0;
+        }
+        at += display_width(c);
+    }
+    starts
+}
+
+#[test]
+fn case_list_columns_line_up_by_display_width() {
+    use crate::daemon::{case_new_ok, offices};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let auth = offices(root, &[("440106001", "township", "440106001")]);
+    let data = root.join("440106001");
+    for n in [1, 2] {
+        case_new_ok(&data, &auth, n);
+    }
+    let out = tongban_in(Some(&data), &["case", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("案件 case"), "{text}");
+    let header = cell_starts(lines[0]);
+    assert_eq!(header.len(), 5, "{text}");
+    for line in &lines[1..] {
+        assert_eq!(cell_starts(line), header, "columns do not line up:\n{text}");
+    }
 }

@@ -37,7 +37,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             }
         }
         NodeCommand::Run { config } => run_daemon(&config),
-        NodeCommand::Status { json, data } => status(json, &data),
+        NodeCommand::Status { json, follow, data } => status(json, follow, &data),
         NodeCommand::DirectoryImport {
             file,
             authority_key,
@@ -138,7 +138,7 @@ fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// `tongban node status`.
-fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
+fn status(json: bool, follow: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
     let dir = match require_data_dir(data) {
         Ok(d) => d,
         Err(code) => return Ok(code),
@@ -150,6 +150,21 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
     let status = match target.status() {
         Ok(s) => s,
         Err(err) => return Ok(fail(&err)),
+    };
+    let status = if follow {
+        if !target.running() {
+            return Ok(Failure::rejected(
+                "--follow needs a running node (tongban node run); this one is stopped",
+            )
+            .at("--follow")
+            .report());
+        }
+        match follow_sync(&*target, status) {
+            Ok(s) => s,
+            Err(err) => return Ok(fail(&err)),
+        }
+    } else {
+        status
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -240,4 +255,31 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a node still has to do before it is in step with its peers: cases on
+/// its peers' routes they have not acknowledged, and materials to fetch.
+fn outstanding(status: &tongban_node::status::NodeStatus) -> u64 {
+    status.peers.iter().map(|p| p.waiting).sum::<u64>() + status.materials_missing
+}
+
+/// `node status --follow`: polls the running node until nothing waits (an
+/// initial sync done), drawing the work done so far as a bar on a terminal.
+fn follow_sync(
+    node: &dyn tongban_node::office::Office,
+    mut status: tongban_node::status::NodeStatus,
+) -> Result<tongban_node::status::NodeStatus, tongban_node::local::NodeError> {
+    let mut most = outstanding(&status);
+    let bar = crate::output::bar(most, "同步中 syncing", false);
+    while outstanding(&status) > 0 {
+        let left = outstanding(&status);
+        most = most.max(left);
+        bar.set_length(most);
+        bar.set_position(most - left);
+        bar.set_message(format!("案件 cases {}", status.cases));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        status = node.status()?;
+    }
+    bar.finish_and_clear();
+    Ok(status)
 }

@@ -188,6 +188,12 @@ fn node_logs_carry_office_and_session_spans_and_no_personal_data() {
         !text.contains("李四"),
         "a name in clear in the log:\n{text}"
     );
+    // Case ids appear only in their short form (the random part).
+    let case_id = made["case_id"].as_str().unwrap();
+    assert!(
+        !text.contains(case_id),
+        "a whole case id in the log:\n{text}"
+    );
 }
 
 #[test]
@@ -262,4 +268,18 @@ fn case_list_columns_line_up_by_display_width() {
     for line in &lines[1..] {
         assert_eq!(cell_starts(line), header, "columns do not line up:\n{text}");
     }
+}
+
+#[test]
+fn a_damaged_backup_with_json_is_a_json_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("damaged.tbbackup");
+    std::fs::write(&file, b"not a backup at all").unwrap();
+    let out = tongban(&["backup", "verify", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = &json_of(&out)["error"];
+    assert_eq!(error["kind"], "failed", "{error}");
+    assert_eq!(error["code"], 1, "{error}");
+    assert!(!error["message"].as_str().unwrap().is_empty(), "{error}");
+    assert!(stderr(&out).contains("backup refused"), "{}", stderr(&out));
 }

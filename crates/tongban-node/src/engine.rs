@@ -471,16 +471,19 @@ impl Engine {
             match event {
                 Event::Connected { peer, .. } => tracing::info!(%peer, "session established"),
                 Event::CaseStored { case, peer } => {
-                    tracing::info!(%case, %peer, "case stored from peer");
+                    tracing::info!(case = case.short(), %peer, "case stored from peer");
                 }
                 Event::ReceiptSigned { case, stage } => {
-                    tracing::info!(%case, stage = stage.code(), "receipt signed");
+                    tracing::info!(case = case.short(), stage = stage.code(), "receipt signed");
                 }
                 Event::Forked { case } => {
-                    tracing::warn!(%case, "case carries a fork; the offices concerned must resolve it");
+                    tracing::warn!(
+                        case = case.short(),
+                        "case carries a fork; the offices concerned must resolve it"
+                    );
                 }
                 Event::Refused { peer, case, reason } => {
-                    tracing::warn!(%peer, case = ?case.as_ref().map(|c| c.short()), %reason, "refused");
+                    tracing::warn!(%peer, case = case.as_ref().map(|c| c.short()), %reason, "refused");
                     if self.refusals.len() == MAX_REFUSALS {
                         self.refusals.pop_front();
                     }

@@ -77,14 +77,11 @@ fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(err) => {
-            if json {
-                print_json(&serde_json::json!({ "ok": false, "error": err.to_string() }))?;
-            } else {
-                eprintln!("备份损坏或不可用 backup refused: {err}");
-            }
-            Ok(super::rejected())
-        }
+        // Like every --json failure: `{"error": {...}}` on stdout, the
+        // reason on stderr, exit 1.
+        Err(err) => Ok(Failure::failed(err.to_string())
+            .during("备份损坏或不可用 backup refused")
+            .report()),
     }
 }
 

@@ -1,9 +1,16 @@
-//! The `tongban` binary: parses arguments into a validated command, sets up logging,
-//! runs the command from the library crates and maps the outcome to an exit status
-//! (0 success, 1 input rejected or command failed, 2 usage error).
+//! The `tongban` binary: the command line over the `tongban_node` library, as
+//! a thin layer. It parses arguments (`cli`), runs one command family per
+//! module of `commands/` against the library's `Office` trait (so each is
+//! written once, whether a running node answers or the store is opened here),
+//! prints results (`output`: JSON, tables by display width, progress on a
+//! terminal) and maps every failure to text or a `--json` object and an exit
+//! status in one place (`error`: 0 success, 1 input rejected or command
+//! failed, 2 usage error).
 //!
-//! Logic a test would want lives in the library crates or in `commands/`; this file
-//! only wires them together.
+//! It must never hold rules of its own (the stage and write-rights tables in
+//! the library crates decide), never write a node's store except through the
+//! library, never print personal data unmasked, and never draw progress into
+//! piped or `--json` output.
 
 mod cli;
 mod commands;

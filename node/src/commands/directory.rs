@@ -345,12 +345,30 @@ fn show(directory: &Directory, now: Timestamp, json: bool) -> anyhow::Result<Exi
             directory.issued_at.china_display(),
             directory.authority.fingerprint()
         );
-        for r in &rows {
-            println!(
-                "  {:<14} {:<22} {:<20} {:<9} {} {}",
-                r.office, r.name, r.role, r.division, r.fingerprint, r.status
-            );
-        }
+        let lines = rows.iter().map(|r| {
+            vec![
+                r.office.clone(),
+                r.name.clone(),
+                r.role.to_string(),
+                r.division.clone(),
+                r.fingerprint.clone(),
+                r.status.clone(),
+            ]
+        });
+        println!(
+            "{}",
+            crate::output::table(
+                &[
+                    "办公室 office",
+                    "名称 name",
+                    "角色 role",
+                    "区划 division",
+                    "密钥 key",
+                    "状态 status",
+                ],
+                lines,
+            )
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -279,11 +279,7 @@ pub fn print_timeline(report: &Report) {
                 }
             );
         }
-        println!(
-            "{:<17} {:<24} {:<28} {:<14} {:<30} 签名 signature",
-            "时间 time", "阶段 stage", "办公室 office", "经办 operator", "时限 deadline"
-        );
-        for e in &branch.entries {
+        let rows = branch.entries.iter().map(|e| {
             let deadline = match &e.deadline {
                 Some(d) => format!(
                     "{}WD→{}{} {}",
@@ -300,18 +296,31 @@ pub fn print_timeline(report: &Report) {
                 SignatureStatus::KeyNotValidAtTime => "证书无效 not valid then",
                 SignatureStatus::Revoked => "已吊销 revoked",
             };
-            println!(
-                "{:<17} {:<24} {:<28} {:<14} {:<30} {}",
-                e.at_china,
+            vec![
+                e.at_china.clone(),
                 format!("{} {}", e.to.zh(), e.to.code()),
                 e.office_name
                     .clone()
                     .unwrap_or_else(|| e.office.to_string()),
-                e.operator.as_str(),
+                e.operator.as_str().to_string(),
                 deadline,
-                signature
-            );
-        }
+                signature.to_string(),
+            ]
+        });
+        println!(
+            "{}",
+            crate::output::table(
+                &[
+                    "时间 time",
+                    "阶段 stage",
+                    "办公室 office",
+                    "经办 operator",
+                    "时限 deadline",
+                    "签名 signature",
+                ],
+                rows,
+            )
+        );
         if let Some(next) = &branch.next_deadline {
             println!(
                 "  下一步时限 next step due {}{}{}",

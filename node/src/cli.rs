@@ -6,11 +6,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Tongban 通办: cross-province handling of the two disability subsidies.
+/// The version `--version` prints: the package's, and the commit it was built
+/// from (`build.rs`; `unknown` outside git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TONGBAN_COMMIT"),
+    ")"
+);
+
+/// 通办 Tongban: cross-province handling of the two disability subsidies
+/// (残疾人两项补贴跨省通办).
 #[derive(Debug, Parser)]
-#[command(name = "tongban", version, about, long_about = None)]
+#[command(name = "tongban", version = VERSION, about, long_about = None)]
 pub struct Cli {
-    /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
+    /// 更多日志 More log output (-v info, -vv debug); `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// The command.
@@ -18,44 +28,99 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments. `--help` and `--version` print and
+    /// exit 0; a malformed command line is a usage error (exit 2), printed as
+    /// JSON when `--json` was among the arguments. When the command was given
+    /// `--json`, every later error is printed as JSON too
+    /// ([`crate::error::set_json`]).
+    pub fn parse_or_usage() -> Result<Cli, std::process::ExitCode> {
+        use clap::{CommandFactory, FromArgMatches};
+        let parsed = Cli::command()
+            .try_get_matches()
+            .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, wants_json(&matches))));
+        match parsed {
+            Ok((cli, json)) => {
+                crate::error::set_json(json);
+                Ok(cli)
+            }
+            Err(err) if !err.use_stderr() => {
+                // --help, --version: what was asked for, exit 0.
+                let _ = err.print();
+                Err(std::process::ExitCode::SUCCESS)
+            }
+            Err(err) => {
+                let json = std::env::args_os()
+                    .skip(1)
+                    .take_while(|a| a != "--")
+                    .any(|a| a == "--json");
+                if json {
+                    crate::error::set_json(true);
+                    let message = err.render().to_string();
+                    Err(crate::error::Failure::usage(message.trim_end()).report())
+                } else {
+                    let _ = err.print();
+                    Err(std::process::ExitCode::from(
+                        crate::error::Kind::Usage.exit_status(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Whether the (sub)command that runs was given `--json`.
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let mut current = matches;
+    loop {
+        if let Ok(Some(true)) = current.try_get_one::<bool>("json").map(|v| v.copied()) {
+            return true;
+        }
+        match current.subcommand() {
+            Some((_, sub)) => current = sub,
+            None => return false,
+        }
+    }
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Resident ID numbers (居民身份证号码).
+    /// 居民身份证号码 Resident ID numbers.
     #[command(subcommand)]
     Id(IdCommand),
-    /// The working-day calendar (工作日历), with adjusted working weekends.
+    /// 工作日历 The working-day calendar, with adjusted working weekends.
     #[command(subcommand)]
     Calendar(CalendarCommand),
-    /// Carry a cross-province case through every stage and verify its signed history.
+    /// 演示 Carry a cross-province case through every stage and verify its signed history.
     Demo(DemoArgs),
-    /// Take a consistent backup of a node's store (备份以供查阅), or verify one.
+    /// 备份以供查阅 Take a consistent backup of a node's store, or verify one.
     Backup(BackupArgs),
-    /// Set up this office's node and its directory.
+    /// 节点 Set up, run and inspect this office's node.
     #[command(subcommand)]
     Node(NodeCommand),
     /// The directory authority: office certificates and revocations.
     #[command(subcommand)]
     Directory(DirectoryCommand),
-    /// Case work at the office window and in review.
+    /// 案件办理 Case work at the office window and in review.
     #[command(subcommand)]
     Case(CaseCommand),
-    /// The policy that applies to residents of a division (类型及标准由业务属地负责解释).
+    /// 补贴政策 The policy that applies to residents of a division (类型及标准由业务属地负责解释).
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Verify signed histories against the directory.
+    /// 验证 Verify signed histories against the directory.
     Verify(VerifyArgs),
-    /// The signed timeline of a case: who, which office, when, deadline, signature.
+    /// 办理记录 The signed timeline of a case: who, which office, when, deadline, signature.
     History {
-        /// The case id.
+        /// 案件编号 The case id.
         case: String,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Restore a verified backup into an empty data directory, as a working
+    /// 恢复 Restore a verified backup into an empty data directory, as a working
     /// node: the backup carries the node's configuration; the office key is
     /// given (`--office-key`) or made anew for the authority to certify
     /// (`--new-key`).
@@ -72,6 +137,18 @@ pub enum Command {
         new_key: bool,
         #[command(flatten)]
         data: DataDirArg,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a
+    /// directory.
+    Manpage {
+        /// Write `tongban.1` and a page for every subcommand here instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -92,11 +169,11 @@ pub struct BackupArgs {
 /// `tongban backup verify`.
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// Check every record, checksum, document and material of a backup file.
+    /// 检查备份 Check every record, checksum, document and material of a backup file.
     Verify {
         /// The backup file.
         file: PathBuf,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -105,11 +182,11 @@ pub enum BackupCommand {
 /// `tongban id ...`
 #[derive(Debug, Subcommand)]
 pub enum IdCommand {
-    /// Check a resident ID number: valid or not, the rule that failed, the masked form.
+    /// 核验身份证号 Check a resident ID number: valid or not, the rule that failed, the masked form.
     Check {
         /// The 18-character number.
         id: String,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -118,7 +195,7 @@ pub enum IdCommand {
 /// Where a node keeps its state.
 #[derive(Debug, Args, Clone)]
 pub struct DataDirArg {
-    /// The node's data directory (default: $TONGBAN_DATA_DIR).
+    /// 节点数据目录 The node's data directory (default: $TONGBAN_DATA_DIR).
     #[arg(long, env = "TONGBAN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -126,32 +203,32 @@ pub struct DataDirArg {
 /// `tongban calendar ...`
 #[derive(Debug, Subcommand)]
 pub enum CalendarCommand {
-    /// The date N working days after DATE (the deadline rule: counting starts the
+    /// 推算时限 The date N working days after DATE (the deadline rule: counting starts the
     /// first working day after DATE).
     Add {
         /// Start date, YYYY-MM-DD.
         date: String,
         /// Working days.
         n: u32,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Working days after D1 up to and including D2.
+    /// 工作日天数 Working days after D1 up to and including D2.
     Between {
         /// From, YYYY-MM-DD (not counted).
         from: String,
         /// To, YYYY-MM-DD (counted).
         to: String,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Import a year's schedule (holiday-cn JSON, or Tongban's own text format) into
+    /// 导入年度日历 Import a year's schedule (holiday-cn JSON, or Tongban's own text format) into
     /// the node's data directory, without a new build.
     Import {
         /// The schedule file.
@@ -159,9 +236,9 @@ pub enum CalendarCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Show which years the calendar covers.
+    /// 日历覆盖年份 Show which years the calendar covers.
     Show {
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -180,7 +257,7 @@ pub struct DemoArgs {
 /// `tongban node ...`
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Create this office's node: data directory, store and office key (0600).
+    /// 创建节点 Create this office's node: data directory, store and office key (0600).
     /// Prints the public key to send to the directory authority.
     Init {
         /// This office's id, as the directory authority names it.
@@ -189,22 +266,27 @@ pub enum NodeCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Run this office's node: sync with its hubs over QUIC, accept children,
+    /// 运行节点 Run this office's node: sync with its hubs over QUIC, accept children,
     /// serve the control API; stops cleanly on Ctrl-C or SIGTERM.
     Run {
         /// The node's config file (tongban.toml).
         #[arg(long)]
         config: PathBuf,
     },
-    /// Show each peer, when it last synced, and what is waiting to go.
+    /// 节点状态 Show each peer, when it last synced, and what is waiting to go.
     Status {
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
+        /// 等待同步完成 Wait until the running node has sent what waits and
+        /// fetched every material (an initial sync), with a progress bar on a
+        /// terminal; then show the status.
+        #[arg(long, conflicts_with = "json")]
+        follow: bool,
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Import a signed directory published by the authority.
+    /// 导入目录 Import a signed directory published by the authority.
     #[command(name = "directory-import")]
     DirectoryImport {
         /// The directory file (directory.tbdir).
@@ -298,7 +380,7 @@ pub enum DirectoryCommand {
         /// The authority's public key file.
         #[arg(long)]
         authority_key: Option<PathBuf>,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -307,7 +389,7 @@ pub enum DirectoryCommand {
 /// The operator performing a stage command.
 #[derive(Debug, Args, Clone)]
 pub struct OperatorArg {
-    /// The clerk performing the step (default: `operator` in node.toml).
+    /// 经办人 The clerk performing the step (default: `operator` in node.toml).
     #[arg(long)]
     pub operator: Option<String>,
 }
@@ -315,11 +397,11 @@ pub struct OperatorArg {
 /// `tongban case ...`
 #[derive(Debug, Subcommand)]
 pub enum CaseCommand {
-    /// Start a case (intake) from flags or a JSON file; prints the materials notice.
+    /// 受理登记 Start a case (intake) from flags or a JSON file; prints the materials notice.
     New(Box<NewCaseArgs>),
-    /// Attach a material (an electronic copy) to a case.
+    /// 上传材料 Attach a material (an electronic copy) to a case.
     Attach {
-        /// The case id.
+        /// 案件编号 The case id.
         case: String,
         /// The file.
         file: PathBuf,
@@ -335,17 +417,17 @@ pub enum CaseCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Materials complete: accept the case (已受理 accepted).
+    /// 受理 Materials complete: accept the case (已受理 accepted).
     Accept(StageArgs),
-    /// Push the case to the domicile township (已推送 pushed).
+    /// 推送 Push the case to the domicile township (已推送 pushed).
     Push(StageArgs),
-    /// Start the village notice of a local application (公示 publicized).
+    /// 公示 Start the village notice of a local application (publicized).
     Publicize(StageArgs),
-    /// Review at the domicile township (初审) or the county DPF (复审).
+    /// 初审／复审 Review at the domicile township (初审) or the county DPF (复审).
     Review(ReviewArgs),
-    /// Decide at county civil affairs (审定 decided, or rejected).
+    /// 审定 Decide at county civil affairs (decided, or rejected).
     Decide(DecideArgs),
-    /// Record how the applicant was told (已告知 notified).
+    /// 告知 Record how the applicant was told (已告知 notified).
     Notify {
         #[command(flatten)]
         stage: StageArgs,
@@ -353,7 +435,7 @@ pub enum CaseCommand {
         #[arg(long)]
         method: String,
     },
-    /// Start, suspend, resume or end payment (发放中 active / 暂停 / 终止).
+    /// 发放 Start, suspend, resume or end payment (发放中 active / 暂停 / 终止).
     Award {
         #[command(flatten)]
         stage: StageArgs,
@@ -364,9 +446,9 @@ pub enum CaseCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Record the applicant's satisfaction (服务评价), 1-5.
+    /// 服务评价 Record the applicant's satisfaction, 1-5.
     Evaluate {
-        /// The case id.
+        /// 案件编号 The case id.
         case: String,
         /// Score 1-5.
         #[arg(long)]
@@ -379,7 +461,7 @@ pub enum CaseCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Withdraw the application before a decision (撤回 withdrawn).
+    /// 撤回 Withdraw the application before a decision (withdrawn).
     Withdraw {
         #[command(flatten)]
         stage: StageArgs,
@@ -387,7 +469,7 @@ pub enum CaseCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// List cases held here.
+    /// 案件列表 List cases held here.
     List {
         /// Only this stage (code name).
         #[arg(long)]
@@ -401,16 +483,16 @@ pub enum CaseCommand {
         /// Only cases due within N working days.
         #[arg(long)]
         due_within: Option<u32>,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Write a self-contained signed archive of one case (备份以供查阅): document,
+    /// 导出档案 Write a self-contained signed archive of one case (备份以供查阅): document,
     /// signed transitions, directory and optionally materials.
     Export {
-        /// The case id.
+        /// 案件编号 The case id.
         case: String,
         /// The archive file to write (TBARC v1).
         #[arg(long)]
@@ -421,11 +503,11 @@ pub enum CaseCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Show one case.
+    /// 案件详情 Show one case.
     Show {
-        /// The case id.
+        /// 案件编号 The case id.
         case: String,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -436,7 +518,7 @@ pub enum CaseCommand {
 /// Arguments every stage command takes.
 #[derive(Debug, Args, Clone)]
 pub struct StageArgs {
-    /// The case id.
+    /// 案件编号 The case id.
     pub case: String,
     #[command(flatten)]
     pub operator: OperatorArg,
@@ -486,7 +568,7 @@ pub struct NewCaseArgs {
     /// Guardian or agent.
     #[arg(long)]
     pub agent: Option<String>,
-    /// Print JSON.
+    /// 输出 JSON Print JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -543,11 +625,11 @@ pub struct DecideArgs {
 /// `tongban policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// The subsidy kinds, eligibility, materials and amounts for residents of DIVISION.
+    /// 查看政策 The subsidy kinds, eligibility, materials and amounts for residents of DIVISION.
     Show {
         /// A division code (province, county or township).
         division: String,
-        /// Print JSON.
+        /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -556,7 +638,7 @@ pub enum PolicyCommand {
 /// `tongban verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The case id.
+    /// 案件编号 The case id.
     #[arg(required_unless_present_any = ["all", "archive"], conflicts_with_all = ["all", "archive"])]
     pub case: Option<String>,
     /// Every case held here.
@@ -568,7 +650,7 @@ pub struct VerifyArgs {
     /// The directory authority's public key file (authority.pub), for --archive.
     #[arg(long, requires = "archive")]
     pub authority_key: Option<PathBuf>,
-    /// Print JSON.
+    /// 输出 JSON Print JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

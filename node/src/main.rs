@@ -1,17 +1,25 @@
-//! The `tongban` binary: parses arguments into a validated command, sets up logging,
-//! runs the command from the library crates and maps the outcome to an exit status
-//! (0 success, 1 input rejected or command failed, 2 usage error).
+//! The `tongban` binary: the command line over the `tongban_node` library, as
+//! a thin layer. It parses arguments (`cli`), runs one command family per
+//! module of `commands/` against the library's `Office` trait (so each is
+//! written once, whether a running node answers or the store is opened here),
+//! prints results (`output`: JSON, tables by display width, progress on a
+//! terminal) and maps every failure to text or a `--json` object and an exit
+//! status in one place (`error`: 0 success, 1 input rejected or command
+//! failed, 2 usage error).
 //!
-//! Logic a test would want lives in the library crates or in `commands/`; this file
-//! only wires them together.
+//! It must never hold rules of its own (the stage and write-rights tables in
+//! the library crates decide), never write a node's store except through the
+//! library, never print personal data unmasked, and never draw progress into
+//! piped or `--json` output.
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod docs_check;
+mod error;
 mod output;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc instead of the system allocator. A node's work is Automerge's: a
 /// loaded case document is thousands of small allocations, made on the admission
@@ -24,7 +32,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::parse_or_usage() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let configured = match &args.command {
         cli::Command::Node(cli::NodeCommand::Run { config }) => {
             tongban_node::daemon::NodeConfig::load(config)
@@ -36,10 +47,7 @@ fn main() -> ExitCode {
     init_logging(args.verbose, configured.as_deref());
     match commands::run(args) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("错误 error: {err:#}");
-            ExitCode::from(1)
-        }
+        Err(err) => error::Failure::from(err).report(),
     }
 }
 

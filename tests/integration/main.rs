@@ -7,6 +7,7 @@ mod authorship;
 mod backup;
 mod calendar;
 mod cli_behaviour;
+mod cli_surface;
 mod daemon;
 mod demo;
 mod disk;

@@ -12,6 +12,7 @@ use tongban_store::{BackupError, BackupSummary, Store, StoreOptions};
 
 use super::require_data_dir;
 use crate::cli::{BackupArgs, BackupCommand, DataDirArg};
+use crate::error::Failure;
 use crate::output::print_json;
 
 pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -23,14 +24,15 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let Some(out) = args.out else {
-                eprintln!(
-                    "输入有误 rejected: --out FILE is required (or use `tongban backup verify FILE`)"
-                );
-                return Ok(super::rejected());
+                return Ok(super::reject_field(
+                    "--out",
+                    "FILE is required (or use `tongban backup verify FILE`)",
+                ));
             };
             // Through the running node when there is one (it holds the store),
             // else on the store directly (also a bare store without a node file).
-            let result = match tongban_node::client::Target::open(&dir) {
+            let spinner = crate::output::spinner("备份中 backing up…", false);
+            let result = match tongban_node::client::open(&dir) {
                 Ok(target) => target.backup(&out),
                 Err(tongban_node::local::NodeError::NotInitialised { .. }) => {
                     tongban_node::local::check_backup_destination(&out)
@@ -46,23 +48,26 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
                 }
                 Err(err) => Err(err),
             };
+            spinner.finish_and_clear();
             match result {
                 Ok(summary) => {
                     println!("备份完成 backup written: {}", out.display());
                     print_summary(&summary);
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(err) => {
-                    eprintln!("备份失败 backup failed: {err}");
-                    Ok(super::rejected())
-                }
+                Err(err) => Ok(Failure::from(&err)
+                    .during("备份失败 backup failed")
+                    .report()),
             }
         }
     }
 }
 
 fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    match tongban_store::verify_backup(file) {
+    let spinner = crate::output::spinner("检查备份 verifying the backup…", json);
+    let verified = tongban_store::verify_backup(file);
+    spinner.finish_and_clear();
+    match verified {
         Ok(summary) => {
             if json {
                 print_json(&serde_json::json!({ "ok": true, "summary": summary }))?;
@@ -72,14 +77,11 @@ fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(err) => {
-            if json {
-                print_json(&serde_json::json!({ "ok": false, "error": err.to_string() }))?;
-            } else {
-                eprintln!("备份损坏或不可用 backup refused: {err}");
-            }
-            Ok(super::rejected())
-        }
+        // Like every --json failure: `{"error": {...}}` on stdout, the
+        // reason on stderr, exit 1.
+        Err(err) => Ok(Failure::failed(err.to_string())
+            .during("备份损坏或不可用 backup refused")
+            .report()),
     }
 }
 
@@ -116,15 +118,22 @@ pub fn restore(
         }
         None => None,
     };
-    let summary = match tongban_store::restore(file, &dir) {
+    let spinner = crate::output::spinner("恢复中 verifying and restoring…", false);
+    let restored = tongban_store::restore(file, &dir);
+    spinner.finish_and_clear();
+    let summary = match restored {
         Ok(summary) => summary,
         Err(err @ BackupError::DestinationNotEmpty { .. }) => {
-            eprintln!("拒绝恢复 refused: {err} (restore only into an empty directory)");
-            return Ok(super::rejected());
+            return Ok(
+                Failure::rejected(format!("{err} (restore only into an empty directory)"))
+                    .during("拒绝恢复 refused")
+                    .report(),
+            );
         }
         Err(err) => {
-            eprintln!("恢复失败 restore failed: {err}");
-            return Ok(super::rejected());
+            return Ok(Failure::failed(err.to_string())
+                .during("恢复失败 restore failed")
+                .report());
         }
     };
     println!("恢复完成 restored into {}", dir.display());
@@ -132,10 +141,9 @@ pub fn restore(
     let node = match LocalNode::adopt_restored(&dir, key.as_ref()) {
         Ok(node) => node,
         Err(err) => {
-            eprintln!(
-                "错误 error: 数据已恢复，但节点配置未完成 the store is restored but the node is not set up: {err}"
-            );
-            return Ok(super::rejected());
+            return Ok(Failure::from(&err)
+                .during("错误 error: 数据已恢复，但节点配置未完成 the store is restored but the node is not set up")
+                .report());
         }
     };
     println!(

@@ -94,7 +94,7 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
         } => {
             let start = match parse_date("DATE", &date) {
                 Ok(d) => d,
-                Err(msg) => return Ok(reject(&msg)),
+                Err(msg) => return Ok(Failure::rejected(msg).at("DATE").report()),
             };
             let calendar = load_calendar(data.data_dir.as_deref())?;
             let result = calendar.add_working_days(start, n);
@@ -136,7 +136,8 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
         } => {
             let (from, to) = match (parse_date("D1", &from), parse_date("D2", &to)) {
                 (Ok(a), Ok(b)) => (a, b),
-                (Err(msg), _) | (_, Err(msg)) => return Ok(reject(&msg)),
+                (Err(msg), _) => return Ok(Failure::rejected(msg).at("D1").report()),
+                (_, Err(msg)) => return Ok(Failure::rejected(msg).at("D2").report()),
             };
             let calendar = load_calendar(data.data_dir.as_deref())?;
             let count = calendar.working_days_between(from, to);
@@ -181,6 +182,7 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
 }
 
 use super::reject;
+use crate::error::Failure;
 
 fn import(file: &Path, data: &DataDirArg) -> anyhow::Result<ExitCode> {
     let Some(dir) = data.data_dir.as_deref() else {

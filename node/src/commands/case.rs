@@ -10,23 +10,24 @@ use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::ids::{CaseId, Operator, Timestamp};
 use tongban_domain::policy::SubsidyKind;
 use tongban_domain::stage::Stage;
-use tongban_node::client::Target;
+use tongban_node::office::Office;
 
-use super::{fail, open_target, reject};
+use super::{fail, open_target, reject, reject_field};
 use crate::cli::{CaseCommand, DecideArgs, NewCaseArgs, OperatorArg, ReviewArgs, StageArgs};
+use crate::error::Failure;
 use crate::output::print_json;
 
-fn operator(node: &Target, arg: &OperatorArg) -> Result<Operator, ExitCode> {
+fn operator(node: &dyn Office, arg: &OperatorArg) -> Result<Operator, ExitCode> {
     let Some(text) = arg.operator.as_deref().or(node.default_operator()) else {
         return Err(reject(
             "--operator NAME is required (or set `operator` in node.toml)",
         ));
     };
-    Operator::parse(text).map_err(|e| reject(&format!("--operator: {e}")))
+    Operator::parse(text).map_err(|e| reject_field("--operator", e))
 }
 
 fn case_id(text: &str) -> Result<CaseId, ExitCode> {
-    CaseId::parse(text.trim()).map_err(|e| reject(&e.to_string()))
+    CaseId::parse(text.trim()).map_err(|e| Failure::rejected(e.to_string()).at("CASE").report())
 }
 
 macro_rules! tryx {
@@ -50,7 +51,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             data,
         } => {
             let node = tryx!(open_target(&data));
-            let op = tryx!(operator(&node, &op_arg));
+            let op = tryx!(operator(&*node, &op_arg));
             let id = tryx!(case_id(&case));
             match node.attach(
                 &id,
@@ -119,7 +120,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             data,
         } => {
             let node = tryx!(open_target(&data));
-            let op = tryx!(operator(&node, &op_arg));
+            let op = tryx!(operator(&*node, &op_arg));
             let id = tryx!(case_id(&case));
             match node.evaluate(&id, score, &comment, &op, Timestamp::now()) {
                 Ok(()) => {
@@ -175,11 +176,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             } else if rows.is_empty() {
                 println!("没有符合条件的案件 no cases");
             } else {
-                println!(
-                    "{:<26} {:<24} {:<14} {:<10} 户籍地",
-                    "案件 case", "阶段 stage", "时限 due", "申请人"
-                );
-                for r in &rows {
+                let lines = rows.iter().map(|r| {
                     let due = match r.due {
                         Some(d) => format!(
                             "{d}{}{}",
@@ -188,15 +185,27 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                         ),
                         None => "—".into(),
                     };
-                    println!(
-                        "{:<26} {:<24} {:<14} {:<10} {}",
-                        r.case_id,
+                    vec![
+                        r.case_id.clone(),
                         format!("{} {}", r.stage_zh, r.stage.code()),
                         due,
-                        r.applicant,
-                        r.hukou_township
-                    );
-                }
+                        r.applicant.clone(),
+                        r.hukou_township.clone(),
+                    ]
+                });
+                println!(
+                    "{}",
+                    crate::output::table(
+                        &[
+                            "案件 case",
+                            "阶段 stage",
+                            "时限 due",
+                            "申请人 applicant",
+                            "户籍地 hukou"
+                        ],
+                        lines
+                    )
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -221,29 +230,25 @@ fn export(
     // Through the running daemon when there is one, else on the store.
     let node = tryx!(open_target(data));
     let id = tryx!(case_id(case));
-    let bytes = match node.archive(&id, with_materials, Timestamp::now()) {
+    let spinner = crate::output::spinner("导出中 exporting…", false);
+    let archived = node.archive(&id, with_materials, Timestamp::now());
+    spinner.finish_and_clear();
+    let bytes = match archived {
         Ok(bytes) => bytes,
-        Err(e) => {
-            if e.is_rejection() {
-                eprintln!("拒绝 refused: {e}");
-            } else {
-                eprintln!("错误 error: {e}");
-            }
-            return Ok(super::rejected());
-        }
+        Err(e) => return Ok(Failure::from(e).report()),
     };
     // The daemon's bytes are decoded again: a damaged answer is caught here,
     // before anything is written.
     let archive = match tongban_node::archive::Archive::decode(&bytes) {
         Ok(archive) => archive,
         Err(e) => {
-            eprintln!("错误 error: the archive received does not decode: {e}");
-            return Ok(super::rejected());
+            return Ok(
+                Failure::failed(format!("the archive received does not decode: {e}")).report(),
+            );
         }
     };
-    if let Err(e) = tongban_node::authority::write_atomic(out, &bytes, Some(0o600)) {
-        eprintln!("错误 error: cannot write {}: {e}", out.display());
-        return Ok(super::rejected());
+    if let Err(e) = tongban_node::files::write_atomic(out, &bytes, Some(0o600)) {
+        return Ok(Failure::failed(format!("cannot write {}: {e}", out.display())).report());
     }
     let digest = tongban_node::archive::content_digest(&bytes)
         .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -270,7 +275,7 @@ fn export(
 
 fn new_case(args: NewCaseArgs) -> anyhow::Result<ExitCode> {
     let node = tryx!(open_target(&args.data));
-    let op = tryx!(operator(&node, &args.operator));
+    let op = tryx!(operator(&*node, &args.operator));
     let form = match &args.from_json {
         Some(path) => {
             let text = match std::fs::read_to_string(path) {
@@ -324,11 +329,11 @@ fn new_case(args: NewCaseArgs) -> anyhow::Result<ExitCode> {
 
 fn step(args: StageArgs, to: Stage, payload: Payload) -> anyhow::Result<ExitCode> {
     let node = tryx!(open_target(&args.data));
-    step_on(&node, args, to, payload)
+    step_on(&*node, args, to, payload)
 }
 
 fn step_on(
-    node: &Target,
+    node: &dyn Office,
     args: StageArgs,
     to: Stage,
     payload: Payload,
@@ -380,7 +385,7 @@ fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
         (Stage::Rejected, Outcome::Reject)
     };
     step_on(
-        &node,
+        &*node,
         args.stage,
         to,
         Payload {
@@ -480,7 +485,7 @@ fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .filter(|r| !r.trim().is_empty()),
     };
-    step_on(&node, args.stage, Stage::Decided, payload)
+    step_on(&*node, args.stage, Stage::Decided, payload)
 }
 
 /// A decision as shown: outcome, (subsidy kind, monthly amount in yuan), first paid

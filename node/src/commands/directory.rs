@@ -9,7 +9,7 @@ use tongban_ledger::directory::Directory;
 use tongban_ledger::keys::{KeyError, PublicKey};
 use tongban_node::authority::{Authority, read_public_key};
 
-use super::reject;
+use super::{reject, reject_field};
 use crate::cli::DirectoryCommand;
 use crate::output::print_json;
 
@@ -77,7 +77,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let office = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(reject_field("--office", e)),
             };
             let Some(role) = Role::from_code(&role) else {
                 return Ok(reject(&format!(
@@ -127,7 +127,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let office = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(reject_field("--office", e)),
             };
             let key = match public_key
                 .as_deref()
@@ -135,7 +135,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                 .transpose()
             {
                 Ok(k) => k,
-                Err(e) => return Ok(reject(&format!("--public-key: {e}"))),
+                Err(e) => return Ok(reject_field("--public-key", e)),
             };
             let effective = match effective.as_deref() {
                 None => now,
@@ -171,7 +171,7 @@ pub fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let office_id = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(reject_field("--office", e)),
             };
             // Both checked before the old key is revoked: a rotation refused
             // half-way would leave the office without a key.
@@ -345,12 +345,30 @@ fn show(directory: &Directory, now: Timestamp, json: bool) -> anyhow::Result<Exi
             directory.issued_at.china_display(),
             directory.authority.fingerprint()
         );
-        for r in &rows {
-            println!(
-                "  {:<14} {:<22} {:<20} {:<9} {} {}",
-                r.office, r.name, r.role, r.division, r.fingerprint, r.status
-            );
-        }
+        let lines = rows.iter().map(|r| {
+            vec![
+                r.office.clone(),
+                r.name.clone(),
+                r.role.to_string(),
+                r.division.clone(),
+                r.fingerprint.clone(),
+                r.status.clone(),
+            ]
+        });
+        println!(
+            "{}",
+            crate::output::table(
+                &[
+                    "办公室 office",
+                    "名称 name",
+                    "角色 role",
+                    "区划 division",
+                    "密钥 key",
+                    "状态 status",
+                ],
+                lines,
+            )
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ mod verify;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::error::{Failure, Kind};
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -34,44 +35,74 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             new_key: _,
             data,
         } => backup::restore(&file, office_key.as_deref(), &data),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tongban", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage { dir } => manpage(dir.as_deref()),
     }
+}
+
+/// `tongban manpage [--dir DIR]`.
+fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            if let Err(err) = clap_mangen::generate_to(command, dir) {
+                return Ok(Failure::failed(format!("{}: {err}", dir.display()))
+                    .at("--dir")
+                    .report());
+            }
+            println!("手册页已写入 manual pages written: {}", dir.display());
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            use std::io::Write;
+            std::io::stdout().write_all(&page)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The data directory from `--data-dir` or `TONGBAN_DATA_DIR`, or a rejection
 /// that says how to give one.
 pub fn require_data_dir(data: &crate::cli::DataDirArg) -> Result<std::path::PathBuf, ExitCode> {
     data.data_dir.clone().ok_or_else(|| {
-        eprintln!("输入有误 rejected: --data-dir DIR (or TONGBAN_DATA_DIR) is required");
-        rejected()
+        Failure::rejected("--data-dir DIR (or TONGBAN_DATA_DIR) is required")
+            .at("--data-dir")
+            .report()
     })
 }
 
-/// Exit status of a command whose input was rejected.
+/// Exit status of a command whose input was rejected, when the command has
+/// said why in its own output (`id check`, `verify`).
 pub fn rejected() -> ExitCode {
-    ExitCode::from(1)
+    ExitCode::from(Kind::Rejected.exit_status())
 }
 
-/// Prints a rejection and returns exit status 1.
+/// Reports a rejection; answers its exit status.
 pub fn reject(message: &str) -> ExitCode {
-    eprintln!("输入有误 rejected: {message}");
-    rejected()
+    Failure::rejected(message).report()
 }
 
-/// Prints a node error and returns exit status 1.
+/// Reports a rejection of one argument or field, naming it; answers its exit
+/// status.
+pub fn reject_field(field: &str, message: impl std::fmt::Display) -> ExitCode {
+    Failure::field(field, message).report()
+}
+
+/// Reports a node error; answers its exit status.
 pub fn fail(err: &tongban_node::local::NodeError) -> ExitCode {
-    if err.is_rejection() {
-        eprintln!("拒绝 refused: {err}");
-    } else {
-        eprintln!("错误 error: {err}");
-    }
-    rejected()
+    Failure::from(err).report()
 }
 
 /// Opens the node of `--data-dir` for a command: through the running daemon's
 /// control API when one runs, on the store directly otherwise.
 pub fn open_target(
     data: &crate::cli::DataDirArg,
-) -> Result<tongban_node::client::Target, ExitCode> {
+) -> Result<Box<dyn tongban_node::office::Office>, ExitCode> {
     let dir = require_data_dir(data)?;
-    tongban_node::client::Target::open(&dir).map_err(|e| fail(&e))
+    tongban_node::client::open(&dir).map_err(|e| fail(&e))
 }

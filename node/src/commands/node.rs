@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use tongban_domain::ids::{OfficeId, Timestamp};
 use tongban_node::authority::read_public_key;
-use tongban_node::client::Target;
 use tongban_node::daemon::{Daemon, NodeConfig, StartOptions};
 use tongban_node::local::LocalNode;
 
 use super::{fail, require_data_dir};
 use crate::cli::NodeCommand;
+use crate::error::Failure;
 
 pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -20,7 +20,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             };
             let office = match OfficeId::parse(&office) {
                 Ok(o) => o,
-                Err(e) => return Ok(super::reject(&format!("--office: {e}"))),
+                Err(e) => return Ok(super::reject_field("--office", e)),
             };
             match LocalNode::init(&dir, office.clone()) {
                 Ok(public) => {
@@ -37,7 +37,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             }
         }
         NodeCommand::Run { config } => run_daemon(&config),
-        NodeCommand::Status { json, data } => status(json, &data),
+        NodeCommand::Status { json, follow, data } => status(json, follow, &data),
         NodeCommand::DirectoryImport {
             file,
             authority_key,
@@ -62,20 +62,20 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             };
             // A running node takes the directory through its control API and
             // passes it to its peers; a stopped one stores it directly.
-            let mut node = match tongban_node::client::Target::open(&dir) {
+            let mut node = match tongban_node::client::open(&dir) {
                 Ok(n) => n,
                 Err(err) => return Ok(fail(&err)),
             };
             match node.import_directory(&bytes, authority) {
                 Ok(version) => {
                     println!("目录已导入 directory imported: version {version}");
-                    if node.via_daemon() {
+                    if node.running() {
                         println!(
                             "运行中的节点已采用并转发给对端 the running node took it and passes it to its peers"
                         );
                     }
-                    if let Some(local) = node.local() {
-                        match local.certificate(Timestamp::now()) {
+                    {
+                        match node.certificate(Timestamp::now()) {
                             Ok(cert) => println!(
                                 "本节点证书 this office: {} {}（{}，{}）",
                                 cert.office,
@@ -107,8 +107,9 @@ fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let daemon = match Daemon::start(&config, StartOptions::default()).await {
             Ok(d) => d,
             Err(err) => {
-                eprintln!("错误 error: 节点无法启动 the node cannot start: {err}");
-                return Ok(ExitCode::from(1));
+                return Ok(Failure::failed(err.to_string())
+                    .during("错误 error: 节点无法启动 the node cannot start")
+                    .report());
             }
         };
         println!(
@@ -131,27 +132,39 @@ fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 println!("已停止 stopped cleanly");
                 Ok(ExitCode::SUCCESS)
             }
-            Err(err) => {
-                eprintln!("错误 error: {err}");
-                Ok(ExitCode::from(1))
-            }
+            Err(err) => Ok(Failure::failed(err.to_string()).report()),
         }
     })
 }
 
 /// `tongban node status`.
-fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
+fn status(json: bool, follow: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
     let dir = match require_data_dir(data) {
         Ok(d) => d,
         Err(code) => return Ok(code),
     };
-    let target = match Target::open(&dir) {
+    let target = match tongban_node::client::open(&dir) {
         Ok(t) => t,
         Err(err) => return Ok(fail(&err)),
     };
     let status = match target.status() {
         Ok(s) => s,
         Err(err) => return Ok(fail(&err)),
+    };
+    let status = if follow {
+        if !target.running() {
+            return Ok(Failure::rejected(
+                "--follow needs a running node (tongban node run); this one is stopped",
+            )
+            .at("--follow")
+            .report());
+        }
+        match follow_sync(&*target, status) {
+            Ok(s) => s,
+            Err(err) => return Ok(fail(&err)),
+        }
+    } else {
+        status
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -242,4 +255,31 @@ fn status(json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a node still has to do before it is in step with its peers: cases on
+/// its peers' routes they have not acknowledged, and materials to fetch.
+fn outstanding(status: &tongban_node::status::NodeStatus) -> u64 {
+    status.peers.iter().map(|p| p.waiting).sum::<u64>() + status.materials_missing
+}
+
+/// `node status --follow`: polls the running node until nothing waits (an
+/// initial sync done), drawing the work done so far as a bar on a terminal.
+fn follow_sync(
+    node: &dyn tongban_node::office::Office,
+    mut status: tongban_node::status::NodeStatus,
+) -> Result<tongban_node::status::NodeStatus, tongban_node::local::NodeError> {
+    let mut most = outstanding(&status);
+    let bar = crate::output::bar(most, "同步中 syncing", false);
+    while outstanding(&status) > 0 {
+        let left = outstanding(&status);
+        most = most.max(left);
+        bar.set_length(most);
+        bar.set_position(most - left);
+        bar.set_message(format!("案件 cases {}", status.cases));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        status = node.status()?;
+    }
+    bar.finish_and_clear();
+    Ok(status)
 }

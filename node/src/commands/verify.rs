@@ -10,15 +10,15 @@ use tongban_node::archive::{
     ArchiveReport, ArchiveStage, StageStatus, verify_archive as verify_archive_bytes,
 };
 use tongban_node::authority::read_public_key;
-use tongban_node::client::Target;
 use tongban_node::local::load_calendar;
+use tongban_node::office::Office;
 
-use super::{fail, open_target, reject};
+use super::{fail, open_target, reject, reject_field};
 use crate::cli::{DataDirArg, VerifyArgs};
 use crate::output::print_json;
 
 fn verify_one(
-    node: &Target,
+    node: &dyn Office,
     id: &CaseId,
     now: Timestamp,
 ) -> Result<Report, tongban_node::local::NodeError> {
@@ -64,20 +64,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(reject(&e.to_string())),
         }
     };
-    let progress = if args.all && !args.json && ids.len() > 50 {
-        let bar = indicatif::ProgressBar::new(ids.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("验证 verifying {bar:40} {pos}/{len} {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
+    // A bar on a terminal only: never into piped or --json output.
+    let progress = args
+        .all
+        .then(|| crate::output::bar(ids.len() as u64, "验证 verifying", args.json));
     let mut reports = Vec::new();
     let mut failed = 0usize;
     for id in &ids {
-        let report = match verify_one(&node, id, now) {
+        let report = match verify_one(&*node, id, now) {
             Ok(r) => r,
             Err(e) => return Ok(fail(&e)),
         };
@@ -158,7 +152,7 @@ fn verify_archive(
     };
     let authority = match read_public_key(key_file) {
         Ok(key) => key,
-        Err(e) => return Ok(reject(&format!("--authority-key: {e}"))),
+        Err(e) => return Ok(reject_field("--authority-key", e)),
     };
     let bytes = match std::fs::read(file) {
         Ok(bytes) => bytes,
@@ -244,7 +238,7 @@ pub fn history(case: &str, json: bool, data: &DataDirArg) -> anyhow::Result<Exit
         Ok(id) => id,
         Err(e) => return Ok(reject(&e.to_string())),
     };
-    let report = match verify_one(&node, &id, Timestamp::now()) {
+    let report = match verify_one(&*node, &id, Timestamp::now()) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&e)),
     };
@@ -285,11 +279,7 @@ pub fn print_timeline(report: &Report) {
                 }
             );
         }
-        println!(
-            "{:<17} {:<24} {:<28} {:<14} {:<30} 签名 signature",
-            "时间 time", "阶段 stage", "办公室 office", "经办 operator", "时限 deadline"
-        );
-        for e in &branch.entries {
+        let rows = branch.entries.iter().map(|e| {
             let deadline = match &e.deadline {
                 Some(d) => format!(
                     "{}WD→{}{} {}",
@@ -306,18 +296,31 @@ pub fn print_timeline(report: &Report) {
                 SignatureStatus::KeyNotValidAtTime => "证书无效 not valid then",
                 SignatureStatus::Revoked => "已吊销 revoked",
             };
-            println!(
-                "{:<17} {:<24} {:<28} {:<14} {:<30} {}",
-                e.at_china,
+            vec![
+                e.at_china.clone(),
                 format!("{} {}", e.to.zh(), e.to.code()),
                 e.office_name
                     .clone()
                     .unwrap_or_else(|| e.office.to_string()),
-                e.operator.as_str(),
+                e.operator.as_str().to_string(),
                 deadline,
-                signature
-            );
-        }
+                signature.to_string(),
+            ]
+        });
+        println!(
+            "{}",
+            crate::output::table(
+                &[
+                    "时间 time",
+                    "阶段 stage",
+                    "办公室 office",
+                    "经办 operator",
+                    "时限 deadline",
+                    "签名 signature",
+                ],
+                rows,
+            )
+        );
         if let Some(next) = &branch.next_deadline {
             println!(
                 "  下一步时限 next step due {}{}{}",

@@ -1,8 +1,10 @@
 //! How a command reaches its node: through the running daemon's control API when
 //! one runs (redb admits one process per store), on the store directly otherwise.
 //!
-//! [`Target`] offers the same operations either way; the daemon runs the very
-//! [`LocalNode`] method the direct path runs, so both paths share one code path.
+//! [`open`] answers an [`Office`] either way: the control-API [`Client`] or the
+//! [`LocalNode`] itself. The daemon runs the very `LocalNode` method the direct
+//! path runs, so both paths share one code path. This module speaks the control
+//! API's protocol ([`crate::api`]); it never reaches into the daemon.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,11 +18,21 @@ use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::stage::Stage;
 use tongban_ledger::directory::Directory;
 
-use crate::control::{
-    ApiError, EvaluationRequest, ListQuery, MaterialQuery, NewCaseRequest, TransitionRequest,
+use tongban_ledger::directory::OfficeCertificate;
+use tongban_ledger::keys::PublicKey;
+use tongban_store::BackupSummary;
+
+use crate::api::{
+    ApiError, BackupRequest, CONTROL_SOCKET_FILE, CONTROL_TOKEN_FILE, DirectoryImported,
+    EvaluationRequest, ListQuery, MaterialQuery, NewCaseRequest, TransitionRequest,
 };
-use crate::daemon::{CONTROL_SOCKET_FILE, CONTROL_TOKEN_FILE, NodeStatus};
-use crate::local::{CaseRow, LocalNode, MAX_MATERIAL_BYTES, NewCase, NodeError, load_calendar};
+use crate::archive::ExportError;
+use crate::local::{
+    CaseRow, LocalNode, MAX_MATERIAL_BYTES, MaterialCheck, NewCase, NodeError, NodeFileView,
+    load_calendar,
+};
+use crate::office::Office;
+use crate::status::NodeStatus;
 
 /// The longest answer the client reads (an archive with its materials).
 const MAX_ANSWER: usize = 1024 * 1024 * 1024;
@@ -328,334 +340,216 @@ fn check_owner(dir: &Path, socket: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// What a client needs of `node.toml` without opening the store.
-#[derive(Debug, Clone)]
-pub struct NodeFileView {
-    /// The office.
-    pub office: OfficeId,
-    /// The default operator.
-    pub operator: Option<String>,
+/// The node of `dir` for a command: the running node's control API when one
+/// answers on its socket, else the store opened here.
+pub fn open(dir: &Path) -> Result<Box<dyn Office>, NodeError> {
+    if let Some(view) = crate::local::read_node_file(dir)?
+        && let Some(client) = Client::connect(dir, &view)?
+    {
+        return Ok(Box::new(client));
+    }
+    match LocalNode::open(dir) {
+        Ok(node) => Ok(Box::new(node)),
+        Err(NodeError::Store(tongban_store::StoreError::Locked { path })) => {
+            Err(NodeError::Daemon {
+                message: format!(
+                    "{} is held by a running node whose control API does not answer; \
+                     wait for it or stop it (tongban node run)",
+                    path.display()
+                ),
+                rejection: false,
+            })
+        }
+        Err(err) => Err(err),
+    }
 }
 
-/// Where a command acts: the store directly, or the running daemon.
-#[derive(Debug)]
-pub enum Target {
-    /// No daemon runs: the store is open in this process.
-    Direct(Box<LocalNode>),
-    /// A daemon runs and holds the store.
-    Daemon(Box<Client>),
-}
-
-impl Target {
-    /// The daemon's control API when it runs, else the store directly.
-    pub fn open(dir: &Path) -> Result<Target, NodeError> {
-        if let Some(view) = crate::local::read_node_file(dir)?
-            && let Some(client) = Client::connect(dir, &view)?
-        {
-            return Ok(Target::Daemon(Box::new(client)));
-        }
-        match LocalNode::open(dir) {
-            Ok(node) => Ok(Target::Direct(Box::new(node))),
-            Err(NodeError::Store(tongban_store::StoreError::Locked { path })) => {
-                Err(NodeError::Daemon {
-                    message: format!(
-                        "{} is held by a running node whose control API does not answer; \
-                         wait for it or stop it (tongban node run)",
-                        path.display()
-                    ),
-                    rejection: false,
-                })
-            }
-            Err(err) => Err(err),
-        }
+impl Office for Client {
+    fn office(&self) -> &OfficeId {
+        &self.office
     }
 
-    /// Whether the command goes through a daemon.
-    pub fn via_daemon(&self) -> bool {
-        matches!(self, Target::Daemon(_))
+    fn default_operator(&self) -> Option<&str> {
+        self.operator.as_deref()
     }
 
-    /// The node, when the store is open here.
-    pub fn local(&self) -> Option<&LocalNode> {
-        match self {
-            Target::Direct(node) => Some(node),
-            Target::Daemon(_) => None,
-        }
+    fn calendar(&self) -> &Calendar {
+        &self.calendar
     }
 
-    /// This office.
-    pub fn office(&self) -> &OfficeId {
-        match self {
-            Target::Direct(node) => node.office(),
-            Target::Daemon(client) => &client.office,
-        }
+    fn directory(&self) -> Result<&Directory, NodeError> {
+        self.directory.as_ref().ok_or(NodeError::NoDirectory)
     }
 
-    /// The default operator of `node.toml`.
-    pub fn default_operator(&self) -> Option<&str> {
-        match self {
-            Target::Direct(node) => node.default_operator(),
-            Target::Daemon(client) => client.operator.as_deref(),
-        }
+    fn running(&self) -> bool {
+        true
     }
 
-    /// The calendar.
-    pub fn calendar(&self) -> &Calendar {
-        match self {
-            Target::Direct(node) => node.calendar(),
-            Target::Daemon(client) => &client.calendar,
-        }
+    fn certificate(&self, now: Timestamp) -> Result<OfficeCertificate, NodeError> {
+        let status = self.status()?;
+        let key = status
+            .public_key
+            .as_deref()
+            .ok_or_else(|| daemon_err("the running node does not name its key"))?
+            .parse::<PublicKey>()
+            .map_err(|e| daemon_err(format!("the running node's key: {e}")))?;
+        crate::local::certificate_of(self.directory()?, &self.office, &key, now).cloned()
     }
 
-    /// The directory the node holds.
-    pub fn directory(&self) -> Result<&Directory, NodeError> {
-        match self {
-            Target::Direct(node) => node.directory(),
-            Target::Daemon(client) => client.directory.as_ref().ok_or(NodeError::NoDirectory),
-        }
+    fn case(&self, case: &CaseId) -> Result<CaseDocument, NodeError> {
+        let bytes = self.get(&format!("/v1/cases/{case}"))?;
+        Ok(CaseDocument::load(&bytes)?)
     }
 
-    /// A case held by the node.
-    pub fn case(&self, case: &CaseId) -> Result<CaseDocument, NodeError> {
-        match self {
-            Target::Direct(node) => node.case(case),
-            Target::Daemon(client) => {
-                let bytes = client.get(&format!("/v1/cases/{case}"))?;
-                Ok(CaseDocument::load(&bytes)?)
-            }
-        }
-    }
-
-    /// `node directory-import`: a signed directory, verified against the authority
-    /// the node trusts (`authority`, when given, must be that key; the first
-    /// import on a stopped node needs it). Answers the version now held.
-    pub fn import_directory(
+    fn import_directory(
         &mut self,
         bytes: &[u8],
-        authority: Option<tongban_ledger::keys::PublicKey>,
+        authority: Option<PublicKey>,
     ) -> Result<u64, NodeError> {
-        match self {
-            Target::Direct(node) => node.import_directory(bytes, authority),
-            Target::Daemon(client) => {
-                let path = match authority {
-                    Some(key) => format!("/v1/directory?authority={key}"),
-                    None => "/v1/directory".to_string(),
-                };
-                let answer = client.request(
-                    hyper::Method::POST,
-                    &path,
-                    "application/octet-stream",
-                    full_body(bytes.to_vec()),
-                    Some(bytes.len() as u64),
-                    REQUEST_TIMEOUT,
-                )?;
-                let answer: crate::control::DirectoryImported = Client::json(&answer)?;
-                Ok(answer.version)
-            }
-        }
+        let path = match authority {
+            Some(key) => format!("/v1/directory?authority={key}"),
+            None => "/v1/directory".to_string(),
+        };
+        let answer = self.request(
+            hyper::Method::POST,
+            &path,
+            "application/octet-stream",
+            full_body(bytes.to_vec()),
+            Some(bytes.len() as u64),
+            REQUEST_TIMEOUT,
+        )?;
+        let answer: DirectoryImported = Client::json(&answer)?;
+        // What the node now holds, for what the command asks next.
+        self.directory = self.fetch_directory().ok();
+        Ok(answer.version)
     }
 
-    /// `case export`: the encoded archive of one case (`crate::archive`).
-    pub fn archive(
+    fn archive(
         &self,
         case: &CaseId,
         with_materials: bool,
-        now: Timestamp,
-    ) -> Result<Vec<u8>, crate::archive::ExportError> {
-        match self {
-            Target::Direct(node) => {
-                crate::archive::export(node, case, with_materials, now).map(|a| a.encode())
-            }
-            Target::Daemon(client) => Ok(client.get(&format!(
-                "/v1/cases/{case}/archive?with_materials={with_materials}"
-            ))?),
-        }
+        _now: Timestamp,
+    ) -> Result<Vec<u8>, ExportError> {
+        // The node builds it from its own store, with its own clock.
+        Ok(self.get(&format!(
+            "/v1/cases/{case}/archive?with_materials={with_materials}"
+        ))?)
     }
 
-    /// `case new`.
-    pub fn new_case(
+    fn new_case(
         &self,
         form: &IntakeForm,
         operator: &Operator,
-        now: Timestamp,
+        _now: Timestamp,
     ) -> Result<NewCase, NodeError> {
-        match self {
-            Target::Direct(node) => node.new_case(form, operator, now),
-            Target::Daemon(client) => Client::json(&client.post_json(
-                "/v1/cases",
-                &NewCaseRequest {
-                    form: form.clone(),
-                    operator: operator.to_string(),
-                },
-            )?),
-        }
+        Client::json(&self.post_json(
+            "/v1/cases",
+            &NewCaseRequest {
+                form: form.clone(),
+                operator: operator.to_string(),
+            },
+        )?)
     }
 
-    /// `case attach`.
-    pub fn attach(
+    fn attach(
         &self,
         case: &CaseId,
         file: &Path,
         kind: &str,
         media_type: Option<&str>,
         operator: &Operator,
-        now: Timestamp,
+        _now: Timestamp,
     ) -> Result<String, NodeError> {
-        match self {
-            Target::Direct(node) => node.attach(case, file, kind, media_type, operator, now),
-            Target::Daemon(client) => {
-                let query = MaterialQuery {
-                    kind: kind.to_string(),
-                    media_type: media_type.map(str::to_string),
-                    file_name: file.file_name().map(|n| n.to_string_lossy().into_owned()),
-                    operator: operator.to_string(),
-                };
-                let query = serde_urlencoded::to_string(&query)
-                    .map_err(|e| daemon_err(format!("control API request: {e}")))?;
-                let answer = client.upload(&format!("/v1/cases/{case}/materials?{query}"), file)?;
-                Client::json(&answer)
-            }
-        }
+        let query = MaterialQuery {
+            kind: kind.to_string(),
+            media_type: media_type.map(str::to_string),
+            file_name: file.file_name().map(|n| n.to_string_lossy().into_owned()),
+            operator: operator.to_string(),
+        };
+        let query = serde_urlencoded::to_string(&query)
+            .map_err(|e| daemon_err(format!("control API request: {e}")))?;
+        let answer = self.upload(&format!("/v1/cases/{case}/materials?{query}"), file)?;
+        Client::json(&answer)
     }
 
-    /// Signs a stage transition.
-    pub fn act(
+    fn act(
         &self,
         case: &CaseId,
         to: Stage,
         payload: &Payload,
         operator: &Operator,
-        now: Timestamp,
+        _now: Timestamp,
     ) -> Result<(), NodeError> {
-        match self {
-            Target::Direct(node) => node.act(case, to, payload, operator, now),
-            Target::Daemon(client) => client
-                .post_json(
-                    &format!("/v1/cases/{case}/transitions"),
-                    &TransitionRequest {
-                        to,
-                        payload: payload.clone(),
-                        operator: operator.to_string(),
-                    },
-                )
-                .map(|_| ()),
-        }
+        self.post_json(
+            &format!("/v1/cases/{case}/transitions"),
+            &TransitionRequest {
+                to,
+                payload: payload.clone(),
+                operator: operator.to_string(),
+            },
+        )
+        .map(|_| ())
     }
 
-    /// Records the applicant's evaluation.
-    pub fn evaluate(
+    fn evaluate(
         &self,
         case: &CaseId,
         score: u8,
         comment: &str,
         operator: &Operator,
-        now: Timestamp,
+        _now: Timestamp,
     ) -> Result<(), NodeError> {
-        match self {
-            Target::Direct(node) => node.evaluate(case, score, comment, operator, now),
-            Target::Daemon(client) => client
-                .post_json(
-                    &format!("/v1/cases/{case}/evaluation"),
-                    &EvaluationRequest {
-                        score,
-                        comment: comment.to_string(),
-                        operator: operator.to_string(),
-                    },
-                )
-                .map(|_| ()),
-        }
+        self.post_json(
+            &format!("/v1/cases/{case}/evaluation"),
+            &EvaluationRequest {
+                score,
+                comment: comment.to_string(),
+                operator: operator.to_string(),
+            },
+        )
+        .map(|_| ())
     }
 
-    /// `case list` rows.
-    pub fn list(
+    fn list(
         &self,
         stage: Option<Stage>,
-        today: chrono::NaiveDate,
+        _today: chrono::NaiveDate,
     ) -> Result<Vec<CaseRow>, NodeError> {
-        match self {
-            Target::Direct(node) => node.list(stage, today),
-            Target::Daemon(client) => {
-                let query = ListQuery { stage };
-                let path = match query.stage {
-                    Some(stage) => format!("/v1/cases?stage={}", stage.code()),
-                    None => "/v1/cases".to_string(),
-                };
-                Client::json(&client.get(&path)?)
-            }
-        }
-    }
-
-    /// Materials of the notice not yet attached.
-    pub fn missing_materials(
-        &self,
-        doc: &CaseDocument,
-    ) -> Result<Vec<(String, String)>, NodeError> {
-        crate::local::missing_materials(doc)
-    }
-
-    /// A consistent backup of the node's store into `out` (taken by the running
-    /// node when there is one).
-    pub fn backup(&self, out: &Path) -> Result<tongban_store::BackupSummary, NodeError> {
-        crate::local::check_backup_destination(out)?;
-        match self {
-            Target::Direct(node) => node
-                .store()
-                .backup_to(out)
-                .map_err(|e| NodeError::Rejected(e.to_string())),
-            Target::Daemon(client) => {
-                let out = std::path::absolute(out).map_err(|source| NodeError::Io {
-                    path: out.to_path_buf(),
-                    source,
-                })?;
-                Client::json(
-                    &client.post_json("/v1/backup", &crate::control::BackupRequest { out })?,
-                )
-            }
-        }
-    }
-
-    /// Every stored material of `cases` read back and rehashed.
-    pub fn rehash_materials(
-        &self,
-        cases: &[CaseId],
-    ) -> Result<crate::local::MaterialCheck, NodeError> {
-        match self {
-            Target::Direct(node) => node.rehash_materials(cases),
-            // The node checks every case it holds; `verify --all` asks for all.
-            Target::Daemon(client) => Client::json(&client.get("/v1/materials/check")?),
-        }
-    }
-
-    /// Every case the node holds, sorted.
-    pub fn case_ids(&self) -> Result<Vec<CaseId>, NodeError> {
-        let mut ids = match self {
-            Target::Direct(node) => {
-                let mut ids = Vec::new();
-                let mut cursor = 0;
-                loop {
-                    let batch = node.store().changes_since(cursor, 1000)?;
-                    let Some(last) = batch.last() else { break };
-                    cursor = last.seq;
-                    ids.extend(batch.into_iter().map(|c| c.case));
-                }
-                ids
-            }
-            Target::Daemon(_) => self
-                .list(None, chrono::NaiveDate::MIN)?
-                .into_iter()
-                .filter_map(|row| CaseId::parse(&row.case_id).ok())
-                .collect(),
+        // The node judges overdue cases by its own clock.
+        let query = ListQuery { stage };
+        let path = match query.stage {
+            Some(stage) => format!("/v1/cases?stage={}", stage.code()),
+            None => "/v1/cases".to_string(),
         };
+        Client::json(&self.get(&path)?)
+    }
+
+    fn backup(&self, out: &Path) -> Result<BackupSummary, NodeError> {
+        crate::local::check_backup_destination(out)?;
+        let out = std::path::absolute(out).map_err(|source| NodeError::Io {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        Client::json(&self.post_json("/v1/backup", &BackupRequest { out })?)
+    }
+
+    fn rehash_materials(&self, _cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
+        // The node checks every case it holds; `verify --all` asks for all.
+        Client::json(&self.get("/v1/materials/check")?)
+    }
+
+    fn case_ids(&self) -> Result<Vec<CaseId>, NodeError> {
+        let mut ids: Vec<CaseId> = self
+            .list(None, chrono::NaiveDate::MIN)?
+            .into_iter()
+            .filter_map(|row| CaseId::parse(&row.case_id).ok())
+            .collect();
         ids.sort();
         ids.dedup();
         Ok(ids)
     }
 
-    /// The node's status.
-    pub fn status(&self) -> Result<NodeStatus, NodeError> {
-        match self {
-            Target::Direct(node) => crate::daemon::status_from_store(node),
-            Target::Daemon(client) => client.status(),
-        }
+    fn status(&self) -> Result<NodeStatus, NodeError> {
+        Client::status(self)
     }
 }

@@ -1,14 +1,11 @@
-//! The node daemon: one office node running — its store, the sync protocol over
-//! QUIC to its hubs and children, and the control API other commands reach it by.
+//! The engine of a running node: the one task that owns everything stateful —
+//! the [`LocalNode`] (office commands), the [`Replica`] (the sync protocol's view
+//! of the same store) and the sans-IO [`SyncNode`] — and the session, accept and
+//! reconnect tasks that feed it messages. [`DaemonHandle`] runs work on it, for
+//! the control API. [`crate::daemon`] starts and stops it.
 //!
-//! # Shape
-//!
-//! One *engine* task owns everything stateful: the [`LocalNode`] (office
-//! commands), the [`Replica`] (the sync protocol's view of the same store) and the
-//! sans-IO [`SyncNode`]. Everything else sends it messages: one reader and one
-//! writer task per QUIC session, the accept loop, one reconnect loop per upstream
-//! hub, the control API, and the status ticker. Store calls run in
-//! `block_in_place`, so a slow disk stalls the engine, not the runtime.
+//! Store calls run in `block_in_place`, so a slow disk stalls the engine, not
+//! the runtime.
 //!
 //! Whole-document batches are admitted off the engine: a `Docs` frame becomes a
 //! job (`SyncNode::docs_job`: load and verify every document, pure CPU) split
@@ -27,198 +24,41 @@
 //! the peer's stream limit pushes back on the sender; every further stream a peer
 //! opens is read into the same session.
 //!
-//! # What it must never do
-//!
 //! It never acknowledges a write before the store committed it (the sync layer
 //! acknowledges only what `Replica::commit` made durable, and control-API writes
 //! answer after their commit); it never logs personal data in clear; it never
 //! talks to a peer whose key the directory does not certify now (the transport
 //! refuses it in the handshake, and a directory update closes connections whose
-//! key was revoked).
+//! key was revoked). It knows nothing of the control API's server or of how a
+//! node is configured: those are the layers above it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use tongban_domain::ids::{OfficeId, Timestamp};
-use tongban_ledger::keys::{OfficeKey, PublicKey};
+use tongban_ledger::keys::PublicKey;
 use tongban_replica::Replica;
-use tongban_store::{Store, StoreOptions};
 use tongban_sync::route::on_route;
 use tongban_sync::wire::Kind;
 use tongban_sync::{
-    CheckedPart, Config as SyncConfig, DocsJoin, Event, Limits, SessionId, SyncError, SyncNode,
-    SyncStore,
+    CheckedPart, Config as SyncConfig, DocsJoin, Event, SessionId, SyncError, SyncNode, SyncStore,
 };
 use tongban_transport::{
-    Backoff, BackoffConfig, ConnectError, Connection, DirectoryHandle, Endpoint, EndpointConfig,
-    FrameReceiver, FrameSender, PeerRejection, Refusal,
+    Backoff, BackoffConfig, ConnectError, Connection, Endpoint, FrameReceiver, FrameSender,
+    PeerRejection, Refusal,
 };
 
+use tracing::Instrument;
+
 use crate::local::{LocalNode, NodeError};
-
-/// The file a running daemon writes its TCP control address into, when `control`
-/// is configured (removed on a clean shutdown, and on start). Commands never read
-/// it: they reach their node over [`CONTROL_SOCKET_FILE`].
-pub const CONTROL_ADDR_FILE: &str = "control.addr";
-/// The Unix socket of the control API inside the data directory (mode 0600).
-pub const CONTROL_SOCKET_FILE: &str = "control.sock";
-/// The file holding the control API's bearer token (mode 0600).
-pub const CONTROL_TOKEN_FILE: &str = "control.token";
-
-/// `tongban.toml`: how one node runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeConfig {
-    /// The node's data directory (made by `tongban node init`).
-    pub data_dir: PathBuf,
-    /// Where to accept QUIC connections from children (hubs, and any node that
-    /// should be reachable). A township office behind NAT leaves it out and only
-    /// connects out; it then listens on an ephemeral loopback port only.
-    #[serde(default)]
-    pub listen: Option<SocketAddr>,
-    /// The hubs this node connects to.
-    #[serde(default)]
-    pub upstream: Vec<Upstream>,
-    /// A TCP address for the control API (loopback only), for the browser
-    /// console; none by default. Commands always use the Unix socket
-    /// `DATA_DIR/control.sock`.
-    #[serde(default)]
-    pub control: Option<SocketAddr>,
-    /// Log level filter (`info`, `debug`, `tongban=debug`); `RUST_LOG` wins.
-    #[serde(default)]
-    pub log: Option<String>,
-    /// Seconds of the longest reconnect backoff (default 60).
-    #[serde(default)]
-    pub max_backoff_secs: Option<u64>,
-}
-
-/// One upstream hub.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Upstream {
-    /// The hub's office id (its certificate must name it).
-    pub office: String,
-    /// Its QUIC address, `host:port`: an IP address or a host name, resolved
-    /// again at every connection attempt so that a hub whose address changes
-    /// (DHCP, a new machine behind the same name) is still found.
-    pub address: String,
-}
-
-/// Checks that `address` has the form `host:port` (an IP address, a bracketed
-/// IPv6 address or a host name, and a port from 1 to 65535); answers why not.
-fn check_peer_address(address: &str) -> Result<(), String> {
-    if address.parse::<SocketAddr>().is_ok() {
-        return Ok(());
-    }
-    let Some((host, port)) = address.rsplit_once(':') else {
-        return Err("expected host:port, for example 10.20.0.1:7443 or hub.example.cn:7443".into());
-    };
-    match port.parse::<u16>() {
-        Ok(0) | Err(_) => return Err(format!("port {port:?} is not a port from 1 to 65535")),
-        Ok(_) => {}
-    }
-    let valid_name = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if valid_name {
-        Ok(())
-    } else {
-        Err(format!(
-            "host {host:?} is neither an IP address nor a host name (IPv6 goes in brackets: [::1]:7443)"
-        ))
-    }
-}
-
-impl NodeConfig {
-    /// A node on loopback: QUIC on any free port of 127.0.0.1, connecting to `hub`
-    /// (office id and address) when given, reconnecting within a second. What the
-    /// demo, the benchmarks and the multi-node tests run.
-    pub fn loopback(data_dir: &Path, hub: Option<(&str, SocketAddr)>) -> NodeConfig {
-        NodeConfig {
-            data_dir: data_dir.to_path_buf(),
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            upstream: hub
-                .map(|(office, address)| Upstream {
-                    office: office.to_string(),
-                    address: address.to_string(),
-                })
-                .into_iter()
-                .collect(),
-            control: None,
-            log: None,
-            max_backoff_secs: Some(1),
-        }
-    }
-
-    /// Reads and checks `tongban.toml`. Relative data directories are relative to
-    /// the file.
-    pub fn load(path: &Path) -> Result<NodeConfig, DaemonError> {
-        let text = std::fs::read_to_string(path).map_err(|e| DaemonError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        // The default operator has one home, the node's own `DATA_DIR/node.toml`,
-        // which commands read whether or not the node runs; here it would
-        // silently do nothing, so it is refused with where it belongs.
-        if let Ok(table) = text.parse::<toml::Table>()
-            && table.contains_key("operator")
-        {
-            return Err(DaemonError::Config {
-                path: path.to_path_buf(),
-                reason: "operator: the default operator belongs in DATA_DIR/node.toml \
-                         (operator = \"窗口01\"), not in the run configuration \
-                         默认经办人请写在数据目录的 node.toml 中"
-                    .into(),
-            });
-        }
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| DaemonError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        if config.data_dir.is_relative()
-            && let Some(parent) = path.parent()
-        {
-            config.data_dir = parent.join(&config.data_dir);
-        }
-        if let Some(control) = config.control
-            && !control.ip().is_loopback()
-        {
-            return Err(DaemonError::Config {
-                path: path.to_path_buf(),
-                reason: format!("control = {control}: the control API listens on loopback only"),
-            });
-        }
-        for up in &config.upstream {
-            OfficeId::parse(&up.office).map_err(|e| DaemonError::Config {
-                path: path.to_path_buf(),
-                reason: format!("upstream office {:?}: {e}", up.office),
-            })?;
-            check_peer_address(&up.address).map_err(|e| DaemonError::Config {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "upstream address {:?} (office {}): {e}",
-                    up.address, up.office
-                ),
-            })?;
-        }
-        Ok(config)
-    }
-}
+use crate::status::{
+    MAX_REFUSALS, NodeStatus, PeerStatus, RefusalRecord, peer_status_key, status_from_store,
+};
 
 /// Where the daemon's clock comes from.
 #[derive(Debug, Clone)]
@@ -272,131 +112,10 @@ pub enum DaemonError {
     Stopped,
 }
 
-/// One peer as `node status` shows it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// The peer's office.
-    pub office: String,
-    /// Whether a session is open now: true only while the connection is live
-    /// (a vanished peer is noticed within the transport's idle timeout, a
-    /// restarted one at its first answer).
-    pub connected: bool,
-    /// Its address, when connected.
-    pub address: Option<String>,
-    /// The address configured for this hub in `[[upstream]]`, when it is one:
-    /// configured hubs are listed whether or not they ever connected.
-    #[serde(default)]
-    pub upstream: Option<String>,
-    /// The last failure to connect, or why the last session ended.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// When that was (ms since the epoch).
-    #[serde(default)]
-    pub last_error_ms: Option<i64>,
-    /// Why the last attempt was refused, by the hub or by this node (an unknown
-    /// or revoked key), in Chinese and English; cleared once a session opens.
-    #[serde(default)]
-    pub refusal: Option<String>,
-    /// When both sides last had nothing left to send (ms since the epoch).
-    pub last_synced_ms: Option<i64>,
-    /// Cases of this node's log on the peer's route not yet acknowledged by it.
-    pub waiting: u64,
-    /// How far the peer acknowledged this node's log.
-    pub acked_seq: u64,
-    /// How far this node consumed the peer's log.
-    pub consumed_seq: u64,
-}
+pub(crate) type Job = Box<dyn FnOnce(&mut Engine) + Send>;
 
-/// What `node status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    /// This office.
-    pub office: String,
-    /// Whether a daemon is running (false when read from the store directly).
-    pub running: bool,
-    /// The QUIC address, when running.
-    pub listen: Option<String>,
-    /// This node's change log position.
-    pub latest_seq: u64,
-    /// Cases held.
-    pub cases: u64,
-    /// The directory version held.
-    pub directory_version: Option<u64>,
-    /// Scanned materials the held cases list that this node does not hold yet
-    /// (still to be fetched from route peers).
-    #[serde(default)]
-    pub materials_missing: u64,
-    /// Peers: every configured hub, those connected now and those remembered
-    /// from earlier sessions.
-    pub peers: Vec<PeerStatus>,
-    /// Why the store cannot write now (a full disk, an I/O error), while it
-    /// cannot: writes are refused, reads and sync from the store go on, and the
-    /// node reopens the store by itself once the disk has room.
-    #[serde(default)]
-    pub store_error: Option<String>,
-    /// The documents and messages this node refused from its peers since it
-    /// started, newest last (at most [`MAX_REFUSALS`]): an unsigned or
-    /// unauthorised change names the case, the change's office and the path.
-    #[serde(default)]
-    pub refusals: Vec<RefusalRecord>,
-}
-
-/// How many refusals `node status` keeps.
-pub const MAX_REFUSALS: usize = 50;
-
-/// One refusal, as `node status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RefusalRecord {
-    /// When (ms since the epoch).
-    pub at_ms: i64,
-    /// The peer that sent it.
-    pub peer: String,
-    /// The case concerned, if any.
-    pub case: Option<String>,
-    /// Why, with the change, its office and the path for a refused change.
-    pub reason: String,
-}
-
-fn peer_status_key(peer: &str) -> String {
-    format!("status.peer.{peer}")
-}
-
-/// What `node status` can tell from the store alone (no daemon running).
-pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
-    let store = node.store();
-    let latest_seq = store.latest_seq()?;
-    let mut peers = Vec::new();
-    if let Ok(directory) = node.directory() {
-        for cert in &directory.certificates {
-            let office = cert.cert.office.to_string();
-            if let Some(bytes) = store.meta(&peer_status_key(&office))?
-                && let Ok(mut peer) = serde_json::from_slice::<PeerStatus>(&bytes)
-            {
-                peer.connected = false;
-                peer.address = None;
-                peers.push(peer);
-            }
-        }
-    }
-    peers.sort_by(|a, b| a.office.cmp(&b.office));
-    peers.dedup_by(|a, b| a.office == b.office);
-    Ok(NodeStatus {
-        office: node.office().to_string(),
-        running: false,
-        listen: None,
-        latest_seq,
-        cases: store.stats()?.cases,
-        directory_version: node.directory().ok().map(|d| d.version),
-        materials_missing: store.missing_materials()?.len() as u64,
-        peers,
-        store_error: store.failure(),
-        refusals: Vec::new(),
-    })
-}
-
-type Job = Box<dyn FnOnce(&mut Engine) + Send>;
-
-enum Input {
+/// What the engine is told: by sessions, the control API and the timer.
+pub(crate) enum Input {
     Session {
         peer: OfficeId,
         address: SocketAddr,
@@ -432,7 +151,7 @@ enum Input {
 /// and verifying) runs on rayon's threads while the engine commits the frame
 /// before, so both cores work; a few frames ahead is enough to keep them busy,
 /// and the limit holds frames back in QUIC's flow control instead of in memory.
-const MAX_ADMITTING: usize = 3;
+pub(crate) const MAX_ADMITTING: usize = 3;
 
 /// What the engine keeps per open session.
 struct Link {
@@ -467,6 +186,98 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine over an opened node, its replica and sync node, reporting
+    /// admission outcomes to `checked`.
+    pub(crate) fn new(
+        local: LocalNode,
+        replica: Replica,
+        sync: SyncNode,
+        clock: Clock,
+        endpoint: Arc<Endpoint>,
+        checked: mpsc::UnboundedSender<Input>,
+        sync_config: SyncConfig,
+    ) -> Engine {
+        Engine {
+            local,
+            replica,
+            sync,
+            clock,
+            links: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            endpoint,
+            dirty: false,
+            admitting: BTreeMap::new(),
+            next_frame: 0,
+            checked,
+            refusals: std::collections::VecDeque::new(),
+            sync_config,
+            recovery: None,
+        }
+    }
+
+    /// Lists a configured hub in `node status`, with what earlier runs
+    /// recorded of it, before it ever connects.
+    pub(crate) fn configure_upstream(&mut self, office: &str, address: &str) {
+        let remembered = self
+            .local
+            .store()
+            .meta(&peer_status_key(office))
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<PeerStatus>(&bytes).ok());
+        let mut peer = remembered.unwrap_or_default();
+        peer.office = office.to_string();
+        peer.upstream = Some(address.to_string());
+        peer.connected = false;
+        peer.address = None;
+        self.peers.insert(office.to_string(), peer);
+        self.dirty = true;
+    }
+
+    /// Runs the engine until `stop`: inputs from the sessions, the control API
+    /// and the timer on `inputs`, finished admissions on `checked`.
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut checked: mpsc::UnboundedReceiver<Input>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), DaemonError> {
+        loop {
+            // Stop on the shutdown signal even while handles to the engine
+            // are still held elsewhere.
+            // New input first while few frames are being admitted, so that
+            // rayon's threads always have a frame to admit while the engine
+            // commits the one before; then finished admissions. The rest
+            // waits in the channel and in QUIC's flow control.
+            let input = tokio::select! {
+                biased;
+                _ = wait_stop(stop.clone()) => None,
+                input = inputs.recv(), if self.admitting.len() < MAX_ADMITTING => input,
+                Some(done) = checked.recv() => Some(done),
+            };
+            let Some(input) = input else { break };
+            let handled = self.handle(input).await;
+            // A full disk or an I/O error does not stop the node: the store
+            // refuses writes with the reason and reopens itself; reads and
+            // status go on (`Engine::store_failed`).
+            if self.local.store().failure().is_some() {
+                if let Err(err) = &handled {
+                    tracing::warn!(error = %err, "a store write failed");
+                }
+                self.store_failed();
+                continue;
+            }
+            if let Err(err) = handled {
+                tracing::error!(error = %err, "engine stopped");
+                self.persist_peers();
+                return Err(err);
+            }
+        }
+        self.dirty = true;
+        self.persist_peers();
+        Ok(())
+    }
+
     /// The office commands of this node.
     pub fn local(&mut self) -> &mut LocalNode {
         &mut self.local
@@ -548,6 +359,7 @@ impl Engine {
         self.refresh_peers(true);
         let mut status = status_from_store(&self.local).unwrap_or(NodeStatus {
             office: self.local.office().to_string(),
+            public_key: Some(self.local.public_key().to_string()),
             running: true,
             listen: None,
             latest_seq: 0,
@@ -659,16 +471,19 @@ impl Engine {
             match event {
                 Event::Connected { peer, .. } => tracing::info!(%peer, "session established"),
                 Event::CaseStored { case, peer } => {
-                    tracing::info!(%case, %peer, "case stored from peer");
+                    tracing::info!(case = case.short(), %peer, "case stored from peer");
                 }
                 Event::ReceiptSigned { case, stage } => {
-                    tracing::info!(%case, stage = stage.code(), "receipt signed");
+                    tracing::info!(case = case.short(), stage = stage.code(), "receipt signed");
                 }
                 Event::Forked { case } => {
-                    tracing::warn!(%case, "case carries a fork; the offices concerned must resolve it");
+                    tracing::warn!(
+                        case = case.short(),
+                        "case carries a fork; the offices concerned must resolve it"
+                    );
                 }
                 Event::Refused { peer, case, reason } => {
-                    tracing::warn!(%peer, case = ?case.as_ref().map(|c| c.short()), %reason, "refused");
+                    tracing::warn!(%peer, case = case.as_ref().map(|c| c.short()), %reason, "refused");
                     if self.refusals.len() == MAX_REFUSALS {
                         self.refusals.pop_front();
                     }
@@ -849,332 +664,6 @@ impl Engine {
     }
 }
 
-/// A running node.
-pub struct Daemon {
-    office: OfficeId,
-    inputs: mpsc::Sender<Input>,
-    listen: SocketAddr,
-    control: Option<SocketAddr>,
-    control_socket: Option<PathBuf>,
-    data_dir: PathBuf,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    engine: Option<JoinHandle<Result<(), DaemonError>>>,
-    endpoint: Arc<Endpoint>,
-}
-
-impl std::fmt::Debug for Daemon {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon")
-            .field("office", &self.office)
-            .field("listen", &self.listen)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Options of [`Daemon::start`] beyond the config file.
-#[derive(Debug, Clone)]
-pub struct StartOptions {
-    /// The clock.
-    pub clock: Clock,
-    /// Serve the control API (and write `control.addr`).
-    pub control_api: bool,
-    /// Sync protocol limits.
-    pub limits: Limits,
-    /// QUIC settings.
-    pub endpoint: EndpointConfig,
-    /// The shortest reconnect delay.
-    pub min_backoff: Duration,
-}
-
-impl Default for StartOptions {
-    fn default() -> StartOptions {
-        StartOptions {
-            clock: Clock::System,
-            control_api: true,
-            limits: Limits::default(),
-            endpoint: EndpointConfig::default(),
-            min_backoff: Duration::from_millis(200),
-        }
-    }
-}
-
-impl Daemon {
-    /// Opens the node's store, checks that the directory certifies it, binds QUIC,
-    /// connects to its hubs and serves the control API. Must run inside a
-    /// multi-threaded tokio runtime.
-    pub async fn start(config: &NodeConfig, options: StartOptions) -> Result<Daemon, DaemonError> {
-        let dir = config.data_dir.clone();
-        // A directory made by an older version, or by hand, is tightened
-        // before anything private is written into it.
-        if dir.is_dir() {
-            crate::local::make_private_dir(&dir)?;
-        }
-        let store = tokio::task::block_in_place(|| Store::open(&dir, &StoreOptions::default()))
-            .map_err(NodeError::from)?;
-        let store = Arc::new(store);
-        let local = LocalNode::open_with(&dir, store.clone())?;
-        let now = options.clock.now();
-        let directory = local
-            .directory()
-            .map_err(|e| DaemonError::NotCertified(format!("{e}; import the directory first")))?
-            .clone();
-        let authority = local.authority().ok_or_else(|| {
-            DaemonError::NotCertified("no directory authority key; import the directory".into())
-        })?;
-        if let Err(err) = local.certificate(now) {
-            return Err(DaemonError::NotCertified(err.to_string()));
-        }
-        let replica = Replica::new(
-            store.clone(),
-            Arc::new(local.calendar().clone()),
-            local.resident_secret(),
-            None,
-        )
-        .map_err(NodeError::from)?;
-        let key: OfficeKey = local.key().clone();
-        let sync_config = SyncConfig {
-            office: local.office().clone(),
-            key: Arc::new(key.clone()),
-            authority,
-            calendar: Arc::new(local.calendar().clone()),
-            limits: options.limits,
-        };
-        let sync = SyncNode::new(sync_config.clone(), &replica)?;
-        let listen = config
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let endpoint = Arc::new(
-            Endpoint::bind(
-                listen,
-                &key,
-                DirectoryHandle::new(directory),
-                options.endpoint.clone(),
-            )
-            .map_err(|e| DaemonError::Bind(format!("{listen}: {e}")))?,
-        );
-        let listen = endpoint.local_addr();
-        let office = local.office().clone();
-        tracing::info!(%office, %listen, "node started");
-
-        let (inputs, mut rx) = mpsc::channel::<Input>(4096);
-        let (checked, mut checked_rx) = mpsc::unbounded_channel::<Input>();
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut engine = Engine {
-            local,
-            replica,
-            sync,
-            clock: options.clock.clone(),
-            links: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            endpoint: endpoint.clone(),
-            dirty: false,
-            admitting: BTreeMap::new(),
-            next_frame: 0,
-            checked,
-            refusals: std::collections::VecDeque::new(),
-            sync_config,
-            recovery: None,
-        };
-        // Every configured hub is listed in `node status` from the start, with
-        // what earlier runs recorded of it.
-        for up in &config.upstream {
-            let remembered = engine
-                .local
-                .store()
-                .meta(&peer_status_key(&up.office))
-                .ok()
-                .flatten()
-                .and_then(|bytes| serde_json::from_slice::<PeerStatus>(&bytes).ok());
-            let mut peer = remembered.unwrap_or_default();
-            peer.office = up.office.clone();
-            peer.upstream = Some(up.address.clone());
-            peer.connected = false;
-            peer.address = None;
-            engine.peers.insert(up.office.clone(), peer);
-            engine.dirty = true;
-        }
-        let engine_stop = shutdown_rx.clone();
-        let engine_task = tokio::spawn(async move {
-            loop {
-                // Stop on the shutdown signal even while handles to the engine
-                // are still held elsewhere.
-                // New input first while few frames are being admitted, so that
-                // rayon's threads always have a frame to admit while the engine
-                // commits the one before; then finished admissions. The rest
-                // waits in the channel and in QUIC's flow control.
-                let input = tokio::select! {
-                    biased;
-                    _ = wait_stop(engine_stop.clone()) => None,
-                    input = rx.recv(), if engine.admitting.len() < MAX_ADMITTING => input,
-                    Some(done) = checked_rx.recv() => Some(done),
-                };
-                let Some(input) = input else { break };
-                let handled = engine.handle(input).await;
-                // A full disk or an I/O error does not stop the node: the store
-                // refuses writes with the reason and reopens itself; reads and
-                // status go on (`Engine::store_failed`).
-                if engine.local.store().failure().is_some() {
-                    if let Err(err) = &handled {
-                        tracing::warn!(error = %err, "a store write failed");
-                    }
-                    engine.store_failed();
-                    continue;
-                }
-                if let Err(err) = handled {
-                    tracing::error!(error = %err, "engine stopped");
-                    engine.persist_peers();
-                    return Err(err);
-                }
-            }
-            engine.dirty = true;
-            engine.persist_peers();
-            Ok(())
-        });
-
-        let mut tasks = Vec::new();
-        // Accept children.
-        {
-            let endpoint = endpoint.clone();
-            let inputs = inputs.clone();
-            let mut stop = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let connection = tokio::select! {
-                        c = endpoint.accept() => c,
-                        _ = stop.changed() => None,
-                    };
-                    let Some(connection) = connection else { break };
-                    let inputs = inputs.clone();
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        let stream = tokio::select! {
-                            s = connection.accept_stream() => s,
-                            _ = wait_stop(stop.clone()) => return,
-                        };
-                        match stream {
-                            Ok((send, recv)) => {
-                                run_session(connection, send, recv, inputs, stop).await;
-                            }
-                            Err(err) => tracing::info!(error = %err, "child left before its hello"),
-                        }
-                    });
-                }
-            }));
-        }
-        // Connect to hubs.
-        for up in &config.upstream {
-            let Ok(expected) = OfficeId::parse(&up.office) else {
-                continue;
-            };
-            let cap = Duration::from_secs(config.max_backoff_secs.unwrap_or(60).max(1));
-            let backoff = Backoff::with_random_seed(BackoffConfig::new(options.min_backoff, cap));
-            tasks.push(tokio::spawn(keep_upstream(
-                expected,
-                up.address.clone(),
-                endpoint.clone(),
-                inputs.clone(),
-                shutdown_rx.clone(),
-                backoff,
-            )));
-        }
-        // Timers and status.
-        {
-            let inputs = inputs.clone();
-            let mut stop = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut interval = tokio::time::interval(Duration::from_millis(250));
-                loop {
-                    tokio::select! {
-                        _ = interval.tick() => {
-                            if inputs.send(Input::Tick).await.is_err() { break; }
-                        }
-                        _ = stop.changed() => break,
-                    }
-                }
-            }));
-        }
-        let mut daemon = Daemon {
-            office,
-            inputs,
-            listen,
-            control: None,
-            control_socket: None,
-            data_dir: dir.clone(),
-            shutdown,
-            tasks,
-            engine: Some(engine_task),
-            endpoint,
-        };
-        if options.control_api {
-            let served =
-                crate::control::serve(config.control, &dir, daemon.handle(), shutdown_rx.clone())
-                    .await?;
-            daemon.control = served.tcp;
-            daemon.control_socket = Some(served.socket);
-            daemon.tasks.extend(served.tasks);
-        }
-        Ok(daemon)
-    }
-
-    /// This node's office.
-    pub fn office(&self) -> &OfficeId {
-        &self.office
-    }
-
-    /// The bound QUIC address.
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
-    }
-
-    /// The control API's TCP address, when one is configured.
-    pub fn control_addr(&self) -> Option<SocketAddr> {
-        self.control
-    }
-
-    /// The control API's Unix socket, when served.
-    pub fn control_socket(&self) -> Option<&Path> {
-        self.control_socket.as_deref()
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
-    /// A cheap handle for running work on the engine.
-    pub fn handle(&self) -> DaemonHandle {
-        DaemonHandle {
-            inputs: self.inputs.clone(),
-        }
-    }
-
-    /// Stops the node: closes connections, lets the engine finish what it holds,
-    /// records peer status and removes `control.sock` and `control.addr`. Everything acknowledged is
-    /// already in the store.
-    pub async fn shutdown(mut self) -> Result<(), DaemonError> {
-        let _ = self.shutdown.send(true);
-        self.endpoint.close();
-        for task in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        let engine = self.engine.take();
-        drop(self.inputs);
-        let result = match engine {
-            Some(task) => match tokio::time::timeout(Duration::from_secs(10), task).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) | Err(_) => Err(DaemonError::Stopped),
-            },
-            None => Ok(()),
-        };
-        let _ = std::fs::remove_file(self.data_dir.join(CONTROL_ADDR_FILE));
-        if let Some(socket) = &self.control_socket {
-            let _ = std::fs::remove_file(socket);
-        }
-        result
-    }
-}
-
 /// Runs work on a daemon's engine.
 #[derive(Clone)]
 pub struct DaemonHandle {
@@ -1188,6 +677,11 @@ impl std::fmt::Debug for DaemonHandle {
 }
 
 impl DaemonHandle {
+    /// A handle sending to the engine's input channel.
+    pub(crate) fn new(inputs: mpsc::Sender<Input>) -> DaemonHandle {
+        DaemonHandle { inputs }
+    }
+
     /// Runs `f` on the engine with the node and the engine's clock, then offers
     /// whatever it wrote to the peers. Store writes inside `f` are durable when it
     /// returns.
@@ -1272,7 +766,7 @@ const BATCH_STREAMS: usize = 8;
 
 /// Runs one session until the connection or the engine ends; answers why it
 /// ended when that was a failure (`None` on shutdown).
-async fn run_session(
+pub(crate) async fn run_session(
     connection: Connection,
     mut send: FrameSender,
     mut recv: FrameReceiver,
@@ -1299,103 +793,124 @@ async fn run_session(
         connection.close("session refused");
         return Some("此节点拒绝了该会话 this node refused the session".into());
     };
-    tracing::info!(%peer, %address, "connected");
-    // Whole documents (`Docs` frames, up to 1 MiB each) go on a stream of their
-    // own, a few at a time: a batch held up by loss or flow control does not
-    // hold up the acknowledgements and inventories on the session stream, and
-    // the stream limit pushes back on the sender. The peer reads every stream it
-    // is given into the same session.
-    let batch_streams = Arc::new(tokio::sync::Semaphore::new(BATCH_STREAMS));
-    let batch_connection = connection.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = out.recv().await {
-            if frame.get(3) == Some(&Kind::Docs.wire()) {
-                let Ok(permit) = batch_streams.clone().acquire_owned().await else {
-                    break;
-                };
-                let connection = batch_connection.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let sent = async {
-                        let (mut stream, _) =
-                            connection.open_stream().await.map_err(|e| e.to_string())?;
-                        stream.send_frame(&frame).await.map_err(|e| e.to_string())?;
-                        stream.finish().map_err(|e| e.to_string())?;
-                        stream.delivered().await.map_err(|e| e.to_string())
-                    };
-                    if let Err(err) = sent.await {
-                        // The protocol notices the missing documents and asks
-                        // again; nothing else to do here.
-                        tracing::info!(error = %err, "document batch not sent");
-                    }
-                });
-                continue;
-            }
-            if let Err(err) = send.send_frame(&frame).await {
-                tracing::info!(error = %err, "send failed");
-                break;
-            }
-        }
-        let _ = send.finish();
-    });
-    let batch_reader = {
-        let connection = connection.clone();
-        let inputs = inputs.clone();
-        tokio::spawn(async move {
-            let mut readers = tokio::task::JoinSet::new();
-            while let Ok((_, mut recv)) = connection.accept_stream().await {
-                let inputs = inputs.clone();
-                readers.spawn(async move {
-                    while let Ok(Some(bytes)) = recv.recv_frame().await {
-                        if inputs.send(Input::Frame { session, bytes }).await.is_err() {
+    // Everything this session logs, on its tasks too, carries the peer and
+    // the session's number, so that one link can be followed in a node's log.
+    let span = tracing::info_span!("session", %peer, session = session.0);
+    async move {
+        tracing::info!(%address, "connected");
+        // Whole documents (`Docs` frames, up to 1 MiB each) go on a stream of their
+        // own, a few at a time: a batch held up by loss or flow control does not
+        // hold up the acknowledgements and inventories on the session stream, and
+        // the stream limit pushes back on the sender. The peer reads every stream it
+        // is given into the same session.
+        let batch_streams = Arc::new(tokio::sync::Semaphore::new(BATCH_STREAMS));
+        let batch_connection = connection.clone();
+        let writer = tokio::spawn(
+            async move {
+                while let Some(frame) = out.recv().await {
+                    if frame.get(3) == Some(&Kind::Docs.wire()) {
+                        let Ok(permit) = batch_streams.clone().acquire_owned().await else {
                             break;
-                        }
+                        };
+                        let connection = batch_connection.clone();
+                        tokio::spawn(
+                            async move {
+                                let _permit = permit;
+                                let sent = async {
+                                    let (mut stream, _) = connection
+                                        .open_stream()
+                                        .await
+                                        .map_err(|e| e.to_string())?;
+                                    stream.send_frame(&frame).await.map_err(|e| e.to_string())?;
+                                    stream.finish().map_err(|e| e.to_string())?;
+                                    stream.delivered().await.map_err(|e| e.to_string())
+                                };
+                                if let Err(err) = sent.await {
+                                    // The protocol notices the missing documents and asks
+                                    // again; nothing else to do here.
+                                    tracing::info!(error = %err, "document batch not sent");
+                                }
+                            }
+                            .in_current_span(),
+                        );
+                        continue;
                     }
-                });
+                    if let Err(err) = send.send_frame(&frame).await {
+                        tracing::info!(error = %err, "send failed");
+                        break;
+                    }
+                }
+                let _ = send.finish();
             }
-            readers.shutdown().await;
-        })
-    };
-    let mut failure = None;
-    loop {
-        let frame = tokio::select! {
-            f = recv.recv_frame() => f,
-            _ = wait_stop(stop.clone()) => break,
+            .in_current_span(),
+        );
+        let batch_reader = {
+            let connection = connection.clone();
+            let inputs = inputs.clone();
+            tokio::spawn(
+                async move {
+                    let mut readers = tokio::task::JoinSet::new();
+                    while let Ok((_, mut recv)) = connection.accept_stream().await {
+                        let inputs = inputs.clone();
+                        readers.spawn(
+                            async move {
+                                while let Ok(Some(bytes)) = recv.recv_frame().await {
+                                    if inputs.send(Input::Frame { session, bytes }).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                            .in_current_span(),
+                        );
+                    }
+                    readers.shutdown().await;
+                }
+                .in_current_span(),
+            )
         };
-        match frame {
-            Ok(Some(bytes)) => {
-                if inputs.send(Input::Frame { session, bytes }).await.is_err() {
+        let mut failure = None;
+        loop {
+            let frame = tokio::select! {
+                f = recv.recv_frame() => f,
+                _ = wait_stop(stop.clone()) => break,
+            };
+            match frame {
+                Ok(Some(bytes)) => {
+                    if inputs.send(Input::Frame { session, bytes }).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    failure = Some("the peer ended the session".to_string());
+                    break;
+                }
+                Err(err) => {
+                    tracing::info!(error = %err, "link lost");
+                    failure = Some(err.to_string());
                     break;
                 }
             }
-            Ok(None) => {
-                failure = Some("the peer ended the session".to_string());
-                break;
-            }
-            Err(err) => {
-                tracing::info!(%peer, error = %err, "link lost");
-                failure = Some(err.to_string());
-                break;
-            }
         }
+        // The connection's own reason (reset by a restarted peer, silent past the
+        // idle timeout, closed by the peer) says more than the stream's error.
+        if failure.is_some()
+            && let Some(lost) = connection.close_reason()
+        {
+            failure = Some(lost.to_string());
+        }
+        let _ = inputs
+            .send(Input::Closed {
+                session,
+                reason: failure.clone(),
+            })
+            .await;
+        writer.abort();
+        batch_reader.abort();
+        connection.close("session ended");
+        failure
     }
-    // The connection's own reason (reset by a restarted peer, silent past the
-    // idle timeout, closed by the peer) says more than the stream's error.
-    if failure.is_some()
-        && let Some(lost) = connection.close_reason()
-    {
-        failure = Some(lost.to_string());
-    }
-    let _ = inputs
-        .send(Input::Closed {
-            session,
-            reason: failure.clone(),
-        })
-        .await;
-    writer.abort();
-    batch_reader.abort();
-    connection.close("session ended");
-    failure
+    .instrument(span)
+    .await
 }
 
 /// Why one connection attempt to a hub failed.
@@ -1496,7 +1011,7 @@ async fn connect_once(endpoint: &Endpoint, address: &str) -> Result<Connection, 
 /// Every failure goes to the engine (for `node status`); refusals are logged
 /// as warnings each time, other failures as a warning when they change (a hub
 /// that is down does not fill the log).
-async fn keep_upstream(
+pub(crate) async fn keep_upstream(
     expected: OfficeId,
     address: String,
     endpoint: Arc<Endpoint>,

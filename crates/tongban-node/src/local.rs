@@ -28,7 +28,7 @@ use tongban_ledger::directory::{Directory, OfficeCertificate};
 use tongban_ledger::keys::{OfficeKey, PublicKey};
 use tongban_store::{CaseMeta, ResidentKey, Store, StoreError, StoreOptions};
 
-use crate::authority::write_atomic;
+use crate::files::write_atomic;
 
 /// The office key file.
 pub const KEY_FILE: &str = "office.key";
@@ -540,40 +540,12 @@ impl LocalNode {
 
     /// This office's certificate, valid now.
     pub fn certificate(&self, now: Timestamp) -> Result<&OfficeCertificate, NodeError> {
-        let directory = self.directory()?;
-        directory
-            .office_for_key_at(&self.key.public(), now)
-            .filter(|c| c.office == self.file.office)
-            .ok_or_else(|| {
-                // A revoked key is told so, not asked to send its key again.
-                let public = self.key.public();
-                if let Some(revoked) = directory
-                    .revocations
-                    .iter()
-                    .map(|r| &r.revocation)
-                    .find(|r| r.public_key == public && r.effective.0 <= now.0)
-                {
-                    return NodeError::Revoked {
-                        fingerprint: public.fingerprint(),
-                        version: directory.version,
-                        effective: revoked.effective.china_display(),
-                        reason: if revoked.reason.is_empty() {
-                            String::new()
-                        } else {
-                            // The reason is the authority's words; control
-                            // characters in it must not reach the terminal.
-                            let reason: String =
-                                revoked.reason.chars().filter(|c| !c.is_control()).collect();
-                            format!("; reason: {reason}")
-                        },
-                    };
-                }
-                NodeError::NotCertified {
-                    office: self.file.office.clone(),
-                    fingerprint: self.key.public().fingerprint(),
-                    version: directory.version,
-                }
-            })
+        certificate_of(
+            self.directory()?,
+            &self.file.office,
+            &self.key.public(),
+            now,
+        )
     }
 
     /// This office's key and what its certificate says, for signing at `now`.
@@ -927,6 +899,50 @@ impl LocalNode {
     }
 }
 
+/// The certificate `directory` holds for `office` with key `public` at `now`;
+/// a revoked key is told so (with when and why), any other key is told to have
+/// itself certified. One rule for a node on its store and a command talking
+/// to a running node.
+pub fn certificate_of<'d>(
+    directory: &'d Directory,
+    office: &OfficeId,
+    public: &PublicKey,
+    now: Timestamp,
+) -> Result<&'d OfficeCertificate, NodeError> {
+    directory
+        .office_for_key_at(public, now)
+        .filter(|c| c.office == *office)
+        .ok_or_else(|| {
+            // A revoked key is told so, not asked to send its key again.
+            if let Some(revoked) = directory
+                .revocations
+                .iter()
+                .map(|r| &r.revocation)
+                .find(|r| r.public_key == *public && r.effective.0 <= now.0)
+            {
+                return NodeError::Revoked {
+                    fingerprint: public.fingerprint(),
+                    version: directory.version,
+                    effective: revoked.effective.china_display(),
+                    reason: if revoked.reason.is_empty() {
+                        String::new()
+                    } else {
+                        // The reason is the authority's words; control
+                        // characters in it must not reach the terminal.
+                        let reason: String =
+                            revoked.reason.chars().filter(|c| !c.is_control()).collect();
+                        format!("; reason: {reason}")
+                    },
+                };
+            }
+            NodeError::NotCertified {
+                office: office.clone(),
+                fingerprint: public.fingerprint(),
+                version: directory.version,
+            }
+        })
+}
+
 /// Makes a data directory readable by its owner only (0700): it holds the
 /// store, the office key and the control token.
 pub fn make_private_dir(dir: &Path) -> Result<(), NodeError> {
@@ -1034,9 +1050,19 @@ pub fn missing_materials(doc: &CaseDocument) -> Result<Vec<(String, String)>, No
     Ok(tongban_case::document::missing_materials_of(&doc.read()?))
 }
 
+/// What a command needs of `node.toml` without opening the store (the store
+/// may be held by a running node).
+#[derive(Debug, Clone)]
+pub struct NodeFileView {
+    /// The office.
+    pub office: OfficeId,
+    /// The default operator.
+    pub operator: Option<String>,
+}
+
 /// Reads `node.toml` of a data directory without opening the store; `None` when
 /// the directory holds no node.
-pub fn read_node_file(dir: &Path) -> Result<Option<crate::client::NodeFileView>, NodeError> {
+pub fn read_node_file(dir: &Path) -> Result<Option<NodeFileView>, NodeError> {
     let node_path = dir.join(NODE_FILE);
     if !node_path.exists() {
         return Ok(None);
@@ -1046,7 +1072,7 @@ pub fn read_node_file(dir: &Path) -> Result<Option<crate::client::NodeFileView>,
         path: node_path.clone(),
         reason: e.to_string(),
     })?;
-    Ok(Some(crate::client::NodeFileView {
+    Ok(Some(NodeFileView {
         office: file.office,
         operator: file.operator,
     }))

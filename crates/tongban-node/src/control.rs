@@ -37,17 +37,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tongban_case::{IntakeForm, Payload};
 use tongban_domain::ids::{CaseId, Operator};
-use tongban_domain::stage::Stage;
 
-use crate::daemon::{
-    CONTROL_ADDR_FILE, CONTROL_SOCKET_FILE, CONTROL_TOKEN_FILE, DaemonError, DaemonHandle,
-    wait_stop,
+use tracing::Instrument;
+
+use crate::api::{
+    ApiError, ArchiveQuery, BackupRequest, CONTROL_ADDR_FILE, CONTROL_SOCKET_FILE,
+    CONTROL_TOKEN_FILE, DirectoryImported, DirectoryQuery, EvaluationRequest, ListQuery,
+    MaterialQuery, NewCaseRequest, TransitionRequest,
 };
+use crate::engine::{DaemonError, DaemonHandle, wait_stop};
 use crate::local::{MAX_MATERIAL_BYTES, NodeError};
 
 /// The largest JSON body a route takes (an intake form, a transition, a backup
@@ -72,15 +73,6 @@ struct Api {
     /// The data directory, where uploads are spooled before the engine stores
     /// them.
     dir: PathBuf,
-}
-
-/// An error body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    /// What went wrong.
-    pub error: String,
-    /// Whether it was the office's input refused by a rule.
-    pub rejection: bool,
 }
 
 struct Failure(StatusCode, ApiError);
@@ -183,94 +175,6 @@ fn parse_case(id: &str) -> Result<CaseId, Failure> {
 
 fn parse_operator(text: &str) -> Result<Operator, Failure> {
     Operator::parse(text).map_err(|e| bad_request(format!("operator: {e}")))
-}
-
-/// `POST /v1/cases` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NewCaseRequest {
-    /// The intake form.
-    pub form: IntakeForm,
-    /// The clerk.
-    pub operator: String,
-}
-
-/// `POST /v1/cases/{id}/transitions` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TransitionRequest {
-    /// The stage to move to.
-    pub to: Stage,
-    /// Opinion, outcome, awards, method.
-    #[serde(default)]
-    pub payload: Payload,
-    /// The clerk.
-    pub operator: String,
-}
-
-/// `POST /v1/cases/{id}/evaluation` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EvaluationRequest {
-    /// 1–5.
-    pub score: u8,
-    /// The applicant's words.
-    #[serde(default)]
-    pub comment: String,
-    /// The clerk who records it.
-    pub operator: String,
-}
-
-/// `POST /v1/cases/{id}/materials` query.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MaterialQuery {
-    /// Material kind code of the policy.
-    pub kind: String,
-    /// Media type (default from the file name).
-    #[serde(default)]
-    pub media_type: Option<String>,
-    /// The original file name.
-    #[serde(default)]
-    pub file_name: Option<String>,
-    /// The clerk who attaches it.
-    pub operator: String,
-}
-
-/// `POST /v1/backup` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BackupRequest {
-    /// Where the node writes the backup file (an absolute path on the node's
-    /// machine; it must not exist).
-    pub out: std::path::PathBuf,
-}
-
-/// `POST /v1/directory` query.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct DirectoryQuery {
-    /// The authority's public key (64 hex digits), when the importer names one:
-    /// it must be the key the node trusts.
-    #[serde(default)]
-    pub authority: Option<String>,
-}
-
-/// `POST /v1/directory` answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DirectoryImported {
-    /// The version the node now holds.
-    pub version: u64,
-}
-
-/// `GET /v1/cases/{id}/archive` query.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ArchiveQuery {
-    /// Include the scanned materials' bytes (the node must hold every one).
-    #[serde(default)]
-    pub with_materials: bool,
-}
-
-/// `GET /v1/cases` query.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ListQuery {
-    /// Only this stage (code).
-    #[serde(default)]
-    pub stage: Option<Stage>,
 }
 
 async fn status(State(api): State<Api>) -> Result<Response, Failure> {
@@ -492,17 +396,10 @@ async fn check_materials(State(api): State<Api>) -> Result<Response, Failure> {
     // Reading every material back is one long read: it runs beside the engine
     // on its own read transactions, like a backup.
     let node_store = api.node.exec(|node, _| {
-        let mut ids = Vec::new();
-        let mut cursor = 0;
-        loop {
-            let batch = node.store().changes_since(cursor, 1000)?;
-            let Some(last) = batch.last() else { break };
-            cursor = last.seq;
-            ids.extend(batch.into_iter().map(|c| c.case));
-        }
-        ids.sort();
-        ids.dedup();
-        Ok::<_, NodeError>((ids, node.shared_store().clone()))
+        Ok::<_, NodeError>((
+            crate::office::Office::case_ids(node)?,
+            node.shared_store().clone(),
+        ))
     });
     let (ids, store) = node_store.await??;
     let check = tokio::task::spawn_blocking(move || crate::local::rehash_in(&store, &ids))
@@ -606,7 +503,7 @@ pub fn token(dir: &Path) -> Result<String, DaemonError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| DaemonError::Control(e.to_string()))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::authority::write_atomic(&path, token.as_bytes(), Some(0o600))
+    crate::files::write_atomic(&path, token.as_bytes(), Some(0o600))
         .map_err(|e| DaemonError::Control(format!("{}: {e}", path.display())))?;
     Ok(token)
 }
@@ -651,12 +548,15 @@ pub(crate) async fn serve(
     let unix = bind_socket(&socket)?;
     // Each listener has its own connection slots, so that connections on TCP
     // can never crowd the node's own commands off the socket.
-    tasks.push(tokio::spawn(accept_loop(
-        unix,
-        app.clone(),
-        Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-        stop.clone(),
-    )));
+    tasks.push(tokio::spawn(
+        accept_loop(
+            unix,
+            app.clone(),
+            Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            stop.clone(),
+        )
+        .in_current_span(),
+    ));
     tracing::info!(socket = %socket.display(), "control API listening");
 
     let mut bound = None;
@@ -667,14 +567,17 @@ pub(crate) async fn serve(
         let local = listener
             .local_addr()
             .map_err(|e| DaemonError::Control(e.to_string()))?;
-        crate::authority::write_atomic(&addr_file, local.to_string().as_bytes(), Some(0o600))
+        crate::files::write_atomic(&addr_file, local.to_string().as_bytes(), Some(0o600))
             .map_err(|e| DaemonError::Control(format!("{}: {e}", addr_file.display())))?;
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            app,
-            Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            stop,
-        )));
+        tasks.push(tokio::spawn(
+            accept_loop(
+                listener,
+                app,
+                Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                stop,
+            )
+            .in_current_span(),
+        ));
         tracing::info!(%local, "control API listening on TCP");
         bound = Some(local);
     }
@@ -731,26 +634,30 @@ async fn accept_loop<L: axum::serve::Listener>(
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let stop = stop.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024);
-            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, "control connection ended");
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(64 * 1024);
+                let connection =
+                    builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "control connection ended");
+                        }
+                    }
+                    _ = wait_stop(stop) => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
                     }
                 }
-                _ = wait_stop(stop) => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
-                }
             }
-        });
+            .in_current_span(),
+        );
     }
 }

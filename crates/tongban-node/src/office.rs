@@ -1,0 +1,260 @@
+//! [`Office`]: every operation an office command runs on its node, as one trait.
+//!
+//! A command does not care whether its node runs: [`LocalNode`] implements
+//! `Office` on the store opened in this process, and the control-API client
+//! ([`crate::client::Client`]) implements it by asking the running node, which
+//! runs the very same `LocalNode` method on its engine. [`crate::client::open`]
+//! picks one. So each command is written once, against this trait, and both
+//! paths share one code path for every rule.
+
+use std::path::Path;
+
+use tongban_case::{CaseDocument, IntakeForm, Payload};
+use tongban_domain::calendar::Calendar;
+use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
+use tongban_domain::stage::Stage;
+use tongban_ledger::directory::{Directory, OfficeCertificate};
+use tongban_ledger::keys::PublicKey;
+use tongban_store::BackupSummary;
+
+use crate::archive::ExportError;
+use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
+use crate::status::NodeStatus;
+
+/// One office node, as the commands see it: on the store directly, or through
+/// the running node's control API.
+pub trait Office {
+    /// This office.
+    fn office(&self) -> &OfficeId;
+
+    /// The default operator of `node.toml`.
+    fn default_operator(&self) -> Option<&str>;
+
+    /// The working-day calendar, imported years included.
+    fn calendar(&self) -> &Calendar;
+
+    /// The directory the node holds.
+    fn directory(&self) -> Result<&Directory, NodeError>;
+
+    /// Whether a running node answers the command (and syncs what it writes).
+    fn running(&self) -> bool;
+
+    /// This office's certificate in the directory it holds, valid at `now`.
+    fn certificate(&self, now: Timestamp) -> Result<OfficeCertificate, NodeError>;
+
+    /// A case held by the node.
+    fn case(&self, case: &CaseId) -> Result<CaseDocument, NodeError>;
+
+    /// `node directory-import`: a signed directory, verified against the
+    /// authority the node trusts (`authority`, when given, must be that key;
+    /// the first import on a stopped node needs it). Answers the version now
+    /// held. A running node also passes it to its peers.
+    fn import_directory(
+        &mut self,
+        bytes: &[u8],
+        authority: Option<PublicKey>,
+    ) -> Result<u64, NodeError>;
+
+    /// `case export`: the encoded archive of one case ([`crate::archive`]).
+    fn archive(
+        &self,
+        case: &CaseId,
+        with_materials: bool,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, ExportError>;
+
+    /// `case new`.
+    fn new_case(
+        &self,
+        form: &IntakeForm,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<NewCase, NodeError>;
+
+    /// `case attach`: a file as a material of a case, at most
+    /// [`crate::local::MAX_MATERIAL_BYTES`], never held whole in memory.
+    /// Answers the material's hash (hex).
+    fn attach(
+        &self,
+        case: &CaseId,
+        file: &Path,
+        kind: &str,
+        media_type: Option<&str>,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<String, NodeError>;
+
+    /// Signs a stage transition.
+    fn act(
+        &self,
+        case: &CaseId,
+        to: Stage,
+        payload: &Payload,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<(), NodeError>;
+
+    /// Records the applicant's evaluation.
+    fn evaluate(
+        &self,
+        case: &CaseId,
+        score: u8,
+        comment: &str,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<(), NodeError>;
+
+    /// `case list` rows.
+    fn list(
+        &self,
+        stage: Option<Stage>,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<CaseRow>, NodeError>;
+
+    /// A consistent backup of the node's store into `out` (taken by the
+    /// running node when there is one). `out` must not exist and must lie
+    /// outside every node's data directory.
+    fn backup(&self, out: &Path) -> Result<BackupSummary, NodeError>;
+
+    /// Every stored material of `cases` read back and rehashed (a running node
+    /// checks every case it holds).
+    fn rehash_materials(&self, cases: &[CaseId]) -> Result<MaterialCheck, NodeError>;
+
+    /// Every case the node holds, sorted.
+    fn case_ids(&self) -> Result<Vec<CaseId>, NodeError>;
+
+    /// The node's status.
+    fn status(&self) -> Result<NodeStatus, NodeError>;
+
+    /// Materials of the case's notice (一次性告知) not yet attached: `(code, zh)`.
+    fn missing_materials(&self, doc: &CaseDocument) -> Result<Vec<(String, String)>, NodeError> {
+        crate::local::missing_materials(doc)
+    }
+}
+
+impl Office for LocalNode {
+    fn office(&self) -> &OfficeId {
+        LocalNode::office(self)
+    }
+
+    fn default_operator(&self) -> Option<&str> {
+        LocalNode::default_operator(self)
+    }
+
+    fn calendar(&self) -> &Calendar {
+        LocalNode::calendar(self)
+    }
+
+    fn directory(&self) -> Result<&Directory, NodeError> {
+        LocalNode::directory(self)
+    }
+
+    fn running(&self) -> bool {
+        false
+    }
+
+    fn certificate(&self, now: Timestamp) -> Result<OfficeCertificate, NodeError> {
+        LocalNode::certificate(self, now).cloned()
+    }
+
+    fn case(&self, case: &CaseId) -> Result<CaseDocument, NodeError> {
+        LocalNode::case(self, case)
+    }
+
+    fn import_directory(
+        &mut self,
+        bytes: &[u8],
+        authority: Option<PublicKey>,
+    ) -> Result<u64, NodeError> {
+        LocalNode::import_directory(self, bytes, authority)
+    }
+
+    fn archive(
+        &self,
+        case: &CaseId,
+        with_materials: bool,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, ExportError> {
+        crate::archive::export(self, case, with_materials, now).map(|a| a.encode())
+    }
+
+    fn new_case(
+        &self,
+        form: &IntakeForm,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<NewCase, NodeError> {
+        LocalNode::new_case(self, form, operator, now)
+    }
+
+    fn attach(
+        &self,
+        case: &CaseId,
+        file: &Path,
+        kind: &str,
+        media_type: Option<&str>,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<String, NodeError> {
+        LocalNode::attach(self, case, file, kind, media_type, operator, now)
+    }
+
+    fn act(
+        &self,
+        case: &CaseId,
+        to: Stage,
+        payload: &Payload,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<(), NodeError> {
+        LocalNode::act(self, case, to, payload, operator, now)
+    }
+
+    fn evaluate(
+        &self,
+        case: &CaseId,
+        score: u8,
+        comment: &str,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<(), NodeError> {
+        LocalNode::evaluate(self, case, score, comment, operator, now)
+    }
+
+    fn list(
+        &self,
+        stage: Option<Stage>,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<CaseRow>, NodeError> {
+        LocalNode::list(self, stage, today)
+    }
+
+    fn backup(&self, out: &Path) -> Result<BackupSummary, NodeError> {
+        crate::local::check_backup_destination(out)?;
+        self.store()
+            .backup_to(out)
+            .map_err(|e| NodeError::Rejected(e.to_string()))
+    }
+
+    fn rehash_materials(&self, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
+        LocalNode::rehash_materials(self, cases)
+    }
+
+    fn case_ids(&self) -> Result<Vec<CaseId>, NodeError> {
+        let mut ids = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let batch = self.store().changes_since(cursor, 1000)?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.seq;
+            ids.extend(batch.into_iter().map(|c| c.case));
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    fn status(&self) -> Result<NodeStatus, NodeError> {
+        crate::status::status_from_store(self)
+    }
+}

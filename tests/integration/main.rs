@@ -10,6 +10,7 @@ mod cli_behaviour;
 mod daemon;
 mod demo;
 mod disk;
+mod examples;
 mod hardening;
 mod id;
 mod js_interop;

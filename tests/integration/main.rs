@@ -16,5 +16,6 @@ mod id;
 mod js_interop;
 mod links;
 mod office;
+mod package;
 mod paths;
 mod support;

@@ -381,7 +381,7 @@ fn records(doc: &CaseDocument) -> Vec<(String, TransitionRecord)> {
 
 fn record_of(signed: &SignedTransition, payload: &[u8]) -> (String, TransitionRecord) {
     let t = &signed.transition;
-    let hash: String = signed.hash().iter().map(|b| format!("{b:02x}")).collect();
+    let hash = tongban_ledger::hex(&signed.hash());
     (
         hash,
         TransitionRecord {

@@ -207,7 +207,7 @@ impl std::fmt::Debug for CaseDocument {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 impl CaseDocument {

@@ -59,7 +59,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, FixedOffset, NaiveDate};
 
 /// The embedded schedules, in the project's text format.
 const SHIPPED_TEXT: &str = include_str!("../data/holidays.txt");
@@ -72,27 +72,26 @@ const YEAR_RANGE: RangeInclusive<i32> = 1000..=9999;
 /// season into holidays.
 const MAX_RUN_DAYS: i64 = 31;
 
-/// Milliseconds in a day.
-const MS_PER_DAY: i128 = 86_400_000;
-
-/// Beijing time is UTC+8 all year (no daylight saving), in milliseconds.
-const CHINA_OFFSET_MS: i128 = 8 * 3_600_000;
+/// Beijing time: UTC+8 all year, no daylight saving, as chrono's `FixedOffset`.
+pub const BEIJING: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
+    Some(offset) => offset,
+    None => panic!("UTC+8 is a valid offset"),
+};
 
 /// The calendar date in Beijing (UTC+8, no daylight saving) of a Unix timestamp in
 /// milliseconds. Deadlines count in Beijing dates wherever a node runs. Timestamps
 /// beyond the dates chrono represents give its first or last date.
 pub fn china_date(unix_ms: i64) -> NaiveDate {
-    let days_since_epoch = (i128::from(unix_ms) + CHINA_OFFSET_MS).div_euclid(MS_PER_DAY);
-    // 1970-01-01 is day 719_163 counted from 0001-01-01 as day 1.
-    let days_from_ce = days_since_epoch + 719_163;
-    i32::try_from(days_from_ce)
-        .ok()
-        .and_then(NaiveDate::from_num_days_from_ce_opt)
-        .unwrap_or(if days_from_ce < 0 {
-            NaiveDate::MIN
-        } else {
-            NaiveDate::MAX
-        })
+    match chrono::DateTime::from_timestamp_millis(unix_ms) {
+        // `checked_add_offset`, not `with_timezone`: the last hours of chrono's
+        // range have no Beijing date it can represent, and must not panic.
+        Some(utc) => utc
+            .naive_utc()
+            .checked_add_offset(BEIJING)
+            .map_or(NaiveDate::MAX, |local| local.date()),
+        None if unix_ms < 0 => NaiveDate::MIN,
+        None => NaiveDate::MAX,
+    }
 }
 
 /// What kind of day a date is.

@@ -550,7 +550,20 @@ pub enum IdError {
 
 /// Crockford base32 alphabet, used for the random part of case ids: no I, L, O, U,
 /// so a clerk reading an id aloud cannot confuse characters.
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// The Crockford base32 encoding (data-encoding), strict: upper case, no padding.
+/// Case ids keep their own parsing rule (six symbols of the alphabet), which
+/// data-encoding's byte-oriented decoder cannot express for 30 bits.
+#[allow(clippy::expect_used)]
+static CROCKFORD_BASE32: std::sync::LazyLock<data_encoding::Encoding> =
+    std::sync::LazyLock::new(|| {
+        let mut spec = data_encoding::Specification::new();
+        spec.symbols.push_str(CROCKFORD);
+        // A specification of 32 distinct ASCII symbols is always valid.
+        spec.encoding()
+            .expect("32 distinct symbols form a base32 encoding")
+    });
 
 /// A case identifier: the acceptance township's 9-digit code, the acceptance date
 /// and six random Crockford base32 characters, e.g. `440106001-20261128-K7Q2XM`.
@@ -565,11 +578,13 @@ pub struct CaseId(String);
 impl CaseId {
     /// Builds a case id from its parts; `random` supplies the 30 random bits.
     pub fn new(township: &str, date: NaiveDate, random: [u8; 4]) -> Result<CaseId, IdError> {
-        let bits = u32::from_be_bytes(random);
-        let mut tail = String::with_capacity(6);
-        for idx in (0..6).rev() {
-            tail.push(char::from(CROCKFORD[((bits >> (idx * 5)) & 31) as usize]));
-        }
+        // The low 30 bits, most significant first, as six base32 symbols:
+        // shifted to the top of 32 bits they are the first six of the seven
+        // symbols data-encoding writes for four bytes (the seventh holds only
+        // the two zero bits below them).
+        let bits = (u32::from_be_bytes(random) & 0x3FFF_FFFF) << 2;
+        let encoded = CROCKFORD_BASE32.encode(&bits.to_be_bytes());
+        let tail = encoded.get(..6).unwrap_or_default();
         CaseId::parse(&format!("{township}-{}-{tail}", date.format("%Y%m%d")))
     }
 
@@ -589,7 +604,7 @@ impl CaseId {
         if parts[1].len() != 8 || NaiveDate::parse_from_str(parts[1], "%Y%m%d").is_err() {
             return Err(err("second part is the acceptance date YYYYMMDD"));
         }
-        if parts[2].len() != 6 || !parts[2].bytes().all(|b| CROCKFORD.contains(&b)) {
+        if parts[2].len() != 6 || !parts[2].bytes().all(|b| CROCKFORD.as_bytes().contains(&b)) {
             return Err(err(
                 "third part is 6 characters of 0-9 and A-Z without I, L, O, U",
             ));
@@ -764,9 +779,9 @@ impl Timestamp {
 
     /// Beijing local time as `YYYY-MM-DD HH:MM`.
     pub fn china_display(self) -> String {
-        let shifted = self.0.saturating_add(8 * Timestamp::HOUR_MS);
-        chrono::DateTime::from_timestamp_millis(shifted)
-            .map(|dt| dt.format("%Y-%m-%d %H:%M").to_string())
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .and_then(|utc| utc.naive_utc().checked_add_offset(crate::calendar::BEIJING))
+            .map(|local| local.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_else(|| format!("@{}ms", self.0))
     }
 
@@ -774,9 +789,10 @@ impl Timestamp {
     pub fn start_of_china_date(date: NaiveDate) -> Timestamp {
         let utc = date
             .and_hms_opt(0, 0, 0)
-            .map(|dt| dt.and_utc().timestamp_millis())
+            .and_then(|local| local.checked_sub_offset(crate::calendar::BEIJING))
+            .map(|utc| utc.and_utc().timestamp_millis())
             .unwrap_or(0);
-        Timestamp(utc - 8 * Timestamp::HOUR_MS)
+        Timestamp(utc)
     }
 
     /// Now, from the system clock. Only I/O shells should call this.
@@ -790,6 +806,23 @@ impl Timestamp {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The random part of case ids is the same as before data-encoding wrote
+    /// it (values from the hand-written encoder it replaced).
+    #[test]
+    fn case_id_random_part_is_unchanged() {
+        for (random, tail) in [
+            ([0, 0, 0, 0], "000000"),
+            ([0xFF, 0xFF, 0xFF, 0xFF], "ZZZZZZ"),
+            ([0x12, 0x34, 0x56, 0x78], "938NKR"),
+            ([0xC0, 0, 0, 1], "000001"),
+            ([0xDE, 0xAD, 0xBE, 0xEF], "FAVFQF"),
+        ] {
+            let id = CaseId::new("440106001", today(), random).unwrap();
+            assert_eq!(id.as_str(), format!("440106001-20261128-{tail}"));
+            assert_eq!(CaseId::parse(id.as_str()).unwrap(), id);
+        }
+    }
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 28).unwrap()

@@ -13,6 +13,14 @@
 //! The reader is total: every method checks the remaining length before it reads,
 //! and a failure is a [`DecodeError`] naming the field and the byte offset at which
 //! it starts. It never slices without a check and never panics.
+//!
+//! The writer and reader stay hand-written by design, even where the rest of the
+//! workspace reads and writes bytes with the `bytes` crate (the store's rows, the
+//! sync wire frames): these are the only byte layouts that signatures cover
+//! (transitions, signed commits, certificates, revocations, the directory), they
+//! are small enough to read in full, and a change of any dependency must never be
+//! able to change them. Hexadecimal for display (`to_hex`, `from_hex`) is not
+//! signed and comes from `data-encoding`.
 
 use thiserror::Error;
 
@@ -361,36 +369,22 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Lower-case hexadecimal of `bytes`.
+/// Lower-case hexadecimal of `bytes` (data-encoding's `HEXLOWER`).
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
-/// Parses exactly `N` bytes of hexadecimal (either case). `None` on any other input.
+/// Parses exactly `N` bytes of hexadecimal (either case, data-encoding's
+/// `HEXLOWER_PERMISSIVE`). `None` on any other input.
 pub(crate) fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
     let text = text.as_bytes();
     if text.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
-    for (slot, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let [high, low] = pair else { return None };
-        *slot = (nibble(*high)? << 4) | nibble(*low)?;
-    }
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode_mut(text, &mut out)
+        .ok()?;
     Some(out)
 }
 

@@ -582,12 +582,8 @@ mod tests {
     /// and as a batch; with a bit of the message changed they do not.
     #[test]
     fn rfc_8032_test_vectors() {
-        let hex = |text: &str| -> Vec<u8> {
-            (0..text.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-                .collect()
-        };
+        let hex =
+            |text: &str| -> Vec<u8> { data_encoding::HEXLOWER.decode(text.as_bytes()).unwrap() };
         let vectors = [
             (
                 "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",

@@ -274,7 +274,7 @@ impl ExportError {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    tongban_ledger::hex(bytes)
 }
 
 /// Escapes up to eight bytes for an error message.

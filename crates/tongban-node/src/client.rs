@@ -23,8 +23,8 @@ use tongban_ledger::keys::PublicKey;
 use tongban_store::BackupSummary;
 
 use crate::api::{
-    ApiError, BackupRequest, CONTROL_SOCKET_FILE, CONTROL_TOKEN_FILE, DirectoryImported,
-    EvaluationRequest, ListQuery, MaterialQuery, NewCaseRequest, TransitionRequest,
+    ApiError, BackupRequest, CONTROL_TOKEN_FILE, DirectoryImported, EvaluationRequest, ListQuery,
+    MaterialQuery, NewCaseRequest, TransitionRequest,
 };
 use crate::archive::ExportError;
 use crate::local::{
@@ -62,6 +62,43 @@ fn daemon_err(message: impl Into<String>) -> NodeError {
     }
 }
 
+/// The control connection: the Unix socket `DATA_DIR/control.sock`, or where
+/// there are no Unix sockets, loopback TCP at the address the node wrote to
+/// `DATA_DIR/control.addr` (`control::serve`).
+#[cfg(unix)]
+type ControlStream = tokio::net::UnixStream;
+#[cfg(not(unix))]
+type ControlStream = tokio::net::TcpStream;
+
+/// The file that names the control endpoint in `dir`.
+fn control_endpoint(dir: &Path) -> PathBuf {
+    #[cfg(unix)]
+    {
+        dir.join(crate::api::CONTROL_SOCKET_FILE)
+    }
+    #[cfg(not(unix))]
+    {
+        dir.join(crate::api::CONTROL_ADDR_FILE)
+    }
+}
+
+/// Connects to the control endpoint named by `endpoint`.
+async fn open_control(endpoint: &Path) -> std::io::Result<ControlStream> {
+    #[cfg(unix)]
+    {
+        tokio::net::UnixStream::connect(endpoint).await
+    }
+    #[cfg(not(unix))]
+    {
+        let text = std::fs::read_to_string(endpoint)?;
+        let addr: std::net::SocketAddr = text
+            .trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        tokio::net::TcpStream::connect(addr).await
+    }
+}
+
 /// Whether a connection error means that no node listens on the socket: a
 /// stale socket left by a killed node, or none at all.
 fn nobody_listens(err: &std::io::Error) -> bool {
@@ -77,7 +114,7 @@ impl Client {
     /// token or anything else is sent, and the command then opens the store
     /// directly.
     pub fn connect(dir: &Path, node_file: &NodeFileView) -> Result<Option<Client>, NodeError> {
-        let socket = dir.join(CONTROL_SOCKET_FILE);
+        let socket = control_endpoint(dir);
         if std::fs::symlink_metadata(&socket).is_err() {
             return Ok(None);
         }
@@ -86,9 +123,8 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| daemon_err(format!("control client: {e}")))?;
-        let probe = runtime.block_on(async {
-            tokio::time::timeout(QUICK_TIMEOUT, tokio::net::UnixStream::connect(&socket)).await
-        });
+        let probe = runtime
+            .block_on(async { tokio::time::timeout(QUICK_TIMEOUT, open_control(&socket)).await });
         match probe {
             Ok(Ok(_)) => {}
             Ok(Err(err)) if nobody_listens(&err) => return Ok(None),
@@ -146,7 +182,7 @@ impl Client {
             .map_err(|e| daemon_err(format!("control API request: {e}")))?;
         let socket = self.socket.clone();
         let exchange = async move {
-            let stream = tokio::net::UnixStream::connect(&socket)
+            let stream = open_control(&socket)
                 .await
                 .map_err(|e| format!("{}: {e}", socket.display()))?;
             let (mut sender, connection) =
@@ -320,6 +356,7 @@ fn full_body(bytes: Vec<u8>) -> RequestBody {
 
 /// Refuses a control socket not owned by the owner of the data directory: only
 /// the node's own operators may stand behind it.
+#[cfg(unix)]
 fn check_owner(dir: &Path, socket: &Path) -> Result<(), NodeError> {
     use std::os::unix::fs::MetadataExt;
     let owner = |path: &Path| {
@@ -337,6 +374,13 @@ fn check_owner(dir: &Path, socket: &Path) -> Result<(), NodeError> {
             dir.display()
         )));
     }
+    Ok(())
+}
+
+/// Where there are no Unix owners, the data directory's ACL is what keeps
+/// others from the endpoint file and the token (docs/install.md).
+#[cfg(not(unix))]
+fn check_owner(_dir: &Path, _socket: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 

@@ -502,7 +502,7 @@ pub fn token(dir: &Path) -> Result<String, DaemonError> {
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| DaemonError::Control(e.to_string()))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = tongban_ledger::hex(&bytes);
     crate::files::write_atomic(&path, token.as_bytes(), Some(0o600))
         .map_err(|e| DaemonError::Control(format!("{}: {e}", path.display())))?;
     Ok(token)
@@ -545,19 +545,28 @@ pub(crate) async fn serve(
     let _ = std::fs::remove_file(&addr_file);
 
     let socket = dir.join(CONTROL_SOCKET_FILE);
-    let unix = bind_socket(&socket)?;
-    // Each listener has its own connection slots, so that connections on TCP
-    // can never crowd the node's own commands off the socket.
-    tasks.push(tokio::spawn(
-        accept_loop(
-            unix,
-            app.clone(),
-            Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            stop.clone(),
-        )
-        .in_current_span(),
-    ));
-    tracing::info!(socket = %socket.display(), "control API listening");
+    #[cfg(unix)]
+    {
+        let unix = bind_socket(&socket)?;
+        // Each listener has its own connection slots, so that connections on TCP
+        // can never crowd the node's own commands off the socket.
+        tasks.push(tokio::spawn(
+            accept_loop(
+                unix,
+                app.clone(),
+                Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                stop.clone(),
+            )
+            .in_current_span(),
+        ));
+        tracing::info!(socket = %socket.display(), "control API listening");
+    }
+    // Without Unix sockets, commands reach the node on loopback TCP: at the
+    // configured address, else on a port the system picks, written to
+    // `control.addr` like any TCP address (`client::Client` reads it there),
+    // behind the same token.
+    #[cfg(not(unix))]
+    let tcp = tcp.or(Some(SocketAddr::from(([127, 0, 0, 1], 0))));
 
     let mut bound = None;
     if let Some(addr) = tcp {
@@ -590,6 +599,7 @@ pub(crate) async fn serve(
 
 /// Binds the control socket, removing a stale one a killed node left behind.
 /// A socket that still accepts belongs to a live node, which is refused.
+#[cfg(unix)]
 fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
     let fail = |e: std::io::Error| DaemonError::Control(format!("{}: {e}", path.display()));
     if std::fs::symlink_metadata(path).is_ok() {

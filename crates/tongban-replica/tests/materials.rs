@@ -16,7 +16,7 @@ use tongban_sync::route::CaseRoute;
 use tongban_sync::store::{MaterialPart, StoreWrite, SyncStore};
 
 fn hex(hash: &[u8; 32]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(hash)
 }
 
 /// A document that lists one material, as the case schema lays it out.

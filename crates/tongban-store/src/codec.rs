@@ -6,6 +6,7 @@
 //! is a typed error and never a panic or a wrong value. See docs/store-format.md.
 
 use automerge::ChangeHash;
+use bytes::{Buf, BufMut};
 use chrono::{Datelike, NaiveDate};
 use tongban_domain::ids::{CaseId, OfficeId};
 use tongban_domain::stage::Stage;
@@ -27,7 +28,7 @@ impl std::fmt::Display for DecodeError {
 
 pub(crate) type D<T> = Result<T, DecodeError>;
 
-/// An append-only encoder.
+/// An append-only encoder; the integers are written by `bytes`' `BufMut`.
 #[derive(Default)]
 pub(crate) struct Enc(pub Vec<u8>);
 
@@ -36,31 +37,31 @@ impl Enc {
         Enc(Vec::new())
     }
     pub(crate) fn u8(&mut self, v: u8) -> &mut Enc {
-        self.0.push(v);
+        self.0.put_u8(v);
         self
     }
     pub(crate) fn u16(&mut self, v: u16) -> &mut Enc {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.put_u16_le(v);
         self
     }
     pub(crate) fn u32(&mut self, v: u32) -> &mut Enc {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.put_u32_le(v);
         self
     }
     pub(crate) fn u64(&mut self, v: u64) -> &mut Enc {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.put_u64_le(v);
         self
     }
     pub(crate) fn i32(&mut self, v: i32) -> &mut Enc {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.put_i32_le(v);
         self
     }
     pub(crate) fn i64(&mut self, v: i64) -> &mut Enc {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.0.put_i64_le(v);
         self
     }
     pub(crate) fn raw(&mut self, v: &[u8]) -> &mut Enc {
-        self.0.extend_from_slice(v);
+        self.0.put_slice(v);
         self
     }
     /// A byte string with a u32 length prefix. Callers keep values far below 4 GiB.
@@ -80,7 +81,9 @@ impl Enc {
     }
 }
 
-/// A checked decoder over a byte slice.
+/// A checked decoder over a byte slice: every read checks the length left
+/// first (naming what it reads and where), then `bytes`' `Buf` reads the
+/// little-endian integer from exactly the bytes taken.
 pub(crate) struct Dec<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -109,27 +112,27 @@ impl<'a> Dec<'a> {
 
     fn array<const N: usize>(&mut self, what: &str) -> D<[u8; N]> {
         let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
+        self.take(N, what)?.copy_to_slice(&mut out);
         Ok(out)
     }
 
     pub(crate) fn u8(&mut self, what: &str) -> D<u8> {
-        Ok(self.array::<1>(what)?[0])
+        Ok(self.take(1, what)?.get_u8())
     }
     pub(crate) fn u16(&mut self, what: &str) -> D<u16> {
-        Ok(u16::from_le_bytes(self.array(what)?))
+        Ok(self.take(2, what)?.get_u16_le())
     }
     pub(crate) fn u32(&mut self, what: &str) -> D<u32> {
-        Ok(u32::from_le_bytes(self.array(what)?))
+        Ok(self.take(4, what)?.get_u32_le())
     }
     pub(crate) fn u64(&mut self, what: &str) -> D<u64> {
-        Ok(u64::from_le_bytes(self.array(what)?))
+        Ok(self.take(8, what)?.get_u64_le())
     }
     pub(crate) fn i32(&mut self, what: &str) -> D<i32> {
-        Ok(i32::from_le_bytes(self.array(what)?))
+        Ok(self.take(4, what)?.get_i32_le())
     }
     pub(crate) fn i64(&mut self, what: &str) -> D<i64> {
-        Ok(i64::from_le_bytes(self.array(what)?))
+        Ok(self.take(8, what)?.get_i64_le())
     }
     pub(crate) fn hash32(&mut self, what: &str) -> D<[u8; 32]> {
         self.array(what)

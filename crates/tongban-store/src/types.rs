@@ -10,35 +10,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tongban_domain::ids::{CaseId, OfficeId};
 use tongban_domain::stage::Stage;
 
-/// Lower-case hexadecimal of bytes.
+/// Lower-case hexadecimal of bytes (data-encoding's `HEXLOWER`).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
-/// Parses exactly 64 hex digits into 32 bytes.
+/// Parses exactly 64 hex digits (either case) into 32 bytes.
 pub(crate) fn parse_hex32(text: &str) -> Option<[u8; 32]> {
     let bytes = text.as_bytes();
     if bytes.len() != 64 {
         return None;
     }
-    let nibble = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
     let mut out = [0u8; 32];
-    for (idx, pair) in bytes.chunks_exact(2).enumerate() {
-        out[idx] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode_mut(bytes, &mut out)
+        .ok()?;
     Some(out)
 }
 

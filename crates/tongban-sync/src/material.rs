@@ -144,7 +144,7 @@ fn parse_hex32(text: &str) -> Option<Hash32> {
 /// The first 12 hex digits of a material hash, for logs and refusal reasons (a
 /// content hash is not personal data).
 pub fn short_hex(hash: &Hash32) -> String {
-    hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(&hash[..6])
 }
 
 /// Counters of material transfer, for tests and status displays.
@@ -897,7 +897,7 @@ mod tests {
     use automerge::{AutoCommit, ObjType, ScalarValue};
 
     fn hex(hash: &Hash32) -> String {
-        hash.iter().map(|b| format!("{b:02x}")).collect()
+        data_encoding::HEXLOWER.encode(hash)
     }
 
     /// A document with `materials` as the case schema lays them out.

@@ -23,6 +23,7 @@
 //! trailing bytes. The fuzz target `fuzz/fuzz_targets/wire_decode.rs`, the corpus
 //! test `tests/corpus.rs` and the property tests below hold it to that.
 
+use bytes::{Buf, BufMut};
 use tongban_domain::division::{DivisionCode, DivisionLevel};
 use tongban_domain::ids::{CaseId, OfficeId};
 
@@ -722,6 +723,7 @@ impl Message {
 }
 
 /// Writes one frame; the header's length is filled in by [`Writer::finish`].
+/// Integers are big-endian, written by `bytes`' `BufMut`.
 struct Writer {
     bytes: Vec<u8>,
 }
@@ -741,23 +743,23 @@ impl Writer {
     }
 
     fn u8(&mut self, value: u8) {
-        self.bytes.push(value);
+        self.bytes.put_u8(value);
     }
 
     fn u16(&mut self, value: u16) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self.bytes.put_u16(value);
     }
 
     fn u32(&mut self, value: u32) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self.bytes.put_u32(value);
     }
 
     fn u64(&mut self, value: u64) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self.bytes.put_u64(value);
     }
 
     fn raw(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
+        self.bytes.put_slice(bytes);
     }
 
     fn too_long(&self, field: &'static str, found: usize, max: usize) -> WireError {
@@ -805,12 +807,14 @@ impl Writer {
                 max: MAX_PAYLOAD,
             });
         }
-        self.bytes[4..HEADER_LEN].copy_from_slice(&(payload_len as u32).to_be_bytes());
+        (&mut self.bytes[4..HEADER_LEN]).put_u32(payload_len as u32);
         Ok(self.bytes)
     }
 }
 
-/// Reads fields from a frame; every read checks the remaining length first.
+/// Reads fields from a frame; every read checks the remaining length first
+/// (naming the field and offset in the error), then `bytes`' `Buf` reads the
+/// big-endian integer from exactly the bytes taken.
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -834,24 +838,24 @@ impl<'a> Reader<'a> {
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
         let mut out = [0u8; N];
-        out.copy_from_slice(self.take(field, N)?);
+        self.take(field, N)?.copy_to_slice(&mut out);
         Ok(out)
     }
 
     fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        Ok(self.array::<1>(field)?[0])
+        Ok(self.take(field, 1)?.get_u8())
     }
 
     fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(self.array(field)?))
+        Ok(self.take(field, 2)?.get_u16())
     }
 
     fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.array(field)?))
+        Ok(self.take(field, 4)?.get_u32())
     }
 
     fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(self.array(field)?))
+        Ok(self.take(field, 8)?.get_u64())
     }
 
     /// A count of items, each at least `min_item` bytes: refused when above `max`

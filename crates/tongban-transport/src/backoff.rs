@@ -1,4 +1,13 @@
 //! Reconnection: exponential backoff with jitter, and the loop that uses it.
+//!
+//! The schedule is this crate's own (a dozen lines) and its random draws come
+//! from `fastrand`. The backoff crates were weighed and do not fit: `backoff` is
+//! unmaintained (RUSTSEC-2025-0012) and spreads delays on both sides of the
+//! interval; `backon` adds its jitter on top of the delay, so a delay could reach
+//! twice the cap the operator configured (`max_backoff_secs`), and it offers no
+//! reset after a success nor the ceiling that `node status` and the tests read.
+//! Here no delay exceeds the cap, the jitter is taken off the ceiling ("equal
+//! jitter"), and a seed replays a schedule exactly.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,7 +16,6 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::endpoint::{ConnectError, Connection, Endpoint};
-use crate::rng::SplitMix64;
 
 /// The shape of a backoff schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,7 +71,9 @@ pub struct Backoff {
     /// fraction, so the arithmetic is exact).
     jitter_fixed: u64,
     attempt: u32,
-    rng: SplitMix64,
+    /// The jitter's generator (fastrand's wyrand): seeded by the caller, so a
+    /// schedule replays in tests; not for cryptography.
+    rng: fastrand::Rng,
 }
 
 impl Backoff {
@@ -78,13 +88,13 @@ impl Backoff {
             config: BackoffConfig { jitter, ..config },
             jitter_fixed: (jitter * (1u64 << 32) as f64) as u64,
             attempt: 0,
-            rng: SplitMix64::new(seed),
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
     /// A schedule seeded from the process's randomness, for production use.
     pub fn with_random_seed(config: BackoffConfig) -> Backoff {
-        Backoff::new(config, SplitMix64::entropy_seed())
+        Backoff::new(config, fastrand::u64(..))
     }
 
     /// The configuration (with `jitter` clamped to `[0, 1]`).
@@ -113,7 +123,7 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         // ceiling · jitter · u with u uniform in [0, 1), in 64.32 fixed point.
         let spread = (ceiling * u128::from(self.jitter_fixed)) >> 32;
-        let draw = u128::from(self.rng.next_u64() >> 32);
+        let draw = u128::from(self.rng.u32(..));
         let off = (spread * draw) >> 32;
         let nanos = ceiling - off.min(ceiling);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))

@@ -52,7 +52,6 @@ mod endpoint;
 pub mod frame;
 mod identity;
 pub mod relay;
-mod rng;
 
 pub use backoff::{Backoff, BackoffConfig, ConnectCancelled, Connected, connect_with_backoff};
 pub use config::{ConfigError, Congestion, EndpointConfig};

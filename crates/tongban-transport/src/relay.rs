@@ -23,8 +23,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::rng::SplitMix64;
-
 /// Counters of what the relay did, in datagrams.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -45,7 +43,8 @@ struct Faults {
     delay: Duration,
     duplication: f64,
     partitioned: bool,
-    rng: SplitMix64,
+    /// Loss and duplication draws (fastrand, seeded: a test replays them).
+    rng: fastrand::Rng,
     client: Option<SocketAddr>,
     stats: RelayStats,
 }
@@ -85,7 +84,7 @@ impl FaultRelay {
                 delay: Duration::ZERO,
                 duplication: 0.0,
                 partitioned: false,
-                rng: SplitMix64::new(seed),
+                rng: fastrand::Rng::with_seed(seed),
                 client: None,
                 stats: RelayStats::default(),
             }),
@@ -150,6 +149,11 @@ impl Drop for FaultRelay {
     }
 }
 
+/// `true` with probability `p` (never when `p` is 0 or less).
+fn chance(rng: &mut fastrand::Rng, p: f64) -> bool {
+    p > 0.0 && rng.f64() < p
+}
+
 async fn forward_loop(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<RelayShared>) {
     let mut buffer = vec![0u8; 65_536];
     loop {
@@ -174,12 +178,12 @@ async fn forward_loop(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Re
                 continue;
             };
             let loss = faults.loss;
-            if faults.partitioned || faults.rng.chance(loss) {
+            if faults.partitioned || chance(&mut faults.rng, loss) {
                 faults.stats.dropped += 1;
                 continue;
             }
             let duplication = faults.duplication;
-            let copies = if faults.rng.chance(duplication) {
+            let copies = if chance(&mut faults.rng, duplication) {
                 faults.stats.duplicated += 1;
                 2
             } else {

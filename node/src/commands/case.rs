@@ -251,7 +251,7 @@ fn export(
         return Ok(Failure::failed(format!("cannot write {}: {e}", out.display())).report());
     }
     let digest = tongban_node::archive::content_digest(&bytes)
-        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .map(|d| tongban_ledger::hex(&d))
         .unwrap_or_default();
     println!("已导出 exported {id} → {}", out.display());
     println!(

@@ -11,6 +11,26 @@ use super::{fail, require_data_dir};
 use crate::cli::NodeCommand;
 use crate::error::Failure;
 
+/// Waits for Ctrl-C, or for SIGTERM where there are Unix signals (what
+/// `systemctl stop` and `kill` send).
+async fn stop_requested() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        Ok(())
+    }
+}
+
 pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         NodeCommand::Init { office, data } => {
@@ -121,11 +141,7 @@ fn run_daemon(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "—".into())
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        stop_requested().await?;
         println!("正在停止 stopping…");
         match daemon.shutdown().await {
             Ok(()) => {

@@ -142,11 +142,18 @@ fn a_case_planted_at_a_route_node_before_its_push_is_caught() {
     let mut sim = healed();
     // A new case, still a draft at its acceptance office, written straight
     // into the store of the domicile township — a member of its full route.
-    let track = sim.cases[0].clone();
+    // The first case of the seed that travels (its domicile township is not
+    // its acceptance township).
+    let track = sim
+        .cases
+        .iter()
+        .find(|t| t.route.acceptance() != t.route.domicile())
+        .expect("the seed has a case that travels")
+        .clone();
     let place = |code| tongban_sync::route::Place::Township(code);
     let acceptance = sim.world.at(&place(track.route.acceptance())).unwrap();
     let domicile = sim.world.at(&place(track.route.domicile())).unwrap();
-    assert_ne!(domicile, acceptance, "the seed's first case travels");
+    assert_ne!(domicile, acceptance);
     let office = sim.office(acceptance).clone();
     let now = sim.clock(acceptance);
     let case =

@@ -105,6 +105,9 @@ pub enum Command {
     /// 案件办理 Case work at the office window and in review.
     #[command(subcommand)]
     Case(CaseCommand),
+    /// 比对数据 Registry feeds (certificates, dibao, deaths) this node holds or its office publishes.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// 补贴政策 The policy that applies to residents of a division (类型及标准由业务属地负责解释).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -236,6 +239,17 @@ pub enum CalendarCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// 发布工作日历 Sign the working-day calendar with the directory authority's key, so that
+    /// every node counts the same deadlines (carried to every node by sync).
+    Publish {
+        #[command(flatten)]
+        auth: AuthorityDirArg,
+        /// The schedule file (holiday-cn JSON, or Tongban's own text format; one or more years).
+        file: PathBuf,
+        /// Also hand it to this node (running or stopped), from which sync carries it on.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// 日历覆盖年份 Show which years the calendar covers.
     Show {
         /// 输出 JSON Print JSON.
@@ -294,6 +308,53 @@ pub enum NodeCommand {
         /// The authority's public key file (needed for the first import).
         #[arg(long)]
         authority_key: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// 导入签名数据 Import a signed dataset file (calendar.tbset, a feed) by hand; a running
+    /// node passes it on to its peers.
+    DatasetImport {
+        /// The signed dataset file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// `tongban feed ...`
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// 发布比对数据 Sign this office's registry export (CSV) and send it to the offices of the
+    /// county: certificates by the county DPF, dibao and deaths by county civil affairs.
+    Publish {
+        /// 数据类型 certificates (残疾人证), dibao (低保), deaths (死亡登记).
+        #[arg(long)]
+        kind: String,
+        /// The CSV file (columns in docs/cli.md).
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// 导出签名数据 Write a signed dataset this node holds to a file, to carry it to an offline
+    /// node (`tongban node dataset-import`).
+    Export {
+        /// 数据类型 calendar, certificates, dibao or deaths.
+        #[arg(long)]
+        kind: String,
+        /// 范围 The county code (default: this office's county; `00` for the calendar).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Where to write it.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// 查看比对数据 The signed datasets (calendar, feeds) this node holds, with their versions.
+    Show {
+        /// 输出 JSON Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         data: DataDirArg,
     },

@@ -9,6 +9,7 @@ mod calendar;
 mod cli_behaviour;
 mod cli_surface;
 mod daemon;
+mod datasets;
 mod demo;
 mod disk;
 mod examples;

@@ -14,10 +14,12 @@
 //! and every node compute the same deadlines.
 
 pub mod calendar;
+pub mod dataset;
 pub mod division;
 pub mod ids;
 pub mod material;
 pub mod policy;
+pub mod registry;
 pub mod rights;
 pub mod stage;
 

@@ -26,6 +26,7 @@
 //! total: no input bytes make them panic.
 
 pub mod commit;
+pub mod dataset;
 pub mod directory;
 pub mod encoding;
 pub mod keys;
@@ -33,6 +34,7 @@ pub mod transition;
 pub mod verify;
 
 pub use commit::{Commit, SignedCommit, SignedRecord};
+pub use dataset::{Dataset, DatasetError, SignedDataset};
 pub use directory::{
     Directory, DirectoryAuthority, DirectoryError, InvalidEntry, KeyStatus, OfficeCertificate,
     Revocation, SignedCertificate, SignedDirectory, SignedRevocation,

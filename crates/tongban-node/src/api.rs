@@ -97,6 +97,16 @@ pub struct DirectoryImported {
     pub version: u64,
 }
 
+/// `POST /v1/datasets` and `POST /v1/feeds/{kind}` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DatasetImported {
+    /// The version the node now holds.
+    pub version: u64,
+}
+
+/// The largest signed dataset or feed CSV the control API takes.
+pub const MAX_DATASET_BODY: usize = 32 * 1024 * 1024;
+
 /// `GET /v1/cases/{id}/archive` query.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ArchiveQuery {

@@ -5,6 +5,7 @@
 //! AUTH/authority.key     the authority's secret key (mode 0600)
 //! AUTH/authority.pub     its public key, hex: what every node trusts
 //! AUTH/directory.tbdir   the current signed directory (TBDIR v1)
+//! AUTH/calendar.tbset    the current signed working-day calendar (TBSET v1)
 //! ```
 //!
 //! Every change publishes a new directory version containing all earlier entries
@@ -12,8 +13,11 @@
 
 use std::path::{Path, PathBuf};
 
+use tongban_domain::calendar::Calendar;
+use tongban_domain::dataset::DatasetKind;
 use tongban_domain::ids::{OfficeId, Timestamp};
 use tongban_domain::stage::Role;
+use tongban_ledger::dataset::{Dataset, SignedDataset};
 use tongban_ledger::directory::{
     Directory, DirectoryAuthority, OfficeCertificate, Revocation, SignedCertificate,
     SignedDirectory, SignedRevocation,
@@ -28,6 +32,8 @@ pub const AUTHORITY_KEY: &str = "authority.key";
 pub const AUTHORITY_PUB: &str = "authority.pub";
 /// The current directory.
 pub const DIRECTORY_FILE: &str = "directory.tbdir";
+/// The current signed calendar.
+pub const CALENDAR_FILE: &str = "calendar.tbset";
 
 /// Why an authority operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +157,82 @@ impl Authority {
     /// Path of the current directory file.
     pub fn directory_path(&self) -> PathBuf {
         self.dir.join(DIRECTORY_FILE)
+    }
+
+    /// Path of the current signed calendar.
+    pub fn calendar_path(&self) -> PathBuf {
+        self.dir.join(CALENDAR_FILE)
+    }
+
+    /// Signs the working-day calendar every node counts deadlines with: the
+    /// years of `calendar` over those of the calendar this authority published
+    /// before (a year published again is replaced; one not given again stays),
+    /// as the next version. Writes `calendar.tbset` and answers its bytes and
+    /// the years it covers.
+    pub fn publish_calendar(
+        &self,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<(Vec<u8>, u64, Vec<i32>), AuthorityError> {
+        let path = self.calendar_path();
+        let mut merged = Calendar::default();
+        let mut version = 1;
+        if path.exists() {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            let held = SignedDataset::decode(&bytes)
+                .ok()
+                .filter(|d| {
+                    d.dataset.kind == DatasetKind::Calendar
+                        && d.dataset.public_key == self.public()
+                        && self
+                            .public()
+                            .verify(&d.dataset.signed_bytes(), &d.signature)
+                })
+                .ok_or_else(|| AuthorityError::Damaged {
+                    path: path.clone(),
+                    reason: "not a calendar signed by this authority".into(),
+                })?;
+            let text = String::from_utf8_lossy(&held.dataset.payload);
+            merged
+                .import_text(&text)
+                .map_err(|e| AuthorityError::Damaged {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            version = held.dataset.version + 1;
+        }
+        let given = calendar.covered_years();
+        if given.is_empty() {
+            return Err(AuthorityError::Invalid(
+                "the calendar given covers no year".into(),
+            ));
+        }
+        for year in &given {
+            if let Some(text) = calendar.to_text(*year) {
+                merged
+                    .import_text(&text)
+                    .map_err(|e| AuthorityError::Invalid(e.to_string()))?;
+            }
+        }
+        let years = merged.covered_years();
+        let payload: String = years
+            .iter()
+            .filter_map(|year| merged.to_text(*year))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let signed = Dataset {
+            kind: DatasetKind::Calendar,
+            scope: "00".into(),
+            version,
+            issued_at: now,
+            issuer: None,
+            public_key: self.public(),
+            payload: payload.into_bytes(),
+        }
+        .sign(&self.authority.key);
+        let bytes = signed.encode();
+        write_atomic(&path, &bytes, Some(0o644)).map_err(io(&path))?;
+        Ok((bytes, version, years))
     }
 
     fn save(&mut self, signed: &SignedDirectory) -> Result<(), AuthorityError> {

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use tongban_case::{CaseDocument, IntakeForm, Payload};
 use tongban_domain::calendar::Calendar;
+use tongban_domain::dataset::DatasetKind;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::stage::Stage;
 use tongban_ledger::directory::Directory;
@@ -23,10 +24,11 @@ use tongban_ledger::keys::PublicKey;
 use tongban_store::BackupSummary;
 
 use crate::api::{
-    ApiError, BackupRequest, CONTROL_TOKEN_FILE, DirectoryImported, EvaluationRequest, ListQuery,
-    MaterialQuery, NewCaseRequest, TransitionRequest,
+    ApiError, BackupRequest, CONTROL_TOKEN_FILE, DatasetImported, DirectoryImported,
+    EvaluationRequest, ListQuery, MaterialQuery, NewCaseRequest, TransitionRequest,
 };
 use crate::archive::ExportError;
+use crate::datasets::DatasetInfo;
 use crate::local::{
     CaseRow, LocalNode, MAX_MATERIAL_BYTES, MaterialCheck, NewCase, NodeError, NodeFileView,
     load_calendar,
@@ -152,7 +154,23 @@ impl Client {
         };
         client.status()?;
         client.directory = client.fetch_directory().ok();
+        client.refresh_calendar();
         Ok(Some(client))
+    }
+
+    /// Counts deadlines as the node does: the files of the data directory and,
+    /// over them, the signed calendar the node holds.
+    fn refresh_calendar(&mut self) {
+        let Ok(bytes) = self.get("/v1/datasets/calendar/00") else {
+            return;
+        };
+        let Ok(signed) = tongban_ledger::dataset::SignedDataset::decode(&bytes) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&signed.dataset.payload);
+        if let Err(err) = self.calendar.import_text(&text) {
+            tracing::warn!(%err, "the node's signed calendar is not applied");
+        }
     }
 
     /// Sends one request on a connection of its own and reads the answer.
@@ -465,6 +483,46 @@ impl Office for Client {
         let answer: DirectoryImported = Client::json(&answer)?;
         // What the node now holds, for what the command asks next.
         self.directory = self.fetch_directory().ok();
+        Ok(answer.version)
+    }
+
+    fn datasets(&self) -> Result<Vec<DatasetInfo>, NodeError> {
+        Client::json(&self.get("/v1/datasets")?)
+    }
+
+    fn dataset_bytes(&self, kind: DatasetKind, scope: &str) -> Result<Option<Vec<u8>>, NodeError> {
+        let held = self.datasets()?;
+        if !held.iter().any(|d| d.kind == kind && d.scope == scope) {
+            return Ok(None);
+        }
+        self.get(&format!("/v1/datasets/{}/{scope}", kind.code()))
+            .map(Some)
+    }
+
+    fn import_dataset(&mut self, bytes: &[u8]) -> Result<u64, NodeError> {
+        let answer = self.request(
+            hyper::Method::POST,
+            "/v1/datasets",
+            "application/octet-stream",
+            full_body(bytes.to_vec()),
+            Some(bytes.len() as u64),
+            REQUEST_TIMEOUT,
+        )?;
+        let answer: DatasetImported = Client::json(&answer)?;
+        self.refresh_calendar();
+        Ok(answer.version)
+    }
+
+    fn publish_feed(&mut self, kind: DatasetKind, csv: &str) -> Result<u64, NodeError> {
+        let answer = self.request(
+            hyper::Method::POST,
+            &format!("/v1/feeds/{}", kind.code()),
+            "text/csv; charset=utf-8",
+            full_body(csv.as_bytes().to_vec()),
+            Some(csv.len() as u64),
+            REQUEST_TIMEOUT,
+        )?;
+        let answer: DatasetImported = Client::json(&answer)?;
         Ok(answer.version)
     }
 

@@ -39,14 +39,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tongban_domain::dataset::DatasetKind;
 use tongban_domain::ids::{CaseId, Operator};
 
 use tracing::Instrument;
 
 use crate::api::{
     ApiError, ArchiveQuery, BackupRequest, CONTROL_ADDR_FILE, CONTROL_SOCKET_FILE,
-    CONTROL_TOKEN_FILE, DirectoryImported, DirectoryQuery, EvaluationRequest, ListQuery,
-    MaterialQuery, NewCaseRequest, TransitionRequest,
+    CONTROL_TOKEN_FILE, DatasetImported, DirectoryImported, DirectoryQuery, EvaluationRequest,
+    ListQuery, MAX_DATASET_BODY, MaterialQuery, NewCaseRequest, TransitionRequest,
 };
 use crate::engine::{DaemonError, DaemonHandle, wait_stop};
 use crate::local::{MAX_MATERIAL_BYTES, NodeError};
@@ -134,6 +135,16 @@ impl From<DaemonError> for Failure {
 fn bad_request(message: String) -> Failure {
     Failure(
         StatusCode::BAD_REQUEST,
+        ApiError {
+            error: message,
+            rejection: true,
+        },
+    )
+}
+
+fn not_found(message: String) -> Failure {
+    Failure(
+        StatusCode::NOT_FOUND,
         ApiError {
             error: message,
             rejection: true,
@@ -447,6 +458,50 @@ async fn import_directory(
     Ok(axum::Json(DirectoryImported { version }).into_response())
 }
 
+async fn datasets(State(api): State<Api>) -> Result<Response, Failure> {
+    let list = api
+        .node
+        .exec(|node, _| crate::office::Office::datasets(node))
+        .await??;
+    Ok(axum::Json(list).into_response())
+}
+
+async fn dataset(
+    State(api): State<Api>,
+    UrlPath((kind, scope)): UrlPath<(String, String)>,
+) -> Result<Response, Failure> {
+    let kind = DatasetKind::from_code(&kind)
+        .ok_or_else(|| not_found(format!("kind: no dataset kind {kind:?}")))?;
+    let held = api
+        .node
+        .exec(move |node, _| node.held_dataset(kind, &scope))
+        .await??
+        .ok_or_else(|| not_found(format!("{kind}: this node holds none for that scope")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        held.bytes.to_vec(),
+    )
+        .into_response())
+}
+
+async fn import_dataset(State(api): State<Api>, body: Bytes) -> Result<Response, Failure> {
+    let version = api.node.import_dataset(body.to_vec()).await??;
+    Ok(axum::Json(DatasetImported { version }).into_response())
+}
+
+async fn publish_feed(
+    State(api): State<Api>,
+    UrlPath(kind): UrlPath<String>,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let kind = DatasetKind::from_code(&kind)
+        .ok_or_else(|| not_found(format!("kind: no dataset kind {kind:?}")))?;
+    let csv = String::from_utf8(body.to_vec())
+        .map_err(|e| bad_request(format!("the CSV is not UTF-8: {e}")))?;
+    let version = api.node.publish_feed(kind, csv).await??;
+    Ok(axum::Json(DatasetImported { version }).into_response())
+}
+
 /// Refuses every request without the right token before any handler runs, so
 /// that no body of an unauthenticated request is ever read or parsed.
 async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
@@ -474,6 +529,17 @@ fn router(api: Api) -> Router {
             get(directory)
                 .post(import_directory)
                 .layer(DefaultBodyLimit::max(MAX_DIRECTORY_BODY)),
+        )
+        .route(
+            "/v1/datasets",
+            get(datasets)
+                .post(import_dataset)
+                .layer(DefaultBodyLimit::max(MAX_DATASET_BODY)),
+        )
+        .route("/v1/datasets/{kind}/{scope}", get(dataset))
+        .route(
+            "/v1/feeds/{kind}",
+            post(publish_feed).layer(DefaultBodyLimit::max(MAX_DATASET_BODY)),
         )
         .route("/v1/backup", post(backup).layer(json))
         .route("/v1/materials/check", get(check_materials))

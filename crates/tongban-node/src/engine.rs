@@ -511,6 +511,18 @@ impl Engine {
                         tracing::warn!(error = %err, "cannot reload the directory");
                     }
                 }
+                Event::DatasetUpdated {
+                    kind,
+                    scope,
+                    version,
+                } => {
+                    tracing::info!(kind = kind.code(), scope, version, "dataset updated");
+                    if kind == tongban_domain::dataset::DatasetKind::Calendar
+                        && let Err(err) = self.local.reload_calendar()
+                    {
+                        tracing::warn!(error = %err, "cannot reload the calendar");
+                    }
+                }
                 Event::Closed {
                     session,
                     peer,
@@ -725,6 +737,42 @@ impl DaemonHandle {
                 Err(SyncError::Directory(err)) => Err(NodeError::Directory(err.to_string())),
                 Err(err) => Err(NodeError::Rejected(err.to_string())),
             }
+        })
+        .await
+    }
+
+    /// Adopts a signed dataset given locally (`tongban calendar publish
+    /// --data-dir`, `tongban node dataset-import`): the sync engine checks it
+    /// as one from a peer, stores it and passes it on (the `DatasetUpdated`
+    /// event, handled when the job returns, reloads the calendar).
+    pub async fn import_dataset(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Result<u64, NodeError>, DaemonError> {
+        self.on_engine(move |engine| {
+            let now = engine.now();
+            tokio::task::block_in_place(|| {
+                engine.sync.adopt_dataset(&mut engine.replica, bytes, now)
+            })
+            .map_err(crate::datasets::refused)
+        })
+        .await
+    }
+
+    /// Signs this office's registry feed of `kind` from CSV and adopts it
+    /// (`tongban feed publish` on a running node).
+    pub async fn publish_feed(
+        &self,
+        kind: tongban_domain::dataset::DatasetKind,
+        csv: String,
+    ) -> Result<Result<u64, NodeError>, DaemonError> {
+        self.on_engine(move |engine| {
+            let now = engine.now();
+            let bytes = engine.local.sign_feed(kind, &csv, now, now.china_date())?;
+            tokio::task::block_in_place(|| {
+                engine.sync.adopt_dataset(&mut engine.replica, bytes, now)
+            })
+            .map_err(crate::datasets::refused)
         })
         .await
     }

@@ -22,6 +22,7 @@
 //! ```text
 //! files      private files: atomic writes, directory sync
 //! local      LocalNode, NodeError, node.toml
+//! datasets   signed calendar and registry feeds held (over local)
 //! archive    signed case archives (over local)
 //! authority  the directory authority's files (over files)
 //! provision  certified nodes for tests and the demo (over local)
@@ -43,6 +44,7 @@
 
 pub mod files;
 
+pub mod datasets;
 pub mod local;
 
 pub mod archive;

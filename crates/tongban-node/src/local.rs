@@ -431,7 +431,7 @@ impl LocalNode {
             )?),
             _ => None,
         };
-        Ok(LocalNode {
+        let mut node = LocalNode {
             dir: dir.to_path_buf(),
             store,
             calendar,
@@ -440,7 +440,31 @@ impl LocalNode {
             authority,
             directory,
             resident_secret: secret,
-        })
+        };
+        node.reload_calendar()?;
+        Ok(node)
+    }
+
+    /// Reads the calendar again: the shipped years, the years imported into
+    /// this data directory, and over them the years of the signed calendar
+    /// the node holds (`tongban calendar publish`), so that every office
+    /// counts deadlines alike.
+    pub fn reload_calendar(&mut self) -> Result<(), NodeError> {
+        let mut calendar = load_calendar(Some(&self.dir)).map_err(|e| NodeError::Damaged {
+            path: self.dir.join("calendar"),
+            reason: e,
+        })?;
+        if let Some(held) =
+            self.held_dataset(tongban_domain::dataset::DatasetKind::Calendar, "00")?
+        {
+            let text = String::from_utf8_lossy(&held.signed.dataset.payload);
+            // check_dataset parsed this payload already.
+            if let Err(err) = calendar.import_text(&text) {
+                tracing::warn!(%err, "the signed calendar is not applied");
+            }
+        }
+        self.calendar = calendar;
+        Ok(())
     }
 
     /// The data directory.

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use tongban_case::{CaseDocument, IntakeForm, Payload};
 use tongban_domain::calendar::Calendar;
+use tongban_domain::dataset::DatasetKind;
 use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::stage::Stage;
 use tongban_ledger::directory::{Directory, OfficeCertificate};
@@ -18,6 +19,7 @@ use tongban_ledger::keys::PublicKey;
 use tongban_store::BackupSummary;
 
 use crate::archive::ExportError;
+use crate::datasets::DatasetInfo;
 use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
 use crate::status::NodeStatus;
 
@@ -54,6 +56,22 @@ pub trait Office {
         bytes: &[u8],
         authority: Option<PublicKey>,
     ) -> Result<u64, NodeError>;
+
+    /// `feed show`: the signed datasets the node holds.
+    fn datasets(&self) -> Result<Vec<DatasetInfo>, NodeError>;
+
+    /// `feed export`: the signed bytes of the dataset of `kind` for `scope`,
+    /// if held (to carry to an offline node by hand).
+    fn dataset_bytes(&self, kind: DatasetKind, scope: &str) -> Result<Option<Vec<u8>>, NodeError>;
+
+    /// `node dataset-import`, `calendar publish --data-dir`: a signed dataset,
+    /// checked as one from a peer and stored when newer; a running node also
+    /// passes it to its peers. Answers the version.
+    fn import_dataset(&mut self, bytes: &[u8]) -> Result<u64, NodeError>;
+
+    /// `feed publish`: signs this office's registry feed of `kind` from the
+    /// registry's CSV and takes it as [`Office::import_dataset`] does.
+    fn publish_feed(&mut self, kind: DatasetKind, csv: &str) -> Result<u64, NodeError>;
 
     /// `case export`: the encoded archive of one case ([`crate::archive`]).
     fn archive(
@@ -167,6 +185,24 @@ impl Office for LocalNode {
         authority: Option<PublicKey>,
     ) -> Result<u64, NodeError> {
         LocalNode::import_directory(self, bytes, authority)
+    }
+
+    fn datasets(&self) -> Result<Vec<DatasetInfo>, NodeError> {
+        Ok(self.held_datasets()?.iter().map(DatasetInfo::of).collect())
+    }
+
+    fn dataset_bytes(&self, kind: DatasetKind, scope: &str) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(self.held_dataset(kind, scope)?.map(|h| h.bytes.to_vec()))
+    }
+
+    fn import_dataset(&mut self, bytes: &[u8]) -> Result<u64, NodeError> {
+        LocalNode::import_dataset(self, bytes)
+    }
+
+    fn publish_feed(&mut self, kind: DatasetKind, csv: &str) -> Result<u64, NodeError> {
+        let now = Timestamp::now();
+        let bytes = self.sign_feed(kind, csv, now, now.china_date())?;
+        LocalNode::import_dataset(self, &bytes)
     }
 
     fn archive(

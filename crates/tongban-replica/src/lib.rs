@@ -53,6 +53,13 @@ use tongban_sync::wire::{Cursor, Hash32, Incarnation};
 
 /// The meta key of the signed directory (shared with the node).
 pub const META_DIRECTORY: &str = "directory";
+/// The `meta` keys of signed datasets start with this: `dataset/KIND/SCOPE`.
+pub const META_DATASET_PREFIX: &str = "dataset/";
+
+/// The `meta` key of the dataset of `kind` (its wire byte) for `scope`.
+pub fn dataset_key(kind: u8, scope: &str) -> String {
+    format!("{META_DATASET_PREFIX}{kind:03}/{scope}")
+}
 
 /// A `SyncStore` over a real `tongban_store::Store`.
 pub struct Replica {
@@ -421,6 +428,15 @@ impl SyncStore for Replica {
         self.store.meta(META_DIRECTORY)
     }
 
+    fn datasets(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .store
+            .meta_with_prefix(META_DATASET_PREFIX)?
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect())
+    }
+
     fn material_len(&self, hash: &Hash32) -> Result<Option<u64>, StoreError> {
         self.store.material_len(&MaterialHash(*hash))
     }
@@ -510,6 +526,9 @@ impl SyncStore for Replica {
                     StoreWrite::Directory { bytes } => {
                         tx.set_meta(META_DIRECTORY, &bytes)?;
                         new_directory = Some(bytes);
+                    }
+                    StoreWrite::Dataset { kind, scope, bytes } => {
+                        tx.set_meta(&dataset_key(kind, &scope), &bytes)?;
                     }
                     StoreWrite::Material { case, hash, bytes } => {
                         let put = tx.put_material(bytes.as_slice())?;

@@ -761,6 +761,24 @@ impl Store {
         inner().map_err(|f| self.fail(f))
     }
 
+    /// Every `meta` entry whose key starts with `prefix`, in key order.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let inner = || -> R<Vec<(String, Vec<u8>)>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(META)?;
+            let mut out = Vec::new();
+            for entry in table.range(prefix..)? {
+                let (key, value) = entry?;
+                if !key.value().starts_with(prefix) {
+                    break;
+                }
+                out.push((key.value().to_string(), value.value().to_vec()));
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
     pub(crate) fn material_record(
         &self,
         txn: &ReadTransaction,

@@ -42,8 +42,8 @@ pub mod wire;
 
 pub use material::{MaterialRef, MaterialStats};
 pub use node::{
-    CheckedDocs, CheckedPart, Config, DocsJob, DocsJoin, DocsPart, Event, Limits, SessionId,
-    SessionStatus, Stats, SyncError, SyncNode, Transmit,
+    AdoptError, CheckedDocs, CheckedPart, Config, DocsJob, DocsJoin, DocsPart, Event, HeldDataset,
+    Limits, SessionId, SessionStatus, Stats, SyncError, SyncNode, Transmit, check_dataset,
 };
 pub use route::{CaseRoute, CountyOffice, Place, next_hops, on_route};
 pub use store::{LogEntry, MaterialPart, MemStore, StoreWrite, SyncStore};

@@ -98,6 +98,15 @@ pub enum StoreWrite {
         /// `SignedDirectory::encode` output, already verified.
         bytes: Vec<u8>,
     },
+    /// Replace the stored dataset of (`kind`, `scope`).
+    Dataset {
+        /// `DatasetKind::wire`.
+        kind: u8,
+        /// `00` or a county code.
+        scope: String,
+        /// `SignedDataset::encode` output, already verified and newer.
+        bytes: Vec<u8>,
+    },
     /// Store a material under its BLAKE3 hash and record that `case` (already
     /// stored) references it, in one transaction. The protocol checks the hash
     /// before it writes; a store may refuse (fail the commit) bytes that do not
@@ -194,6 +203,10 @@ pub trait SyncStore {
 
     /// The stored signed directory.
     fn directory(&self) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// Every stored signed dataset (`SignedDataset::encode` output), one per
+    /// kind and scope.
+    fn datasets(&self) -> Result<Vec<Vec<u8>>, Self::Error>;
 
     /// The length of a stored material (`hash` is its BLAKE3); `None` when it is
     /// not held.
@@ -299,6 +312,7 @@ pub struct MemStore {
     cursors: HashMap<OfficeId, Cursor>,
     sync_states: HashMap<(OfficeId, CaseId), Vec<u8>>,
     directory: Option<Vec<u8>>,
+    datasets: BTreeMap<(u8, String), Vec<u8>>,
     materials: HashMap<Hash32, Vec<u8>>,
     /// (case, material) references recorded by case writes.
     references: BTreeSet<(CaseId, Hash32)>,
@@ -428,6 +442,10 @@ impl SyncStore for MemStore {
         Ok(self.directory.clone())
     }
 
+    fn datasets(&self) -> Result<Vec<Vec<u8>>, Never> {
+        Ok(self.datasets.values().cloned().collect())
+    }
+
     fn material_len(&self, hash: &Hash32) -> Result<Option<u64>, Never> {
         Ok(self.materials.get(hash).map(|m| m.len() as u64))
     }
@@ -534,6 +552,9 @@ impl SyncStore for MemStore {
                     self.sync_states.insert((peer, case), state);
                 }
                 StoreWrite::Directory { bytes } => self.directory = Some(bytes),
+                StoreWrite::Dataset { kind, scope, bytes } => {
+                    self.datasets.insert((kind, scope), bytes);
+                }
                 StoreWrite::Material { case, hash, bytes } => {
                     // Only bytes that hash to their address are kept.
                     if blake3::hash(&bytes).as_bytes() == &hash {

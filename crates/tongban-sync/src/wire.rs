@@ -186,6 +186,18 @@ pub enum Message {
         /// The material's BLAKE3 hash, as requested.
         hash: Hash32,
     },
+    /// The signed reference datasets the sender holds (kind, scope, version),
+    /// sent once a session opens, so that each side sends the other what it
+    /// holds newer (`tongban_domain::dataset`).
+    Datasets {
+        /// What the sender holds.
+        held: Vec<DatasetVersion>,
+    },
+    /// One signed dataset (`SignedDataset::encode` output).
+    Dataset {
+        /// The encoded signed dataset.
+        bytes: Vec<u8>,
+    },
     /// The sender ends the session, saying why.
     Goodbye {
         /// Why.
@@ -194,6 +206,20 @@ pub enum Message {
         detail: String,
     },
 }
+
+/// One dataset a node holds: its kind byte, its scope and its version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatasetVersion {
+    /// `DatasetKind::wire` (unknown kinds are carried, and ignored).
+    pub kind: u8,
+    /// `00` or a county code.
+    pub scope: String,
+    /// The version held.
+    pub version: u64,
+}
+
+/// Most entries of a [`Message::Datasets`].
+pub const MAX_DATASETS: usize = 4096;
 
 /// Why a node ends a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -258,6 +284,10 @@ pub enum Kind {
     Goodbye,
     /// [`Message::MaterialMissing`].
     MaterialMissing,
+    /// [`Message::Datasets`].
+    Datasets,
+    /// [`Message::Dataset`].
+    Dataset,
 }
 
 impl Kind {
@@ -276,6 +306,8 @@ impl Kind {
             Kind::Goodbye => 10,
             Kind::Docs => 11,
             Kind::MaterialMissing => 12,
+            Kind::Datasets => 13,
+            Kind::Dataset => 14,
         }
     }
 
@@ -294,6 +326,8 @@ impl Kind {
             10 => Kind::Goodbye,
             11 => Kind::Docs,
             12 => Kind::MaterialMissing,
+            13 => Kind::Datasets,
+            14 => Kind::Dataset,
             _ => return None,
         })
     }
@@ -436,6 +470,8 @@ impl Message {
             Message::MaterialChunk { .. } => Kind::MaterialChunk,
             Message::Goodbye { .. } => Kind::Goodbye,
             Message::MaterialMissing { .. } => Kind::MaterialMissing,
+            Message::Datasets { .. } => Kind::Datasets,
+            Message::Dataset { .. } => Kind::Dataset,
         }
     }
 
@@ -532,6 +568,17 @@ impl Message {
                 w.blob("detail", detail.as_bytes(), MAX_REASON)?;
             }
             Message::MaterialMissing { hash } => w.raw(hash),
+            Message::Datasets { held } => {
+                w.count("held", held.len(), MAX_DATASETS)?;
+                for entry in held {
+                    w.u8(entry.kind);
+                    w.id("scope", &entry.scope)?;
+                    w.u64(entry.version);
+                }
+            }
+            Message::Dataset { bytes } => {
+                w.blob("bytes", bytes, MAX_PAYLOAD)?;
+            }
         }
         w.finish()
     }
@@ -710,6 +757,26 @@ impl Message {
             }
             Kind::MaterialMissing => Message::MaterialMissing {
                 hash: r.array::<32>("hash")?,
+            },
+            Kind::Datasets => {
+                // The smallest entry: kind, an empty scope, a version.
+                let n = r.count("held", MAX_DATASETS, 1 + 1 + 8)?;
+                let mut held = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let kind = r.u8("kind")?;
+                    let (scope, _) = r.id("scope")?;
+                    let scope = scope.to_string();
+                    let version = r.u64("version")?;
+                    held.push(DatasetVersion {
+                        kind,
+                        scope,
+                        version,
+                    });
+                }
+                Message::Datasets { held }
+            }
+            Kind::Dataset => Message::Dataset {
+                bytes: r.blob("bytes", MAX_PAYLOAD)?.to_vec(),
             },
         };
         if r.pos != frame.len() {
@@ -1080,6 +1147,19 @@ mod tests {
                 detail
             }),
             any::<[u8; 32]>().prop_map(|hash| Message::MaterialMissing { hash }),
+            proptest::collection::vec((any::<u8>(), "[0-9]{0,6}", any::<u64>()), 0..5).prop_map(
+                |held| Message::Datasets {
+                    held: held
+                        .into_iter()
+                        .map(|(kind, scope, version)| DatasetVersion {
+                            kind,
+                            scope,
+                            version
+                        })
+                        .collect()
+                }
+            ),
+            arb_bytes(300).prop_map(|bytes| Message::Dataset { bytes }),
         ]
     }
 

@@ -5,7 +5,7 @@
 //! extend or replace shipped years. A year that neither covers is reported as not
 //! covered, and any deadline through it is marked provisional.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,28 +16,19 @@ use tongban_domain::calendar::Calendar;
 use crate::cli::{CalendarCommand, DataDirArg};
 use crate::output::print_json;
 
-/// Loads the shipped calendar plus every year imported into `data_dir/calendar/`.
+/// The calendar a node of `data_dir` counts with: the shipped years, the years
+/// imported into its `calendar/`, and over them the signed calendar it holds
+/// (`calendar publish`). Without a node there, the shipped years (and any
+/// imported into `data_dir/calendar/`).
 pub fn load_calendar(data_dir: Option<&Path>) -> anyhow::Result<Calendar> {
-    let mut calendar = Calendar::shipped().context("the shipped calendar data is damaged")?;
-    if let Some(dir) = data_dir {
-        let cal_dir = dir.join("calendar");
-        if cal_dir.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&cal_dir)
-                .with_context(|| format!("cannot read {}", cal_dir.display()))?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-                .collect();
-            files.sort();
-            for file in files {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                calendar
-                    .import_text(&text)
-                    .with_context(|| format!("imported calendar {} is damaged", file.display()))?;
-            }
-        }
+    if let Some(dir) = data_dir
+        && dir.join(tongban_node::local::NODE_FILE).is_file()
+    {
+        let node = tongban_node::client::open(dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        return Ok(node.calendar().clone());
     }
-    Ok(calendar)
+    tongban_node::local::load_calendar(data_dir).map_err(anyhow::Error::msg)
 }
 
 /// The years a date given to the calendar may fall in. Working-day schedules
@@ -167,6 +158,11 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CalendarCommand::Import { file, data } => import(&file, &data),
+        CalendarCommand::Publish {
+            auth,
+            file,
+            data_dir,
+        } => publish(&auth.authority, &file, data_dir.as_deref()),
         CalendarCommand::Show { json, data } => {
             let calendar = load_calendar(data.data_dir.as_deref())?;
             let years: Vec<i32> = calendar.covered_years();
@@ -183,6 +179,63 @@ pub fn run(cmd: CalendarCommand) -> anyhow::Result<ExitCode> {
 
 use super::reject;
 use crate::error::Failure;
+
+/// `calendar publish`: the authority signs the years of FILE over those it
+/// published before; with `--data-dir`, the node takes it (a running one
+/// passes it on at once).
+fn publish(authority: &Path, file: &Path, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(err) => {
+            return Ok(Failure::field("FILE", format!("{}: {err}", file.display())).report());
+        }
+    };
+    let mut calendar = Calendar::default();
+    let parsed = if text.trim_start().starts_with('{') {
+        calendar.import_holiday_cn_json(&text).map(|y| vec![y])
+    } else {
+        calendar.import_text(&text)
+    };
+    if let Err(err) = parsed {
+        return Ok(Failure::field("FILE", format!("{}: {err}", file.display())).report());
+    }
+    let auth = match tongban_node::authority::Authority::open(authority) {
+        Ok(a) => a,
+        Err(err) => return Ok(Failure::failed(err.to_string()).at("--authority").report()),
+    };
+    let (bytes, version, years) =
+        match auth.publish_calendar(&calendar, tongban_domain::ids::Timestamp::now()) {
+            Ok(done) => done,
+            Err(err) => return Ok(Failure::failed(err.to_string()).report()),
+        };
+    let list: Vec<String> = years.iter().map(i32::to_string).collect();
+    println!(
+        "工作日历已签发 calendar signed: version {version}, years {} → {}",
+        list.join(", "),
+        auth.calendar_path().display()
+    );
+    if let Some(dir) = data_dir {
+        let mut node = match tongban_node::client::open(dir) {
+            Ok(n) => n,
+            Err(err) => return Ok(super::fail(&err)),
+        };
+        match node.import_dataset(&bytes) {
+            Ok(_) if node.running() => println!(
+                "节点已采用，经同步送往各节点 the node took it; sync carries it to every node"
+            ),
+            Ok(_) => println!(
+                "节点已保存，运行后经同步送往各节点 the node stored it; sync carries it on once it runs"
+            ),
+            Err(err) => return Ok(super::fail(&err)),
+        }
+    } else {
+        println!(
+            "交给任一节点 give it to any node: tongban node dataset-import {} --data-dir DIR",
+            auth.calendar_path().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn import(file: &Path, data: &DataDirArg) -> anyhow::Result<ExitCode> {
     let Some(dir) = data.data_dir.as_deref() else {

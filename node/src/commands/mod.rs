@@ -6,6 +6,7 @@ mod calendar;
 mod case;
 mod demo;
 mod directory;
+mod feed;
 mod id;
 mod node;
 mod policy;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),
         Command::Case(cmd) => case::run(cmd),
+        Command::Feed(cmd) => feed::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::History { case, json, data } => verify::history(&case, json, &data),

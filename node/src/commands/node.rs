@@ -58,6 +58,30 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
         }
         NodeCommand::Run { config } => run_daemon(&config),
         NodeCommand::Status { json, follow, data } => status(json, follow, &data),
+        NodeCommand::DatasetImport { file, data } => {
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Ok(Failure::field("FILE", format!("{}: {e}", file.display())).report());
+                }
+            };
+            let mut node = match super::open_target(&data) {
+                Ok(n) => n,
+                Err(code) => return Ok(code),
+            };
+            match node.import_dataset(&bytes) {
+                Ok(version) => {
+                    println!("已导入 imported: version {version}");
+                    if node.running() {
+                        println!(
+                            "运行中的节点已采用并转发给对端 the running node took it and passes it to its peers"
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => Ok(fail(&err)),
+            }
+        }
         NodeCommand::DirectoryImport {
             file,
             authority_key,

@@ -98,6 +98,11 @@ impl SyncNode {
             if !waiting.is_empty() {
                 self.request(store, id, waiting, now)?;
             }
+            // A dataset refused under the older directory (an issuer it did
+            // not certify yet) is sent again once the peer sees this list.
+            if self.sessions.get(&id).is_some_and(|s| s.remote.is_some()) {
+                self.send_datasets(id);
+            }
         }
         Ok(())
     }

@@ -86,6 +86,7 @@ impl SyncNode {
             let bytes = self.directory_bytes.clone();
             let _ = self.send(session, &Message::Directory { bytes });
         }
+        self.send_datasets(session);
         self.events.push_back(Event::Connected { session, peer });
         self.fill_outbound(store, session, now)
     }

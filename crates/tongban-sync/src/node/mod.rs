@@ -11,11 +11,13 @@
 //! - `admission`: checking and storing documents from a peer, and the `Docs`
 //!   admission a driver runs off the node ([`DocsJob`], [`CheckedDocs`]);
 //! - `receipts`: the receipts the node signs by itself ([`receipt_for`]);
-//! - `directory`: adopting and passing on a newer office directory.
+//! - `directory`: adopting and passing on a newer office directory;
+//! - `datasets`: the signed reference datasets (calendar, registry feeds).
 //!
 //! Material transfer is `crate::material`.
 
 mod admission;
+mod datasets;
 mod directory;
 mod docsync;
 mod handshake;
@@ -38,6 +40,7 @@ use crate::store::SyncStore;
 use crate::wire::{Cursor, GoodbyeReason, Hash32, Incarnation, Message, WireError};
 
 pub use admission::{CheckedDocs, CheckedPart, DocsJob, DocsJoin, DocsPart};
+pub use datasets::{AdoptError, HeldDataset, check_dataset};
 pub use receipts::{RECEIPT_OPERATOR, receipt_for};
 
 /// Tunable limits of the protocol.
@@ -158,6 +161,15 @@ pub enum Event {
     },
     /// A newer directory was verified and adopted.
     DirectoryUpdated {
+        /// Its version.
+        version: u64,
+    },
+    /// A newer signed dataset was verified and adopted.
+    DatasetUpdated {
+        /// Its kind.
+        kind: tongban_domain::dataset::DatasetKind,
+        /// Its scope.
+        scope: String,
         /// Its version.
         version: u64,
     },
@@ -285,6 +297,8 @@ struct Session {
     /// refused document holds up nothing else of the peer's log.
     retry: BTreeMap<CaseId, Work>,
     sync_states: BTreeMap<CaseId, sync::State>,
+    /// The version of each dataset the peer holds or was sent.
+    datasets_known: BTreeMap<(tongban_domain::dataset::DatasetKind, String), u64>,
 }
 
 /// The sync protocol of one node: its sessions with peers, routing, admission of
@@ -337,6 +351,8 @@ pub struct SyncNode {
     limits: Limits,
     directory: Arc<Directory>,
     directory_bytes: Vec<u8>,
+    /// Signed datasets held, by kind and scope (`datasets`).
+    datasets: BTreeMap<(tongban_domain::dataset::DatasetKind, String), HeldDataset>,
     incarnation: Incarnation,
     sessions: BTreeMap<SessionId, Session>,
     next_session: u64,
@@ -378,7 +394,7 @@ impl SyncNode {
         };
         let receipt_operator = Operator::parse(RECEIPT_OPERATOR)
             .map_err(|_| SyncError::NotCertified(config.office.clone()))?;
-        Ok(SyncNode {
+        let mut node = SyncNode {
             office: config.office,
             key: config.key,
             facts,
@@ -388,6 +404,7 @@ impl SyncNode {
             limits: config.limits,
             directory: Arc::new(directory),
             directory_bytes,
+            datasets: BTreeMap::new(),
             incarnation: store.incarnation(),
             sessions: BTreeMap::new(),
             next_session: 1,
@@ -396,7 +413,9 @@ impl SyncNode {
             receipt_operator,
             stats: Stats::default(),
             materials: Materials::recover(store, config.limits)?,
-        })
+        };
+        node.load_datasets(store)?;
+        Ok(node)
     }
 
     /// This node's office.
@@ -495,6 +514,7 @@ impl SyncNode {
                 work: BTreeMap::new(),
                 retry: BTreeMap::new(),
                 sync_states: BTreeMap::new(),
+                datasets_known: BTreeMap::new(),
             },
         );
         self.send_hello(id);
@@ -645,6 +665,11 @@ impl SyncNode {
                 self.on_ack(store, session, incarnation, upto, now)
             }
             Message::Directory { bytes } => self.on_directory(store, session, bytes, now),
+            Message::Datasets { held } => {
+                self.on_datasets(session, held);
+                Ok(())
+            }
+            Message::Dataset { bytes } => self.on_dataset(store, session, bytes, now),
             Message::MaterialRequest {
                 case,
                 hash,

@@ -1,0 +1,265 @@
+//! Reference datasets every office must agree on, and the one table that says
+//! who issues each, for which region, and which offices receive it.
+//!
+//! A dataset is signed by its issuer (`tongban_ledger::dataset`), versioned, and
+//! carried by sync like the office directory: the working-day calendar (so that
+//! every office counts the same deadline), and the registry feeds a county
+//! compares its cases with — the disability-certificate registry, the dibao
+//! roster and death registrations (payloads in [`crate::registry`]).
+//!
+//! The issuer of each kind ([`DatasetKind::issuer`]) and where it may travel
+//! ([`reaches`]) are decided here and nowhere else: the ledger's verification, a
+//! node's admission of a dataset from a peer, what a node offers a peer, and the
+//! publishing commands all ask this module.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stage::Role;
+
+/// The kinds of signed reference data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// 工作日历: the national working-day calendar with adjusted weekends.
+    Calendar,
+    /// 残疾人证信息: the county DPF's disability-certificate registry.
+    Certificates,
+    /// 低保对象名单: the county civil-affairs bureau's dibao roster.
+    Dibao,
+    /// 死亡登记: death registrations, as the county civil-affairs bureau holds
+    /// them (funeral and cremation records, and the cancelled household
+    /// registrations the public-security organs share with it).
+    Deaths,
+}
+
+/// Who signs a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// The directory authority's own key (the one every node trusts).
+    Authority,
+    /// An office of this role, certified by the directory, whose division is the
+    /// dataset's scope.
+    Office(Role),
+}
+
+/// The size of the region a dataset covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeLevel {
+    /// The whole country: the scope is `00`.
+    Nation,
+    /// One county: the scope is its 6-digit division code.
+    County,
+}
+
+impl DatasetKind {
+    /// Every kind.
+    pub const ALL: [DatasetKind; 4] = [
+        DatasetKind::Calendar,
+        DatasetKind::Certificates,
+        DatasetKind::Dibao,
+        DatasetKind::Deaths,
+    ];
+
+    /// The byte on the wire and in signed encodings. Stable forever.
+    pub fn wire(self) -> u8 {
+        match self {
+            DatasetKind::Calendar => 1,
+            // 2 is kept for provincial policy.
+            DatasetKind::Certificates => 3,
+            DatasetKind::Dibao => 4,
+            DatasetKind::Deaths => 5,
+        }
+    }
+
+    /// Inverse of [`DatasetKind::wire`].
+    pub fn from_wire(byte: u8) -> Option<DatasetKind> {
+        DatasetKind::ALL.into_iter().find(|k| k.wire() == byte)
+    }
+
+    /// Stable code name (`certificates`).
+    pub fn code(self) -> &'static str {
+        match self {
+            DatasetKind::Calendar => "calendar",
+            DatasetKind::Certificates => "certificates",
+            DatasetKind::Dibao => "dibao",
+            DatasetKind::Deaths => "deaths",
+        }
+    }
+
+    /// Parses a code name.
+    pub fn from_code(code: &str) -> Option<DatasetKind> {
+        DatasetKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// Chinese label.
+    pub fn zh(self) -> &'static str {
+        match self {
+            DatasetKind::Calendar => "工作日历",
+            DatasetKind::Certificates => "残疾人证信息",
+            DatasetKind::Dibao => "低保对象名单",
+            DatasetKind::Deaths => "死亡登记信息",
+        }
+    }
+
+    /// Who may sign it.
+    pub fn issuer(self) -> Issuer {
+        match self {
+            DatasetKind::Calendar => Issuer::Authority,
+            DatasetKind::Certificates => Issuer::Office(Role::CountyDpf),
+            DatasetKind::Dibao | DatasetKind::Deaths => Issuer::Office(Role::CountyCivilAffairs),
+        }
+    }
+
+    /// The region it covers.
+    pub fn scope_level(self) -> ScopeLevel {
+        match self {
+            DatasetKind::Calendar => ScopeLevel::Nation,
+            DatasetKind::Certificates | DatasetKind::Dibao | DatasetKind::Deaths => {
+                ScopeLevel::County
+            }
+        }
+    }
+
+    /// Whether it holds personal data (ID numbers): such a dataset never
+    /// reaches a supervisor or an office outside its county.
+    pub fn personal(self) -> bool {
+        self.scope_level() == ScopeLevel::County
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a scope does not fit a kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// The national scope is `00`.
+    #[error("scope of {kind} must be 00 (the whole country), found {found:?}")]
+    NotNation {
+        /// The kind.
+        kind: DatasetKind,
+        /// What was given.
+        found: String,
+    },
+    /// A county scope is six digits.
+    #[error("scope of {kind} must be a 6-digit county code, found {found:?}")]
+    NotCounty {
+        /// The kind.
+        kind: DatasetKind,
+        /// What was given.
+        found: String,
+    },
+}
+
+/// Checks that `scope` has the shape `kind` requires.
+pub fn check_scope(kind: DatasetKind, scope: &str) -> Result<(), ScopeError> {
+    let digits = |n: usize| scope.len() == n && scope.bytes().all(|b| b.is_ascii_digit());
+    match kind.scope_level() {
+        ScopeLevel::Nation if scope == "00" => Ok(()),
+        ScopeLevel::Nation => Err(ScopeError::NotNation {
+            kind,
+            found: scope.to_string(),
+        }),
+        ScopeLevel::County if digits(6) && !scope.ends_with("00") => Ok(()),
+        ScopeLevel::County => Err(ScopeError::NotCounty {
+            kind,
+            found: scope.to_string(),
+        }),
+    }
+}
+
+/// Whether an office of `role` at `division` receives (and may hold) a dataset
+/// of `kind` for `scope`.
+///
+/// National data reaches every office. A county's registry feeds hold ID
+/// numbers: they reach the offices of that county (the county's bureaus, its
+/// townships and its county hub) and the province hub above it, through which
+/// a county whose offices link only to their province still gets them — never
+/// the national hub, another county, another province or a supervisor.
+pub fn reaches(kind: DatasetKind, scope: &str, role: Role, division: &str) -> bool {
+    match kind.scope_level() {
+        ScopeLevel::Nation => true,
+        ScopeLevel::County => {
+            if role == Role::Supervisor {
+                return false;
+            }
+            division.starts_with(scope)
+                || (role == Role::Hub && division.len() == 2 && scope.starts_with(division))
+        }
+    }
+}
+
+/// Checks that `payload` is what a dataset of `kind` carries — a calendar in
+/// the text format, a feed in the registry's compact form — and says what it
+/// holds (`2025, 2026, 2027`, `41 rows`). A payload that fails is refused
+/// however well it is signed.
+pub fn check_payload(kind: DatasetKind, payload: &[u8]) -> Result<String, String> {
+    match kind {
+        DatasetKind::Calendar => {
+            let text = std::str::from_utf8(payload)
+                .map_err(|e| format!("the calendar is not UTF-8 text: {e}"))?;
+            let mut calendar = crate::calendar::Calendar::default();
+            let years = calendar.import_text(text).map_err(|e| e.to_string())?;
+            if years.is_empty() {
+                return Err("the calendar covers no year".into());
+            }
+            Ok(years
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "))
+        }
+        DatasetKind::Certificates | DatasetKind::Dibao | DatasetKind::Deaths => {
+            let feed = crate::registry::Feed::decode(kind, payload).map_err(|e| e.to_string())?;
+            Ok(format!("{} rows", feed.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_bytes_round_trip_and_are_distinct() {
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in DatasetKind::ALL {
+            assert!(seen.insert(kind.wire()));
+            assert_eq!(DatasetKind::from_wire(kind.wire()), Some(kind));
+            assert_eq!(DatasetKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(DatasetKind::from_wire(2), None);
+        assert_eq!(DatasetKind::from_wire(0), None);
+    }
+
+    #[test]
+    fn scopes_fit_their_kind() {
+        assert!(check_scope(DatasetKind::Calendar, "00").is_ok());
+        assert!(check_scope(DatasetKind::Calendar, "13").is_err());
+        assert!(check_scope(DatasetKind::Certificates, "130102").is_ok());
+        for bad in ["13", "130100", "130000", "13010", "1301021", "13010x", ""] {
+            assert!(check_scope(DatasetKind::Dibao, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn feeds_stay_in_their_county() {
+        let feed = DatasetKind::Deaths;
+        assert!(reaches(feed, "130102", Role::CountyDpf, "130102"));
+        assert!(reaches(feed, "130102", Role::Township, "130102001"));
+        assert!(reaches(feed, "130102", Role::Hub, "130102"));
+        assert!(reaches(feed, "130102", Role::Hub, "13"));
+        assert!(!reaches(feed, "130102", Role::Hub, "00"));
+        assert!(!reaches(feed, "130102", Role::Hub, "44"));
+        assert!(!reaches(feed, "130102", Role::Township, "130104001"));
+        assert!(!reaches(feed, "130102", Role::Supervisor, "13"));
+        assert!(!reaches(feed, "130102", Role::Supervisor, "130102"));
+        assert!(reaches(DatasetKind::Calendar, "00", Role::Supervisor, "44"));
+    }
+}

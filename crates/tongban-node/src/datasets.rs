@@ -1,0 +1,185 @@
+//! The signed reference datasets a node holds (the working-day calendar, its
+//! county's registry feeds): listing them, importing one given by hand, and —
+//! at the issuing office — signing a registry feed from the registry's CSV.
+//!
+//! Every check is `tongban_sync::check_dataset` (signature, issuer by the one
+//! table in `tongban_domain::dataset`, payload, whether it may reach this
+//! office), the same check sync runs on a dataset from a peer.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use tongban_domain::dataset::{DatasetKind, Issuer};
+use tongban_domain::ids::Timestamp;
+use tongban_domain::registry::Feed;
+use tongban_ledger::dataset::Dataset;
+use tongban_sync::{AdoptError, HeldDataset, check_dataset};
+
+use crate::local::{LocalNode, NodeError};
+
+/// What `tongban feed show` lists of one dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// Kind code (`calendar`, `certificates`, `dibao`, `deaths`).
+    pub kind: DatasetKind,
+    /// `00` or a county code.
+    pub scope: String,
+    /// Version.
+    pub version: u64,
+    /// The issuing office, or `authority`.
+    pub issuer: String,
+    /// When it was signed (ms UTC).
+    pub issued_at_ms: i64,
+    /// When it was signed, Beijing time.
+    pub issued_at: String,
+    /// What it holds (`2025, 2026`, `41 rows`).
+    pub holds: String,
+}
+
+impl DatasetInfo {
+    /// The listing of a held dataset.
+    pub fn of(held: &HeldDataset) -> DatasetInfo {
+        let d = &held.signed.dataset;
+        DatasetInfo {
+            kind: d.kind,
+            scope: d.scope.clone(),
+            version: d.version,
+            issuer: d
+                .issuer
+                .as_ref()
+                .map_or_else(|| "authority".to_string(), ToString::to_string),
+            issued_at_ms: d.issued_at.0,
+            issued_at: d.issued_at.china_display(),
+            holds: held.summary.clone(),
+        }
+    }
+}
+
+/// A dataset refused, as the office sees it.
+pub(crate) fn refused(err: AdoptError) -> NodeError {
+    match err {
+        AdoptError::Sync(err) => NodeError::Rejected(err.to_string()),
+        other => NodeError::Rejected(format!("数据集被拒绝 dataset refused: {other}")),
+    }
+}
+
+impl LocalNode {
+    /// The facts of this office the dataset rules need: role and division.
+    /// Without a certificate valid now, only national datasets are held (a
+    /// supervisor of the nation receives exactly those).
+    fn dataset_place(&self) -> (tongban_domain::stage::Role, String) {
+        match self.certificate(Timestamp::now()) {
+            Ok(cert) => (cert.role, cert.division.clone()),
+            Err(_) => (tongban_domain::stage::Role::Supervisor, "00".to_string()),
+        }
+    }
+
+    /// Every dataset the store holds that verifies and may reach this office.
+    pub fn held_datasets(&self) -> Result<Vec<HeldDataset>, NodeError> {
+        let (Some(authority), Ok(directory)) = (self.authority(), self.directory()) else {
+            return Ok(Vec::new());
+        };
+        let (role, division) = self.dataset_place();
+        let mut out = Vec::new();
+        for (_, bytes) in self
+            .store()
+            .meta_with_prefix(tongban_replica::META_DATASET_PREFIX)?
+        {
+            match check_dataset(&bytes, directory, &authority, role, &division) {
+                Ok(held) => out.push(held),
+                Err(err) => tracing::warn!(%err, "a stored dataset is not held"),
+            }
+        }
+        out.sort_by(|a, b| {
+            let (a, b) = (&a.signed.dataset, &b.signed.dataset);
+            (a.kind, &a.scope).cmp(&(b.kind, &b.scope))
+        });
+        Ok(out)
+    }
+
+    /// The held dataset of `kind` for `scope`.
+    pub fn held_dataset(
+        &self,
+        kind: DatasetKind,
+        scope: &str,
+    ) -> Result<Option<HeldDataset>, NodeError> {
+        Ok(self
+            .held_datasets()?
+            .into_iter()
+            .find(|h| h.signed.dataset.kind == kind && h.signed.dataset.scope == scope))
+    }
+
+    /// Stores a signed dataset given by hand into a stopped node (a running
+    /// node takes it through its sync engine, which also passes it on): it must
+    /// pass [`check_dataset`] and be newer than the one held. Answers the
+    /// version.
+    pub fn import_dataset(&mut self, bytes: &[u8]) -> Result<u64, NodeError> {
+        let authority = self.authority().ok_or(NodeError::NoDirectory)?;
+        let (role, division) = self.dataset_place();
+        let held = check_dataset(bytes, self.directory()?, &authority, role, &division)
+            .map_err(refused)?;
+        let d = &held.signed.dataset;
+        if let Some(current) = self.held_dataset(d.kind, &d.scope)? {
+            let version = current.signed.dataset.version;
+            if version >= d.version {
+                return Err(refused(AdoptError::NotNewer {
+                    kind: d.kind,
+                    scope: d.scope.clone(),
+                    held: version,
+                    given: d.version,
+                }));
+            }
+        }
+        let key = tongban_replica::dataset_key(d.kind.wire(), &d.scope);
+        self.store().write(|tx| tx.set_meta(&key, bytes))?;
+        if d.kind == DatasetKind::Calendar {
+            self.reload_calendar()?;
+        }
+        Ok(d.version)
+    }
+
+    /// Signs this office's registry feed of `kind` from the registry's CSV
+    /// export (`docs/cli.md` has the columns): the office must be the issuer
+    /// the kind names (`tongban_domain::dataset`); the scope is its county;
+    /// the version follows the one held. Nothing is stored: the caller imports
+    /// the bytes (a stopped node) or hands them to the running engine.
+    pub fn sign_feed(
+        &self,
+        kind: DatasetKind,
+        csv: &str,
+        now: Timestamp,
+        today: NaiveDate,
+    ) -> Result<Vec<u8>, NodeError> {
+        let Issuer::Office(role) = kind.issuer() else {
+            return Err(NodeError::Rejected(format!(
+                "{} ({kind}) 由目录管理机构发布 is published by the directory authority",
+                kind.zh()
+            )));
+        };
+        let cert = self.certificate(now)?;
+        if cert.role != role {
+            return Err(NodeError::Rejected(format!(
+                "{}（{kind}）只能由{}发布 is published by the {} only; this office is {}",
+                kind.zh(),
+                role.zh(),
+                role.code(),
+                cert.role.code()
+            )));
+        }
+        let scope = cert.division.clone();
+        let feed = Feed::parse_csv(kind, csv, today)
+            .map_err(|e| NodeError::Rejected(format!("CSV {e}")))?;
+        let version = self
+            .held_dataset(kind, &scope)?
+            .map_or(1, |h| h.signed.dataset.version + 1);
+        let dataset = Dataset {
+            kind,
+            scope,
+            version,
+            issued_at: now,
+            issuer: Some(self.office().clone()),
+            public_key: self.public_key(),
+            payload: feed.encode(),
+        };
+        Ok(dataset.sign(self.key()).encode())
+    }
+}

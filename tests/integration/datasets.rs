@@ -265,4 +265,28 @@ fn calendars_and_feeds_reach_who_they_must_and_bad_ones_are_refused() {
         ("2027-01-07".to_string(), false)
     );
     assert!(held(&data(DOMICILE), &auth).contains(&feed2));
+
+    // A backup carries them, and the restored node counts and compares alike.
+    let backup = root.join("domicile.tbbak");
+    ok(
+        Some(&data(DOMICILE)),
+        &auth,
+        &["backup", "--out", backup.to_str().unwrap()],
+    );
+    let restored = root.join("restored");
+    ok(
+        Some(&restored),
+        &auth,
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--office-key",
+            data(DOMICILE).join("office.key").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        deadline(&restored, &auth),
+        ("2027-01-07".to_string(), false)
+    );
+    assert!(held(&restored, &auth).contains(&feed2));
 }

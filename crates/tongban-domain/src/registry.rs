@@ -538,6 +538,159 @@ impl Feed {
     }
 }
 
+/// What a case states that a registry can confirm or contradict.
+#[derive(Debug, Clone)]
+pub struct Stated {
+    /// The applicant.
+    pub holder: ResidentId,
+    /// The certificate number given at intake, if any.
+    pub certificate: Option<String>,
+    /// Whether the living subsidy (for people in hardship) is applied for.
+    pub living: bool,
+    /// Whether the applicant declared a dibao household.
+    pub dibao: bool,
+}
+
+/// One fact a feed confirmed or contradicted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The feed.
+    pub feed: DatasetKind,
+    /// Its version.
+    pub feed_version: u64,
+    /// Stable code of the fact (`certificate_valid`, `dibao_off`, ...).
+    pub fact: &'static str,
+    /// Confirmed (true) or contradicted (false).
+    pub confirmed: bool,
+    /// In words, for the reviewer (Chinese), personal data masked.
+    pub detail: String,
+}
+
+/// Compares what a case states with the feeds of its domicile county: the
+/// one rule of data comparison (比对). A feed that is not given says nothing.
+///
+/// - certificates: the certificate given is in the registry and valid (which,
+///   the number holding holder, category and level, confirms all three); a
+///   revoked or unknown one, no certificate where the registry has one, or a
+///   newer valid certificate of another category or level, contradicts;
+/// - dibao (when the living subsidy is applied for and a dibao household
+///   declared): on the roster confirms; off it or not listed contradicts;
+/// - deaths: a death registration contradicts; none confirms.
+pub fn compare(stated: &Stated, feeds: &[(&Feed, u64)]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (feed, version) in feeds {
+        let mut find = |fact: &'static str, confirmed: bool, detail: String| {
+            out.push(Finding {
+                feed: feed.kind(),
+                feed_version: *version,
+                fact,
+                confirmed,
+                detail,
+            });
+        };
+        match feed {
+            Feed::Certificates(_) => {
+                let held = feed.certificates_of(&stated.holder);
+                let valid: Vec<&&CertificateRow> = held
+                    .iter()
+                    .filter(|r| r.status == CertificateStatus::Valid)
+                    .collect();
+                match &stated.certificate {
+                    Some(number) => {
+                        let number = number.trim().to_ascii_uppercase();
+                        match held.iter().find(|r| r.number.expose() == number) {
+                            None => find(
+                                "certificate_not_found",
+                                false,
+                                "残疾人证号不在残疾人证信息中 the certificate is not in the registry".into(),
+                            ),
+                            Some(row) if row.status == CertificateStatus::Revoked => find(
+                                "certificate_revoked",
+                                false,
+                                "残疾人证已注销 the certificate is revoked".into(),
+                            ),
+                            Some(row) => {
+                                find(
+                                    "certificate_valid",
+                                    true,
+                                    format!(
+                                        "残疾人证有效，{}{}，与身份证号一致 valid, matching the ID",
+                                        row.number.category().zh(),
+                                        row.number.level().zh()
+                                    ),
+                                );
+                                if let Some(other) =
+                                    valid.iter().find(|r| r.number.expose() != number)
+                                {
+                                    find(
+                                        "certificate_superseded",
+                                        false,
+                                        format!(
+                                            "登记有另一有效证件：{}{} another valid certificate is registered",
+                                            other.number.category().zh(),
+                                            other.number.level().zh()
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    None if valid.is_empty() => find(
+                        "no_valid_certificate",
+                        false,
+                        "残疾人证信息中没有申请人的有效证件 no valid certificate is registered"
+                            .into(),
+                    ),
+                    None => find(
+                        "certificate_not_given",
+                        false,
+                        format!(
+                            "申请未填残疾人证号，登记有有效证件：{}{} a valid certificate is registered but none was given",
+                            valid[0].number.category().zh(),
+                            valid[0].number.level().zh()
+                        ),
+                    ),
+                }
+            }
+            Feed::Dibao(_) => {
+                if !(stated.living && stated.dibao) {
+                    continue;
+                }
+                match feed.dibao_of(&stated.holder) {
+                    Some(row) if row.status == DibaoStatus::On => find(
+                        "dibao_on",
+                        true,
+                        format!("在低保对象名单中（自 {}）on the dibao roster", row.since),
+                    ),
+                    Some(row) => find(
+                        "dibao_off",
+                        false,
+                        format!("已于 {} 退出低保 left the dibao roster", row.since),
+                    ),
+                    None => find(
+                        "dibao_not_listed",
+                        false,
+                        "不在低保对象名单中 not on the dibao roster".into(),
+                    ),
+                }
+            }
+            Feed::Deaths(_) => match feed.death_of(&stated.holder) {
+                Some(row) => find(
+                    "deceased",
+                    false,
+                    format!("死亡登记：{} a death is registered", row.died),
+                ),
+                None => find(
+                    "no_death_registration",
+                    true,
+                    "无死亡登记 no death registered".into(),
+                ),
+            },
+        }
+    }
+    out
+}
+
 fn cert_key(row: &CertificateRow) -> (&str, String) {
     (row.number.holder().expose(), row.number.expose())
 }
@@ -774,6 +927,76 @@ mod tests {
         .unwrap_err();
         assert_eq!((err.line, err.column.as_str()), (4, "holder_id"), "{err}");
         assert!(err.message.contains("lines 2 and 4"), "{err}");
+    }
+
+    #[test]
+    fn comparison_confirms_and_contradicts() {
+        let certs = Feed::parse_csv(
+            DatasetKind::Certificates,
+            &format!(
+                "certificate_number,holder_id,category,level,status\n\
+                 {B}41,{B},肢体,1,有效\n\
+                 {A}62,{A},精神,2,注销\n"
+            ),
+            today(),
+        )
+        .unwrap();
+        let dibao = Feed::parse_csv(
+            DatasetKind::Dibao,
+            &format!("holder_id,status,since\n{A},off,2026-03-01\n{B},on,2020-01-01\n"),
+            today(),
+        )
+        .unwrap();
+        let deaths = Feed::parse_csv(
+            DatasetKind::Deaths,
+            &format!("holder_id,date_of_death\n{A},2026-10-01\n"),
+            today(),
+        )
+        .unwrap();
+        let feeds = [(&certs, 3), (&dibao, 5), (&deaths, 1)];
+        let b = Stated {
+            holder: ResidentId::parse_on(B, today()).unwrap(),
+            certificate: Some(format!("{B}41")),
+            living: true,
+            dibao: true,
+        };
+        let facts: Vec<(&str, bool)> = compare(&b, &feeds)
+            .iter()
+            .map(|f| (f.fact, f.confirmed))
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                ("certificate_valid", true),
+                ("dibao_on", true),
+                ("no_death_registration", true)
+            ]
+        );
+        let a = Stated {
+            holder: ResidentId::parse_on(A, today()).unwrap(),
+            certificate: Some(format!("{A}62")),
+            living: true,
+            dibao: true,
+        };
+        let found = compare(&a, &feeds);
+        let facts: Vec<(&str, bool)> = found.iter().map(|f| (f.fact, f.confirmed)).collect();
+        assert_eq!(
+            facts,
+            [
+                ("certificate_revoked", false),
+                ("dibao_off", false),
+                ("deceased", false)
+            ]
+        );
+        assert_eq!(found[1].feed_version, 5);
+        // A downgrade: the number given is no longer the one in the registry.
+        let mut a = a;
+        a.certificate = Some(format!("{A}61"));
+        assert_eq!(compare(&a, &feeds[..1])[0].fact, "certificate_not_found");
+        // The nursing subsidy alone: the dibao roster is not asked.
+        let mut b = b;
+        b.living = false;
+        assert!(compare(&b, &feeds[1..2]).is_empty());
     }
 
     proptest! {

@@ -44,8 +44,9 @@
 
 pub mod files;
 
-pub mod datasets;
 pub mod local;
+
+pub mod datasets;
 
 pub mod archive;
 pub mod authority;

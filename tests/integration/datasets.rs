@@ -290,3 +290,144 @@ fn calendars_and_feeds_reach_who_they_must_and_bad_ones_are_refused() {
     );
     assert!(held(&restored, &auth).contains(&feed2));
 }
+
+/// Signs `csv` as `office`'s feed of `kind` and hands it to `office` and to
+/// each of `to` (the county's offices, which the test network links through
+/// the national hub only, where feeds never go).
+async fn publish_feed(
+    net: &crate::paths::Net,
+    office: &'static str,
+    kind: tongban_domain::dataset::DatasetKind,
+    csv: String,
+    to: &[&'static str],
+) {
+    let bytes = net.nodes[office]
+        .handle()
+        .exec(move |node, now| node.sign_feed(kind, &csv, now, now.china_date()).unwrap())
+        .await
+        .unwrap();
+    for target in std::iter::once(&office).chain(to) {
+        net.nodes[target]
+            .handle()
+            .import_dataset(bytes.clone())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_record_what_the_feeds_say_and_answer_contradictions() {
+    use tongban_case::Outcome;
+    use tongban_domain::dataset::DatasetKind;
+    use tongban_domain::ids::{Operator, resident_id_check_char};
+    use tongban_domain::stage::Stage;
+
+    use crate::paths::{CIVIL, DOMICILE as DOM, DPF as DPF_OFFICE, Net, opinion};
+
+    let mut net = Net::start().await;
+    let contradicted = net.push().await;
+    let confirmed = net.push().await;
+    // The two residents Net makes: the first now has a revoked certificate and
+    // has left dibao; the second is as the case says.
+    let id = |n: usize| {
+        let first17 = format!("1301021968051{n:04}");
+        format!("{first17}{}", resident_id_check_char(&first17).unwrap())
+    };
+    let (a, b) = (id(1), id(2));
+    publish_feed(
+        &net,
+        DPF_OFFICE,
+        DatasetKind::Certificates,
+        format!(
+            "certificate_number,holder_id,category,level,status\n\
+             {a}62,{a},精神,2,注销\n{b}62,{b},精神,2,有效\n"
+        ),
+        &[DOM, CIVIL],
+    )
+    .await;
+    publish_feed(
+        &net,
+        CIVIL,
+        DatasetKind::Dibao,
+        format!("holder_id,status,since\n{a},off,2026-06-01\n{b},on,2019-03-01\n"),
+        &[DOM, DPF_OFFICE],
+    )
+    .await;
+
+    // An approval without an opinion is refused while the registry
+    // contradicts the case, naming what it contradicted; nothing is stored.
+    let case = contradicted.clone();
+    let refused = net.nodes[DOM]
+        .handle()
+        .exec(move |node, now| {
+            let op = Operator::parse("初审02").unwrap();
+            node.act(
+                &case,
+                Stage::InitialReviewed,
+                &opinion(Outcome::Approve, ""),
+                &op,
+                now,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("certificate_revoked") && refused.contains("dibao_off"),
+        "{refused}"
+    );
+    assert_eq!(net.stage(DOM, &contradicted).await, Some(Stage::Received));
+    net.act(
+        DOM,
+        &contradicted,
+        Stage::InitialReviewed,
+        opinion(Outcome::Approve, "证件已注销，另行核实：已通知申请人换领"),
+    )
+    .await;
+    net.act(
+        DOM,
+        &confirmed,
+        Stage::InitialReviewed,
+        opinion(Outcome::Approve, ""),
+    )
+    .await;
+
+    // The DPF sees them in the case, signed by the domicile township, and the
+    // verifier finds nothing unsigned or unauthorised.
+    for (case, expect) in [
+        (
+            &contradicted,
+            vec![("certificate_revoked", false), ("dibao_off", false)],
+        ),
+        (
+            &confirmed,
+            vec![("certificate_valid", true), ("dibao_on", true)],
+        ),
+    ] {
+        net.wait(DPF_OFFICE, case, Stage::InitialReviewed).await;
+        let case = case.clone();
+        let (facts, violations) = net.nodes[DPF_OFFICE]
+            .handle()
+            .exec(move |node, now| {
+                let mut doc = node.case(&case).unwrap();
+                let c = doc.read().unwrap();
+                let facts: Vec<(String, bool, String)> = c
+                    .confirmations
+                    .iter()
+                    .map(|f| (f.fact.clone(), f.confirmed, f.office.clone()))
+                    .collect();
+                let report = doc
+                    .verify(node.directory().unwrap(), node.calendar(), now)
+                    .unwrap();
+                (facts, report.violations)
+            })
+            .await
+            .unwrap();
+        let got: Vec<(&str, bool)> = facts.iter().map(|(f, c, _)| (f.as_str(), *c)).collect();
+        assert_eq!(got, expect);
+        assert!(facts.iter().all(|(_, _, office)| office == DOM));
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+}

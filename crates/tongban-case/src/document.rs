@@ -546,6 +546,48 @@ impl CaseDocument {
         })
     }
 
+    /// Records what the registry feeds confirmed or contradicted
+    /// ([`tongban_domain::registry::compare`]) as a signed write of this
+    /// office; a finding already recorded for the same feed version is not
+    /// recorded again. Answers how many were new.
+    pub fn record_confirmations(
+        &mut self,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        findings: &[tongban_domain::registry::Finding],
+    ) -> Result<usize, CaseError> {
+        let held = self.read()?.confirmations;
+        let new: Vec<schema::Confirmation> = findings
+            .iter()
+            .filter(|f| {
+                !held.iter().any(|c| {
+                    c.feed == f.feed.code()
+                        && c.feed_version == f.feed_version.to_string()
+                        && c.fact == f.fact
+                })
+            })
+            .map(|f| schema::Confirmation {
+                feed: f.feed.code().to_string(),
+                feed_version: f.feed_version.to_string(),
+                fact: f.fact.to_string(),
+                at: at.millis(),
+                confirmed: f.confirmed,
+                detail: f.detail.clone(),
+                office: office.facts.office.clone(),
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let count = new.len();
+        self.write(office, operator, at, "confirmations", move |case| {
+            case.confirmations.extend(new);
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
     /// Writes one signature record as a change of its own: a map under its hash
     /// in `field`, holding the signed bytes and readable copies. Nothing else
     /// goes in that change (see [`crate::authorship`]).
@@ -1263,6 +1305,26 @@ pub fn check_guards(
             expected.code(),
             found.code()
         ));
+    }
+    // A contradiction a registry feed recorded before this transition must be
+    // answered in the opinion of an approval.
+    if matches!(
+        to,
+        Stage::InitialReviewed | Stage::DpfReviewed | Stage::Decided
+    ) && payload.opinion.trim().is_empty()
+    {
+        let contradicted: Vec<&str> = case
+            .confirmations
+            .iter()
+            .filter(|c| !c.confirmed && c.at <= at.millis())
+            .map(|c| c.fact.as_str())
+            .collect();
+        if !contradicted.is_empty() {
+            problems.push(format!(
+                "数据比对有不一致，审核意见须作出说明 the registry contradicted {}: the opinion must answer it",
+                contradicted.join(", ")
+            ));
+        }
     }
     if matches!(
         to,

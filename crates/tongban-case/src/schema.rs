@@ -339,17 +339,24 @@ pub struct Evaluation {
     pub operator: String,
 }
 
-/// A fact confirmed by a signed registry feed.
+/// A fact a signed registry feed confirmed or contradicted
+/// (`tongban_domain::registry::compare`), recorded by the reviewing office.
 #[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate)]
 pub struct Confirmation {
-    /// Feed name, e.g. `disability_registry`, `dibao_roster`.
+    /// The feed's kind: `certificates`, `dibao`, `deaths`.
     pub feed: String,
-    /// Feed version or date.
+    /// The feed's signed version.
     pub feed_version: String,
-    /// The confirmed fact, e.g. `certificate_valid`, `dibao_household`.
+    /// The fact, e.g. `certificate_valid`, `dibao_off`, `deceased`.
     pub fact: String,
     /// When (ms).
     pub at: i64,
+    /// Confirmed (true) or contradicted (false).
+    pub confirmed: bool,
+    /// In words, personal data masked.
+    pub detail: String,
+    /// The office that compared.
+    pub office: String,
 }
 
 /// A signed stage transition as stored in the document: its canonical signed bytes

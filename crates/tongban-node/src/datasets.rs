@@ -8,9 +8,11 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use tongban_case::{CaseDocument, CaseError, SigningOffice};
 use tongban_domain::dataset::{DatasetKind, Issuer};
 use tongban_domain::ids::Timestamp;
-use tongban_domain::registry::Feed;
+use tongban_domain::ids::{Operator, ResidentId};
+use tongban_domain::registry::{Feed, Finding, Stated, compare};
 use tongban_ledger::dataset::Dataset;
 use tongban_sync::{AdoptError, HeldDataset, check_dataset};
 
@@ -135,6 +137,61 @@ impl LocalNode {
             self.reload_calendar()?;
         }
         Ok(d.version)
+    }
+
+    /// The findings of the feeds of `doc`'s domicile county this node holds
+    /// ([`tongban_domain::registry::compare`]).
+    pub fn findings(&self, doc: &CaseDocument) -> Result<Vec<Finding>, NodeError> {
+        let case = doc.read()?;
+        let county: String = case.applicant.hukou_township.chars().take(6).collect();
+        let Ok(holder) = ResidentId::parse_on(&case.applicant.resident_id, NaiveDate::MAX) else {
+            return Ok(Vec::new());
+        };
+        let mut feeds = Vec::new();
+        for held in self.held_datasets()? {
+            let d = &held.signed.dataset;
+            if !d.kind.personal() || d.scope != county {
+                continue;
+            }
+            match Feed::decode(d.kind, &d.payload) {
+                Ok(feed) => feeds.push((feed, d.version)),
+                Err(err) => {
+                    tracing::warn!(%err, kind = d.kind.code(), "a held feed does not decode")
+                }
+            }
+        }
+        let stated = Stated {
+            holder,
+            certificate: case.certificate.as_ref().map(|c| c.number.clone()),
+            living: case.subsidy_kinds.iter().any(|k| k == "living"),
+            dibao: case.household.dibao,
+        };
+        let refs: Vec<(&Feed, u64)> = feeds.iter().map(|(f, v)| (f, *v)).collect();
+        Ok(compare(&stated, &refs))
+    }
+
+    /// Records the findings of the county's feeds in `doc` when this office
+    /// may write them at the case's stage (the write-rights table: the
+    /// reviewing office of that stage); an office without that right, or a
+    /// node without the feeds, records nothing.
+    pub fn compare_with_feeds(
+        &self,
+        doc: &mut CaseDocument,
+        signer: &SigningOffice<'_>,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<usize, NodeError> {
+        let findings = self.findings(doc)?;
+        if findings.is_empty() {
+            return Ok(0);
+        }
+        match doc.record_confirmations(signer, operator, now, &findings) {
+            Ok(n) => Ok(n),
+            // Not this office's to write at this stage: the review that may
+            // records them.
+            Err(CaseError::Write(_)) => Ok(0),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Signs this office's registry feed of `kind` from the registry's CSV

@@ -848,9 +848,12 @@ impl LocalNode {
         now: Timestamp,
     ) -> Result<(), NodeError> {
         // The stage table and its guards (materials complete, reasons,
-        // eligibility) are asked inside `apply`, on every path.
+        // eligibility, contradictions answered) are asked inside `apply`, on
+        // every path. Before it, the case is compared with the feeds of its
+        // county this node holds, recorded as this office's signed write.
         let mut doc = self.case(case_id)?;
         let signer = self.signing(now)?;
+        self.compare_with_feeds(&mut doc, &signer, operator, now)?;
         doc.apply(to, &signer, operator, now, payload)?;
         self.save(case_id, &mut doc)
     }

@@ -505,6 +505,9 @@ struct ShowCase {
     materials: Vec<(String, String, u64)>,
     missing_materials: Vec<(String, String)>,
     reviews: Vec<(String, String, String, String)>,
+    /// Facts the registry feeds confirmed or contradicted: (feed, version,
+    /// fact, confirmed, detail, office).
+    confirmations: Vec<(String, String, String, bool, String, String)>,
     decision: Option<DecisionView>,
     notification: Option<String>,
     evaluation: Option<u64>,
@@ -540,6 +543,20 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
                         r.office.clone(),
                         r.outcome.clone(),
                         r.opinion.clone(),
+                    )
+                })
+                .collect(),
+            confirmations: c
+                .confirmations
+                .iter()
+                .map(|f| {
+                    (
+                        f.feed.clone(),
+                        f.feed_version.clone(),
+                        f.fact.clone(),
+                        f.confirmed,
+                        f.detail.clone(),
+                        f.office.clone(),
                     )
                 })
                 .collect(),
@@ -599,6 +616,16 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
     }
     for (code, zh) in &view.missing_materials {
         println!("  缺少材料 missing: {zh}（{code}）");
+    }
+    for (feed, version, fact, confirmed, detail, office) in &view.confirmations {
+        println!(
+            "  数据比对 registry: {} {feed} v{version} {fact}: {detail}（{office}）",
+            if *confirmed {
+                "相符 confirmed"
+            } else {
+                "不一致 CONTRADICTED"
+            }
+        );
     }
     for (stage, office, outcome, opinion) in &view.reviews {
         println!("  意见 review: {stage} {office} {outcome}: {opinion}");

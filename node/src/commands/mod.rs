@@ -7,6 +7,7 @@ mod case;
 mod demo;
 mod directory;
 mod id;
+mod material;
 mod node;
 mod policy;
 mod verify;

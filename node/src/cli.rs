@@ -564,11 +564,55 @@ pub enum CaseCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// 案件材料 The scanned materials of a case, for its reviewers: list them, or
+    /// write one to a file.
+    #[command(subcommand)]
+    Material(MaterialCommand),
     /// 案件详情 Show one case.
     Show {
         /// 案件编号 The case id.
         case: String,
         /// 输出 JSON Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// `tongban case material ...`
+#[derive(Debug, Subcommand)]
+pub enum MaterialCommand {
+    /// 材料清单 List the materials a case records: kind, size, hash, and whether
+    /// this node holds them yet.
+    List {
+        /// 案件编号 The case id.
+        case: String,
+        /// 输出 JSON Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// 取出材料 Write a material (an electronic copy) of a case to a file, checked
+    /// against its hash first. Only an office of the case is given it (hubs
+    /// only relay materials).
+    Get {
+        /// 案件编号 The case id.
+        case: String,
+        /// 材料类别或哈希 The material: its checklist code (hukou_book, id_card, ...)
+        /// when the case records one of that kind, else its hash (64 hex digits,
+        /// or a unique prefix of at least 8; see `case material list`).
+        #[arg(value_name = "KIND|HASH")]
+        material: String,
+        /// 输出文件 The file to write (mode 0600, through a temporary file); `-`
+        /// writes to standard output. An existing file is kept unless --force.
+        #[arg(long)]
+        out: PathBuf,
+        /// 覆盖 Replace an existing --out file.
+        #[arg(long)]
+        force: bool,
+        /// 输出 JSON Print JSON (what was written; not with `--out -`).
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -1,6 +1,7 @@
 //! The one place a command's failure becomes what the user sees and the exit
 //! status: 0 success, 1 input rejected by a rule or the command failed, 2 usage
-//! error (`docs/cli.md`). A command builds a [`Failure`] (from a typed library
+//! error, 3 a material the case records but this node does not hold yet
+//! (`docs/cli.md`). A command builds a [`Failure`] (from a typed library
 //! error or from its own check of an argument) and [`Failure::report`] prints it
 //! — as text on stderr, and, when the command was given `--json`, also as one
 //! JSON object on stdout — and answers the exit status from
@@ -33,6 +34,9 @@ pub enum Kind {
     Refused,
     /// The command failed (a damaged file, a store error, the node stopped).
     Failed,
+    /// What was asked for exists but has not reached this node yet (a material
+    /// the case records whose bytes sync has not fetched): try again later.
+    NotYetHeld,
     /// The command line is malformed (clap's error).
     Usage,
 }
@@ -43,6 +47,7 @@ impl Kind {
         match self {
             Kind::Rejected | Kind::Refused | Kind::Failed => 1,
             Kind::Usage => 2,
+            Kind::NotYetHeld => 3,
         }
     }
 
@@ -53,6 +58,7 @@ impl Kind {
             Kind::Refused => "拒绝 refused",
             Kind::Failed => "错误 error",
             Kind::Usage => "用法错误 usage",
+            Kind::NotYetHeld => "尚未同步 not yet held",
         }
     }
 }
@@ -114,6 +120,16 @@ impl Failure {
     /// The same failure, naming the argument at fault without changing the
     /// message (which names it already, or names the value).
     pub fn at(mut self, field: &str) -> Failure {
+        self.field = Some(field.to_string());
+        self
+    }
+
+    /// The same failure, naming the argument at fault in its field and in its
+    /// message (unless the message names it already).
+    pub fn naming(mut self, field: &str) -> Failure {
+        if !self.message.contains(field) {
+            self.message = format!("{field}: {}", self.message);
+        }
         self.field = Some(field.to_string());
         self
     }
@@ -199,6 +215,20 @@ impl From<tongban_node::archive::ExportError> for Failure {
     }
 }
 
+impl From<&tongban_node::materials::MaterialError> for Failure {
+    fn from(err: &tongban_node::materials::MaterialError) -> Failure {
+        use tongban_node::materials::{MaterialError, Missing};
+        match err {
+            MaterialError::Node(err) => Failure::from(err),
+            err if err.missing() == Some(Missing::MaterialNotHeld) => {
+                Failure::new(Kind::NotYetHeld, err.to_string())
+            }
+            err if err.is_rejection() => Failure::new(Kind::Refused, err.to_string()),
+            err => Failure::failed(err.to_string()),
+        }
+    }
+}
+
 impl From<anyhow::Error> for Failure {
     fn from(err: anyhow::Error) -> Failure {
         Failure::failed(format!("{err:#}"))
@@ -215,6 +245,23 @@ mod tests {
         assert_eq!(Kind::Refused.exit_status(), 1);
         assert_eq!(Kind::Failed.exit_status(), 1);
         assert_eq!(Kind::Usage.exit_status(), 2);
+        assert_eq!(Kind::NotYetHeld.exit_status(), 3);
+    }
+
+    #[test]
+    fn a_material_not_yet_held_has_its_own_status() {
+        use tongban_node::materials::{MaterialError, Missing};
+        let remote = MaterialError::Remote {
+            message: "材料尚未同步到本节点".into(),
+            missing: Missing::MaterialNotHeld,
+        };
+        let failure = Failure::from(&remote);
+        assert_eq!((failure.kind, failure.code), (Kind::NotYetHeld, 3));
+        let unrecorded = MaterialError::Remote {
+            message: "案件未记录该材料".into(),
+            missing: Missing::Material,
+        };
+        assert_eq!(Failure::from(&unrecorded).code, 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! prints results (`output`: JSON, tables by display width, progress on a
 //! terminal) and maps every failure to text or a `--json` object and an exit
 //! status in one place (`error`: 0 success, 1 input rejected or command
-//! failed, 2 usage error).
+//! failed, 2 usage error, 3 a material not yet held here).
 //!
 //! It must never hold rules of its own (the stage and write-rights tables in
 //! the library crates decide), never write a node's store except through the

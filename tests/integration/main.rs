@@ -17,6 +17,7 @@ mod hardening;
 mod id;
 mod js_interop;
 mod links;
+mod materials;
 mod office;
 mod package;
 mod paths;

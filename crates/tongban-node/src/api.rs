@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use tongban_case::{IntakeForm, Payload};
 use tongban_domain::stage::Stage;
 
+use crate::materials::Missing;
+
 /// The file a running daemon writes its TCP control address into, when `control`
 /// is configured (removed on a clean shutdown, and on start). Commands never read
 /// it: they reach their node over [`CONTROL_SOCKET_FILE`].
@@ -23,6 +25,10 @@ pub struct ApiError {
     pub error: String,
     /// Whether it was the office's input refused by a rule.
     pub rejection: bool,
+    /// With a 404: what is missing (the case, a material the case does not
+    /// record, or a recorded material's bytes not yet held here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Missing>,
 }
 
 /// `POST /v1/cases` body.

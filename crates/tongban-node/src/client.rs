@@ -21,7 +21,7 @@ use tongban_ledger::directory::Directory;
 
 use tongban_ledger::directory::OfficeCertificate;
 use tongban_ledger::keys::PublicKey;
-use tongban_store::BackupSummary;
+use tongban_store::{BackupSummary, MaterialHash};
 
 use crate::api::{
     ApiError, BackupRequest, CONTROL_TOKEN_FILE, DatasetImported, DirectoryImported,
@@ -33,6 +33,7 @@ use crate::local::{
     CaseRow, LocalNode, MAX_MATERIAL_BYTES, MaterialCheck, NewCase, NodeError, NodeFileView,
     load_calendar,
 };
+use crate::materials::{MaterialError, MaterialRow, Missing};
 use crate::office::Office;
 use crate::status::NodeStatus;
 
@@ -183,6 +184,36 @@ impl Client {
         length: Option<u64>,
         timeout: Duration,
     ) -> Result<Vec<u8>, NodeError> {
+        let (status, body) = self.exchange(
+            method,
+            path_and_query,
+            content_type,
+            body,
+            length,
+            timeout,
+            MAX_ANSWER,
+        )?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        Err(refusal(status, api_error(status, &body)))
+    }
+
+    /// Sends one request on a connection of its own and reads the answer's
+    /// status and body (at most `limit` bytes of it).
+    // The request's parts are the HTTP request's own; a struct for them would
+    // only be unpacked here.
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        content_type: &str,
+        body: RequestBody,
+        length: Option<u64>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(hyper::StatusCode, Bytes), NodeError> {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -213,33 +244,17 @@ impl Client {
                 .await
                 .map_err(|e| e.to_string())?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_ANSWER)
+            let body = Limited::new(response.into_body(), limit)
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?
                 .to_bytes();
             Ok::<_, String>((status, body))
         };
-        let (status, body) = self
-            .runtime
+        self.runtime
             .block_on(async { tokio::time::timeout(timeout, exchange).await })
             .map_err(|_| daemon_err("control API: the node did not answer in time"))?
-            .map_err(|e| daemon_err(format!("control API: {e}")))?;
-        if status.is_success() {
-            return Ok(body.to_vec());
-        }
-        let err: ApiError = serde_json::from_slice(&body).unwrap_or(ApiError {
-            error: format!("control API answered {status}"),
-            rejection: false,
-        });
-        if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
-            Err(NodeError::Rejected(err.error))
-        } else {
-            Err(NodeError::Daemon {
-                message: err.error,
-                rejection: err.rejection,
-            })
-        }
+            .map_err(|e| daemon_err(format!("control API: {e}")))
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>, NodeError> {
@@ -370,6 +385,27 @@ fn full_body(bytes: Vec<u8>) -> RequestBody {
     Full::new(Bytes::from(bytes))
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// The error body of a refused request (or one made up from its status).
+fn api_error(status: hyper::StatusCode, body: &[u8]) -> ApiError {
+    serde_json::from_slice(body).unwrap_or(ApiError {
+        error: format!("control API answered {status}"),
+        rejection: false,
+        missing: None,
+    })
+}
+
+/// A refused request as the node's error.
+fn refusal(status: hyper::StatusCode, err: ApiError) -> NodeError {
+    if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
+        NodeError::Rejected(err.error)
+    } else {
+        NodeError::Daemon {
+            message: err.error,
+            rejection: err.rejection,
+        }
+    }
 }
 
 /// Refuses a control socket not owned by the owner of the data directory: only
@@ -572,6 +608,38 @@ impl Office for Client {
             .map_err(|e| daemon_err(format!("control API request: {e}")))?;
         let answer = self.upload(&format!("/v1/cases/{case}/materials?{query}"), file)?;
         Client::json(&answer)
+    }
+
+    fn materials(&self, case: &CaseId) -> Result<Vec<MaterialRow>, NodeError> {
+        Client::json(&self.get(&format!("/v1/cases/{case}/materials"))?)
+    }
+
+    fn material(&self, case: &CaseId, hash: &MaterialHash) -> Result<Vec<u8>, MaterialError> {
+        // The node checks the rule and the bytes; they are checked again here,
+        // against the hash asked for, before the command writes anything.
+        let limit = usize::try_from(MAX_MATERIAL_BYTES).unwrap_or(usize::MAX);
+        let (status, body) = self.exchange(
+            hyper::Method::GET,
+            &format!("/v1/cases/{case}/materials/{}", hash.to_hex()),
+            "application/json",
+            empty_body(),
+            None,
+            REQUEST_TIMEOUT,
+            limit,
+        )?;
+        if status.is_success() {
+            crate::materials::check_bytes(hash, &body)?;
+            return Ok(body.to_vec());
+        }
+        let err = api_error(status, &body);
+        Err(match err.missing {
+            Some(Missing::Case) => NodeError::UnknownCase(case.clone()).into(),
+            Some(missing) => MaterialError::Remote {
+                message: err.error,
+                missing,
+            },
+            None => refusal(status, err).into(),
+        })
     }
 
     fn act(

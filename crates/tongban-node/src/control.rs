@@ -22,8 +22,9 @@
 //! then offers what was written to its peers.
 //!
 //! Errors are `{"error": "...", "rejection": true|false}` with status 422 for the
-//! office's input refused by a rule, 404 for an unknown case, 401 for a missing or
-//! wrong token, 400 for a malformed request and 500 otherwise.
+//! office's input refused by a rule, 404 for an unknown case or material (with
+//! `"missing"` saying which), 401 for a missing or wrong token, 400 for a
+//! malformed request and 500 otherwise.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ use crate::api::{
 };
 use crate::engine::{DaemonError, DaemonHandle, wait_stop};
 use crate::local::{MAX_MATERIAL_BYTES, NodeError};
+use crate::materials::{MaterialError, Missing};
 
 /// The largest JSON body a route takes (an intake form, a transition, a backup
 /// request): far above any real one, far below what could hurt the node.
@@ -96,6 +98,31 @@ impl From<NodeError> for Failure {
             ApiError {
                 rejection: err.is_rejection(),
                 error: err.to_string(),
+                missing: matches!(err, NodeError::UnknownCase(_)).then_some(Missing::Case),
+            },
+        )
+    }
+}
+
+impl From<MaterialError> for Failure {
+    fn from(err: MaterialError) -> Failure {
+        let err = match err {
+            MaterialError::Node(err) => return err.into(),
+            err => err,
+        };
+        let status = if err.missing().is_some() {
+            StatusCode::NOT_FOUND
+        } else if err.is_rejection() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Failure(
+            status,
+            ApiError {
+                rejection: err.is_rejection(),
+                error: err.to_string(),
+                missing: err.missing(),
             },
         )
     }
@@ -114,6 +141,7 @@ impl From<crate::archive::ExportError> for Failure {
                 ApiError {
                     rejection: err.is_rejection(),
                     error: err.to_string(),
+                    missing: None,
                 },
             ),
         }
@@ -127,6 +155,7 @@ impl From<DaemonError> for Failure {
             ApiError {
                 error: err.to_string(),
                 rejection: false,
+                missing: None,
             },
         )
     }
@@ -138,6 +167,7 @@ fn bad_request(message: String) -> Failure {
         ApiError {
             error: message,
             rejection: true,
+            missing: None,
         },
     )
 }
@@ -148,6 +178,7 @@ fn not_found(message: String) -> Failure {
         ApiError {
             error: message,
             rejection: true,
+            missing: None,
         },
     )
 }
@@ -174,6 +205,7 @@ impl Api {
                 ApiError {
                     error: format!("missing or wrong bearer token (see {CONTROL_TOKEN_FILE})"),
                     rejection: true,
+                    missing: None,
                 },
             ))
         }
@@ -269,6 +301,41 @@ async fn evaluation(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn materials(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, Failure> {
+    let case = parse_case(&id)?;
+    let rows = api
+        .node
+        .exec(move |node, _| crate::materials::list(node, &case))
+        .await??;
+    Ok(axum::Json(rows).into_response())
+}
+
+async fn material_bytes(
+    State(api): State<Api>,
+    UrlPath((id, hash)): UrlPath<(String, String)>,
+) -> Result<Response, Failure> {
+    let case = parse_case(&id)?;
+    let hash: tongban_store::MaterialHash = hash
+        .parse()
+        .map_err(|e| bad_request(format!("hash {hash:?}: {e}")))?;
+    // The rule and the bookkeeping on the engine; the bytes are read beside
+    // it on a read transaction of their own, like a backup, and checked
+    // against the hash before a byte is sent.
+    let store = api
+        .node
+        .exec(move |node, _| {
+            crate::materials::authorise(node, &case, &hash).map(|_| node.shared_store().clone())
+        })
+        .await??;
+    let bytes = tokio::task::spawn_blocking(move || crate::materials::read_checked(&store, &hash))
+        .await
+        .map_err(|e| Failure::from(DaemonError::Control(e.to_string())))??;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
 async fn material(
     State(api): State<Api>,
     UrlPath(id): UrlPath<String>,
@@ -332,6 +399,7 @@ async fn spool_upload(dir: &Path, body: Body) -> Result<tempfile::NamedTempFile,
                             BODY_IDLE_TIMEOUT.as_secs()
                         ),
                         rejection: true,
+                        missing: None,
                     },
                 ));
             }
@@ -352,6 +420,7 @@ async fn spool_upload(dir: &Path, body: Body) -> Result<tempfile::NamedTempFile,
                 ApiError {
                     error: err.to_string(),
                     rejection: true,
+                    missing: None,
                 },
             ));
         }
@@ -370,6 +439,7 @@ fn store_failure(message: String) -> Failure {
         ApiError {
             error: message,
             rejection: false,
+            missing: None,
         },
     )
 }
@@ -397,6 +467,7 @@ async fn backup(
                 ApiError {
                     error: e.to_string(),
                     rejection: true,
+                    missing: None,
                 },
             )
         })?;
@@ -451,6 +522,7 @@ async fn import_directory(
                 ApiError {
                     rejection: err.is_rejection(),
                     error: err.to_string(),
+                    missing: None,
                 },
             ),
             err => err.into(),
@@ -549,7 +621,8 @@ fn router(api: Api) -> Router {
         .route("/v1/cases/{id}/transitions", post(transition).layer(json))
         .route("/v1/cases/{id}/evaluation", post(evaluation).layer(json))
         // The upload handler streams and enforces MAX_MATERIAL_BYTES itself.
-        .route("/v1/cases/{id}/materials", post(material))
+        .route("/v1/cases/{id}/materials", get(materials).post(material))
+        .route("/v1/cases/{id}/materials/{hash}", get(material_bytes))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             require_token,

@@ -11,6 +11,7 @@
 //! runs, implemented by `LocalNode` on the store and by [`client::Client`] through
 //! a running node's control API; [`client::open`] picks one. [`daemon::Daemon`]
 //! runs a node: the [`engine`] (store, sync over QUIC) and the [`control`] API.
+//! [`materials`] hands a case's scanned materials to its offices' reviewers,
 //! [`archive`] writes and checks signed case archives, [`authority`] keeps the
 //! directory authority's files, [`provision`] sets up several certified nodes at
 //! once (the demo, benchmarks, multi-node tests).
@@ -22,6 +23,7 @@
 //! ```text
 //! files      private files: atomic writes, directory sync
 //! local      LocalNode, NodeError, node.toml
+//! materials  a case's materials for reviewers: who may be handed them
 //! datasets   signed calendar and registry feeds held (over local)
 //! archive    signed case archives (over local)
 //! authority  the directory authority's files (over files)
@@ -45,6 +47,8 @@
 pub mod files;
 
 pub mod local;
+
+pub mod materials;
 
 pub mod datasets;
 

@@ -16,11 +16,12 @@ use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::stage::Stage;
 use tongban_ledger::directory::{Directory, OfficeCertificate};
 use tongban_ledger::keys::PublicKey;
-use tongban_store::BackupSummary;
+use tongban_store::{BackupSummary, MaterialHash};
 
 use crate::archive::ExportError;
 use crate::datasets::DatasetInfo;
 use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
+use crate::materials::{MaterialError, MaterialRow};
 use crate::status::NodeStatus;
 
 /// One office node, as the commands see it: on the store directly, or through
@@ -101,6 +102,16 @@ pub trait Office {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<String, NodeError>;
+
+    /// `case material list`: the materials the case records, each with
+    /// whether this node holds its bytes ([`crate::materials::list`]).
+    fn materials(&self, case: &CaseId) -> Result<Vec<MaterialRow>, NodeError>;
+
+    /// `case material get`: the bytes of the material `hash` of a case, checked
+    /// against the hash, for an office of the case only
+    /// ([`crate::materials::may_hand_out`]); at most
+    /// [`crate::local::MAX_MATERIAL_BYTES`].
+    fn material(&self, case: &CaseId, hash: &MaterialHash) -> Result<Vec<u8>, MaterialError>;
 
     /// Signs a stage transition.
     fn act(
@@ -233,6 +244,14 @@ impl Office for LocalNode {
         now: Timestamp,
     ) -> Result<String, NodeError> {
         LocalNode::attach(self, case, file, kind, media_type, operator, now)
+    }
+
+    fn materials(&self, case: &CaseId) -> Result<Vec<MaterialRow>, NodeError> {
+        crate::materials::list(self, case)
+    }
+
+    fn material(&self, case: &CaseId, hash: &MaterialHash) -> Result<Vec<u8>, MaterialError> {
+        crate::materials::read(self, case, hash)
     }
 
     fn act(

@@ -26,7 +26,7 @@ fn operator(node: &dyn Office, arg: &OperatorArg) -> Result<Operator, ExitCode> 
     Operator::parse(text).map_err(|e| reject_field("--operator", e))
 }
 
-fn case_id(text: &str) -> Result<CaseId, ExitCode> {
+pub(super) fn case_id(text: &str) -> Result<CaseId, ExitCode> {
     CaseId::parse(text.trim()).map_err(|e| Failure::rejected(e.to_string()).at("CASE").report())
 }
 
@@ -210,6 +210,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CaseCommand::Show { case, json, data } => show(&case, json, &data),
+        CaseCommand::Material(cmd) => super::material::run(cmd),
         CaseCommand::Export {
             case,
             out,

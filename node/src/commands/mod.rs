@@ -8,6 +8,7 @@ mod demo;
 mod directory;
 mod feed;
 mod id;
+mod material;
 mod node;
 mod policy;
 mod verify;

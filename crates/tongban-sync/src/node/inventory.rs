@@ -215,7 +215,10 @@ impl SyncNode {
                 return Ok(());
             };
             s.work.insert(case.clone(), Work { asked_at: now });
-            if store.heads(&case).map_err(store_err)?.is_none() {
+            // A case held in part goes by Automerge sync, unless an exchange
+            // of it was refused: then the whole document, merged here.
+            let whole = s.whole.remove(&case);
+            if whole || store.heads(&case).map_err(store_err)?.is_none() {
                 wants.push(case);
             } else {
                 self.start_sync(store, session, &case)?;

@@ -297,6 +297,8 @@ struct Session {
     /// refused document holds up nothing else of the peer's log.
     retry: BTreeMap<CaseId, Work>,
     sync_states: BTreeMap<CaseId, sync::State>,
+    /// Cases whose Automerge exchange was refused: asked for whole next time.
+    whole: std::collections::BTreeSet<CaseId>,
     /// The version of each dataset the peer holds or was sent.
     datasets_known: BTreeMap<(tongban_domain::dataset::DatasetKind, String), u64>,
 }
@@ -515,6 +517,7 @@ impl SyncNode {
                 retry: BTreeMap::new(),
                 sync_states: BTreeMap::new(),
                 datasets_known: BTreeMap::new(),
+                whole: std::collections::BTreeSet::new(),
             },
         );
         self.send_hello(id);

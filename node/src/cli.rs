@@ -105,6 +105,9 @@ pub enum Command {
     /// 案件办理 Case work at the office window and in review.
     #[command(subcommand)]
     Case(CaseCommand),
+    /// 动态核查 Check every award of a county against the latest registry feeds.
+    #[command(subcommand)]
+    Check(CheckCommand),
     /// 比对数据 Registry feeds (certificates, dibao, deaths) this node holds or its office publishes.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -316,6 +319,26 @@ pub enum NodeCommand {
     DatasetImport {
         /// The signed dataset file.
         file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// `tongban check ...`
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// 动态核查 At county civil affairs: compare every active or suspended award of the county
+    /// with the latest feeds; sign a suspension (不再符合条件), termination (死亡) or resumption
+    /// (数据已更正) with the reason and feed versions.
+    Run {
+        /// 县级代码 The 6-digit county code.
+        #[arg(long)]
+        county: String,
+        #[command(flatten)]
+        operator: OperatorArg,
+        /// 输出 JSON Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         data: DataDirArg,
     },

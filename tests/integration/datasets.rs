@@ -431,3 +431,99 @@ async fn reviews_record_what_the_feeds_say_and_answer_contradictions() {
         assert!(violations.is_empty(), "{violations:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamic_check_suspends_terminates_and_resumes_awards_from_the_feeds() {
+    use tongban_domain::dataset::DatasetKind;
+    use tongban_domain::ids::{Operator, resident_id_check_char};
+    use tongban_domain::stage::Stage;
+
+    use crate::paths::{CIVIL, DPF as DPF_OFFICE, Net};
+
+    let mut net = Net::start().await;
+    let dies = net.push().await;
+    net.finish_approved(&dies).await;
+    let leaves = net.push().await;
+    net.finish_approved(&leaves).await;
+    let stays = net.push().await;
+    net.finish_approved(&stays).await;
+    let id = |n: usize| {
+        let first17 = format!("1301021968051{n:04}");
+        format!("{first17}{}", resident_id_check_char(&first17).unwrap())
+    };
+    let (a, b, c) = (id(1), id(2), id(3));
+    let dibao = |b_status: &str| {
+        format!(
+            "holder_id,status,since\n{a},on,2019-01-01\n{b},{b_status},2026-06-01\n{c},on,2019-01-01\n"
+        )
+    };
+    publish_feed(&net, CIVIL, DatasetKind::Dibao, dibao("off"), &[]).await;
+    publish_feed(
+        &net,
+        CIVIL,
+        DatasetKind::Deaths,
+        format!("holder_id,date_of_death\n{a},2026-11-20\n"),
+        &[],
+    )
+    .await;
+    let check = |office: &'static str| {
+        let handle = net.nodes[office].handle();
+        async move {
+            handle
+                .exec(|node, now| {
+                    node.check_awards("130102", &Operator::parse("核查01").unwrap(), now)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    // Only the county's civil affairs runs it.
+    let refused = check(DPF_OFFICE).await.unwrap_err().to_string();
+    assert!(refused.contains("county civil affairs"), "{refused}");
+
+    let results = check(CIVIL).await.unwrap();
+    let by_case = |case: &tongban_domain::ids::CaseId| {
+        results
+            .iter()
+            .find(|r| r.case == case.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no result for {case}: {results:?}"))
+    };
+    let died = by_case(&dies);
+    assert_eq!(died.to, "terminated");
+    assert!(
+        died.reason.contains("deaths feed version 1"),
+        "{}",
+        died.reason
+    );
+    let left = by_case(&leaves);
+    assert_eq!(left.to, "suspended");
+    assert!(
+        left.reason.contains("dibao feed version 1"),
+        "{}",
+        left.reason
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.case != stays.as_str() && r.error.is_none())
+    );
+    assert_eq!(net.stage(CIVIL, &dies).await, Some(Stage::Terminated));
+    assert_eq!(net.stage(CIVIL, &leaves).await, Some(Stage::Suspended));
+    assert_eq!(net.stage(CIVIL, &stays).await, Some(Stage::Active));
+    // Signed with the reason, and carried to the acceptance office.
+    net.wait(crate::paths::ACCEPTANCE, &leaves, Stage::Suspended)
+        .await;
+
+    // Run again at once: nothing more to do.
+    assert!(check(CIVIL).await.unwrap().is_empty());
+
+    // The roster is corrected: the suspended award resumes.
+    publish_feed(&net, CIVIL, DatasetKind::Dibao, dibao("on"), &[]).await;
+    let results = check(CIVIL).await.unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].case, leaves.as_str());
+    assert_eq!(results[0].to, "active");
+    assert!(results[0].reason.contains("dibao feed version 2"));
+    assert_eq!(net.stage(CIVIL, &leaves).await, Some(Stage::Active));
+}

@@ -691,6 +691,112 @@ pub fn compare(stated: &Stated, feeds: &[(&Feed, u64)]) -> Vec<Finding> {
     out
 }
 
+/// An award as the dynamic check (动态管理) sees it.
+#[derive(Debug, Clone)]
+pub struct AwardState {
+    /// The person paid.
+    pub holder: ResidentId,
+    /// The kinds awarded.
+    pub kinds: Vec<crate::policy::SubsidyKind>,
+    /// What the case stated at intake (dibao, low income, care, the
+    /// certificate's category and level, other allowances): the registries'
+    /// facts replace these where a feed is held.
+    pub stated: crate::policy::ApplicantFacts,
+    /// Whether the award is suspended now (else active).
+    pub suspended: bool,
+}
+
+/// What the dynamic check decides for one award.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckAction {
+    /// `suspended`, `terminated` or `active` (a suspension corrected).
+    pub to: crate::stage::Stage,
+    /// Why, in words (Chinese, then the codes), with the feeds and versions.
+    pub reason: String,
+    /// The feeds the decision rests on, with their versions.
+    pub feeds: Vec<(DatasetKind, u64)>,
+}
+
+/// The dynamic check of one award against the latest feeds of its county —
+/// the one rule: a registered death terminates it; an awarded kind the
+/// domicile policy no longer grants with the facts as the registries state
+/// them (`Policy::ineligibility`: a revoked certificate, a level below the
+/// policy's, a dibao exit for the living subsidy) suspends it; a suspended
+/// award whose every kind is granted again, and no death registered, resumes.
+/// `None`: nothing to do.
+pub fn award_check(
+    award: &AwardState,
+    feeds: &[(&Feed, u64)],
+    policy: &crate::policy::Policy,
+) -> Option<CheckAction> {
+    let mut facts = award.stated.clone();
+    let mut used = Vec::new();
+    for (feed, version) in feeds {
+        match feed {
+            Feed::Deaths(_) => {
+                if let Some(row) = feed.death_of(&award.holder) {
+                    return Some(CheckAction {
+                        to: crate::stage::Stage::Terminated,
+                        reason: format!(
+                            "死亡登记（{}）deceased: deaths feed version {version}",
+                            row.died
+                        ),
+                        feeds: vec![(DatasetKind::Deaths, *version)],
+                    });
+                }
+            }
+            Feed::Dibao(_) => {
+                facts.dibao = feed
+                    .dibao_of(&award.holder)
+                    .is_some_and(|r| r.status == DibaoStatus::On);
+                used.push((DatasetKind::Dibao, *version));
+            }
+            Feed::Certificates(_) => {
+                facts.disability = feed
+                    .certificates_of(&award.holder)
+                    .into_iter()
+                    .find(|r| r.status == CertificateStatus::Valid)
+                    .map(|r| (r.number.category(), r.number.level()));
+                used.push((DatasetKind::Certificates, *version));
+            }
+        }
+    }
+    let versions: Vec<String> = used
+        .iter()
+        .map(|(k, v)| format!("{} feed version {v}", k.code()))
+        .collect();
+    let reasons: Vec<String> = award
+        .kinds
+        .iter()
+        .flat_map(|kind| {
+            policy
+                .ineligibility(*kind, &facts)
+                .into_iter()
+                .map(move |why| format!("{}：{why}", kind.zh()))
+        })
+        .collect();
+    match (reasons.is_empty(), award.suspended) {
+        (false, false) => Some(CheckAction {
+            to: crate::stage::Stage::Suspended,
+            reason: format!(
+                "比对不再符合条件 no longer eligible by the registries: {} ({})",
+                reasons.join("；"),
+                versions.join(", ")
+            ),
+            feeds: used,
+        }),
+        (true, true) if !used.is_empty() => Some(CheckAction {
+            to: crate::stage::Stage::Active,
+            reason: format!(
+                "比对数据已更正，恢复发放 eligible again by the registries ({})",
+                versions.join(", ")
+            ),
+            feeds: used,
+        }),
+        _ => None,
+    }
+}
+
 fn cert_key(row: &CertificateRow) -> (&str, String) {
     (row.number.holder().expose(), row.number.expose())
 }

@@ -64,6 +64,15 @@ pub struct EvaluationRequest {
     pub operator: String,
 }
 
+/// `POST /v1/checks` body: the dynamic check of a county's awards.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// The 6-digit county code.
+    pub county: String,
+    /// The clerk who runs it.
+    pub operator: String,
+}
+
 /// `POST /v1/cases/{id}/materials` query.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MaterialQuery {

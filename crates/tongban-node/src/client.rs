@@ -24,11 +24,11 @@ use tongban_ledger::keys::PublicKey;
 use tongban_store::{BackupSummary, MaterialHash};
 
 use crate::api::{
-    ApiError, BackupRequest, CONTROL_TOKEN_FILE, DatasetImported, DirectoryImported,
+    ApiError, BackupRequest, CONTROL_TOKEN_FILE, CheckRequest, DatasetImported, DirectoryImported,
     EvaluationRequest, ListQuery, MaterialQuery, NewCaseRequest, TransitionRequest,
 };
 use crate::archive::ExportError;
-use crate::datasets::DatasetInfo;
+use crate::datasets::{CheckResult, DatasetInfo};
 use crate::local::{
     CaseRow, LocalNode, MAX_MATERIAL_BYTES, MaterialCheck, NewCase, NodeError, NodeFileView,
     load_calendar,
@@ -678,6 +678,23 @@ impl Office for Client {
             },
         )
         .map(|_| ())
+    }
+
+    fn check_awards(
+        &self,
+        county: &str,
+        operator: &Operator,
+        _now: Timestamp,
+    ) -> Result<Vec<CheckResult>, NodeError> {
+        // The node checks with its own clock.
+        let answer = self.post_json(
+            "/v1/checks",
+            &CheckRequest {
+                county: county.to_string(),
+                operator: operator.to_string(),
+            },
+        )?;
+        Client::json(&answer)
     }
 
     fn list(

@@ -47,8 +47,9 @@ use tracing::Instrument;
 
 use crate::api::{
     ApiError, ArchiveQuery, BackupRequest, CONTROL_ADDR_FILE, CONTROL_SOCKET_FILE,
-    CONTROL_TOKEN_FILE, DatasetImported, DirectoryImported, DirectoryQuery, EvaluationRequest,
-    ListQuery, MAX_DATASET_BODY, MaterialQuery, NewCaseRequest, TransitionRequest,
+    CONTROL_TOKEN_FILE, CheckRequest, DatasetImported, DirectoryImported, DirectoryQuery,
+    EvaluationRequest, ListQuery, MAX_DATASET_BODY, MaterialQuery, NewCaseRequest,
+    TransitionRequest,
 };
 use crate::engine::{DaemonError, DaemonHandle, wait_stop};
 use crate::local::{MAX_MATERIAL_BYTES, NodeError};
@@ -299,6 +300,18 @@ async fn evaluation(
         })
         .await??;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn checks(
+    State(api): State<Api>,
+    axum::Json(request): axum::Json<CheckRequest>,
+) -> Result<Response, Failure> {
+    let operator = parse_operator(&request.operator)?;
+    let results = api
+        .node
+        .exec(move |node, now| node.check_awards(&request.county, &operator, now))
+        .await??;
+    Ok(axum::Json(results).into_response())
 }
 
 async fn materials(
@@ -613,6 +626,7 @@ fn router(api: Api) -> Router {
             "/v1/feeds/{kind}",
             post(publish_feed).layer(DefaultBodyLimit::max(MAX_DATASET_BODY)),
         )
+        .route("/v1/checks", post(checks).layer(json))
         .route("/v1/backup", post(backup).layer(json))
         .route("/v1/materials/check", get(check_materials))
         .route("/v1/cases", get(list).post(new_case).layer(json))

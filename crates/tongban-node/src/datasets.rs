@@ -12,7 +12,9 @@ use tongban_case::{CaseDocument, CaseError, SigningOffice};
 use tongban_domain::dataset::{DatasetKind, Issuer};
 use tongban_domain::ids::Timestamp;
 use tongban_domain::ids::{Operator, ResidentId};
-use tongban_domain::registry::{Feed, Finding, Stated, compare};
+use tongban_domain::policy::SubsidyKind;
+use tongban_domain::registry::{AwardState, Feed, Finding, Stated, award_check, compare};
+use tongban_domain::stage::Stage;
 use tongban_ledger::dataset::Dataset;
 use tongban_sync::{AdoptError, HeldDataset, check_dataset};
 
@@ -54,6 +56,22 @@ impl DatasetInfo {
             holds: held.summary.clone(),
         }
     }
+}
+
+/// What `tongban check run` did to one award.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The case.
+    pub case: String,
+    /// Its stage before.
+    pub from: String,
+    /// Its stage now (`suspended`, `terminated`, `active`), when the check
+    /// signed a transition.
+    pub to: String,
+    /// Why, with the feeds and versions (signed in the transition's opinion).
+    pub reason: String,
+    /// Set when the transition could not be signed: why.
+    pub error: Option<String>,
 }
 
 /// A dataset refused, as the office sees it.
@@ -192,6 +210,107 @@ impl LocalNode {
             Err(CaseError::Write(_)) => Ok(0),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// The dynamic check (动态管理) of every active or suspended award of
+    /// `county` this node holds, against the latest feeds of that county
+    /// ([`tongban_domain::registry::award_check`], the one rule): each finding
+    /// is recorded as a confirmation, then a suspension, termination or
+    /// resumption is signed by this office with the reason and the feed
+    /// versions in its opinion. Only county civil affairs of `county` signs
+    /// them (the stage table); any other office is refused before anything is
+    /// written.
+    pub fn check_awards(
+        &self,
+        county: &str,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<Vec<CheckResult>, NodeError> {
+        let cert = self.certificate(now)?;
+        if cert.role != tongban_domain::stage::Role::CountyCivilAffairs
+            || cert.division.as_str() != county
+        {
+            return Err(NodeError::Rejected(format!(
+                "动态核查由本县民政部门进行 the check of county {county} is run by its county civil affairs, not {} ({}, {})",
+                cert.office,
+                cert.role.code(),
+                cert.division
+            )));
+        }
+        let mut feeds = Vec::new();
+        for held in self.held_datasets()? {
+            let d = &held.signed.dataset;
+            if d.kind.personal() && d.scope == county {
+                match Feed::decode(d.kind, &d.payload) {
+                    Ok(feed) => feeds.push((feed, d.version)),
+                    Err(err) => tracing::warn!(%err, "a held feed does not decode"),
+                }
+            }
+        }
+        if feeds.is_empty() {
+            return Err(NodeError::Rejected(format!(
+                "本节点没有县 {county} 的比对数据 this node holds no feed of county {county}: nothing to check against"
+            )));
+        }
+        let refs: Vec<(&Feed, u64)> = feeds.iter().map(|(f, v)| (f, *v)).collect();
+        let mut out = Vec::new();
+        for stage in [Stage::Active, Stage::Suspended] {
+            for case_id in self.store().cases_in_stage(stage, None, usize::MAX)? {
+                let mut doc = self.case(&case_id)?;
+                let case = doc.read()?;
+                if !case.applicant.hukou_township.starts_with(county) {
+                    continue;
+                }
+                let Some(decision) = &case.decision else {
+                    continue;
+                };
+                let Ok(holder) = ResidentId::parse_on(&case.applicant.resident_id, NaiveDate::MAX)
+                else {
+                    continue;
+                };
+                let award = AwardState {
+                    holder,
+                    kinds: decision
+                        .awards
+                        .iter()
+                        .filter_map(|a| SubsidyKind::from_code(&a.kind))
+                        .collect(),
+                    stated: tongban_case::document::applicant_facts(&case),
+                    suspended: stage == Stage::Suspended,
+                };
+                let province = county.get(..2).unwrap_or("00");
+                let policy = tongban_domain::policy::Policy::for_province(province)
+                    .map_err(|e| NodeError::Rejected(e.to_string()))?;
+                let Some(action) = award_check(&award, &refs, policy) else {
+                    continue;
+                };
+                let signer = self.signing(now)?;
+                let result = self
+                    .compare_with_feeds(&mut doc, &signer, operator, now)
+                    .and_then(|_| {
+                        let payload = tongban_case::Payload {
+                            opinion: action.reason.clone(),
+                            ..tongban_case::Payload::default()
+                        };
+                        doc.apply(action.to, &signer, operator, now, &payload)?;
+                        self.save(&case_id, &mut doc)
+                    });
+                tracing::info!(
+                    case = case_id.short(),
+                    to = action.to.code(),
+                    ok = result.is_ok(),
+                    "dynamic check"
+                );
+                out.push(CheckResult {
+                    case: case_id.to_string(),
+                    from: stage.code().to_string(),
+                    to: action.to.code().to_string(),
+                    reason: action.reason,
+                    error: result.err().map(|e| e.to_string()),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Signs this office's registry feed of `kind` from the registry's CSV

@@ -19,7 +19,7 @@ use tongban_ledger::keys::PublicKey;
 use tongban_store::{BackupSummary, MaterialHash};
 
 use crate::archive::ExportError;
-use crate::datasets::DatasetInfo;
+use crate::datasets::{CheckResult, DatasetInfo};
 use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
 use crate::materials::{MaterialError, MaterialRow};
 use crate::status::NodeStatus;
@@ -132,6 +132,15 @@ pub trait Office {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<(), NodeError>;
+
+    /// `check run`: the dynamic check of every award of `county`
+    /// ([`LocalNode::check_awards`]).
+    fn check_awards(
+        &self,
+        county: &str,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<Vec<CheckResult>, NodeError>;
 
     /// `case list` rows.
     fn list(
@@ -274,6 +283,15 @@ impl Office for LocalNode {
         now: Timestamp,
     ) -> Result<(), NodeError> {
         LocalNode::evaluate(self, case, score, comment, operator, now)
+    }
+
+    fn check_awards(
+        &self,
+        county: &str,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<Vec<CheckResult>, NodeError> {
+        LocalNode::check_awards(self, county, operator, now)
     }
 
     fn list(

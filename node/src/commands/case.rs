@@ -17,7 +17,7 @@ use crate::cli::{CaseCommand, DecideArgs, NewCaseArgs, OperatorArg, ReviewArgs, 
 use crate::error::Failure;
 use crate::output::print_json;
 
-fn operator(node: &dyn Office, arg: &OperatorArg) -> Result<Operator, ExitCode> {
+pub(super) fn operator(node: &dyn Office, arg: &OperatorArg) -> Result<Operator, ExitCode> {
     let Some(text) = arg.operator.as_deref().or(node.default_operator()) else {
         return Err(reject(
             "--operator NAME is required (or set `operator` in node.toml)",

@@ -4,6 +4,7 @@
 mod backup;
 mod calendar;
 mod case;
+mod check;
 mod demo;
 mod directory;
 mod feed;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),
         Command::Case(cmd) => case::run(cmd),
+        Command::Check(cmd) => check::run(cmd),
         Command::Feed(cmd) => feed::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Verify(args) => verify::run(args),

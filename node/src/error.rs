@@ -1,7 +1,8 @@
 //! The one place a command's failure becomes what the user sees and the exit
 //! status: 0 success, 1 input rejected by a rule or the command failed, 2 usage
-//! error (`docs/cli.md`). A command builds a [`Failure`] (from a typed library
-//! error or from its own check of an argument) and [`Failure::report`] prints it
+//! error, 3 an award refused as a duplicate (`docs/cli.md`). A command builds a
+//! [`Failure`] (from a typed library error or from its own check of an
+//! argument) and [`Failure::report`] prints it
 //! — as text on stderr, and, when the command was given `--json`, also as one
 //! JSON object on stdout — and answers the exit status from
 //! [`Kind::exit_status`].
@@ -31,6 +32,10 @@ pub enum Kind {
     /// The node refused the office's request by a rule (the stage table, the
     /// write-rights table, a missing material, an unknown case).
     Refused,
+    /// The node refused an award because the person holds the same subsidy,
+    /// or applied for it first, in another case (防止重复享受): the message
+    /// names that case.
+    Duplicate,
     /// The command failed (a damaged file, a store error, the node stopped).
     Failed,
     /// The command line is malformed (clap's error).
@@ -43,6 +48,7 @@ impl Kind {
         match self {
             Kind::Rejected | Kind::Refused | Kind::Failed => 1,
             Kind::Usage => 2,
+            Kind::Duplicate => 3,
         }
     }
 
@@ -51,6 +57,7 @@ impl Kind {
         match self {
             Kind::Rejected => "输入有误 rejected",
             Kind::Refused => "拒绝 refused",
+            Kind::Duplicate => "拒绝 refused",
             Kind::Failed => "错误 error",
             Kind::Usage => "用法错误 usage",
         }
@@ -160,7 +167,9 @@ struct ErrorObject<'a> {
 
 impl From<&NodeError> for Failure {
     fn from(err: &NodeError) -> Failure {
-        let kind = if err.is_rejection() {
+        let kind = if matches!(err, NodeError::Duplicate(_)) {
+            Kind::Duplicate
+        } else if err.is_rejection() {
             Kind::Refused
         } else {
             Kind::Failed
@@ -215,6 +224,9 @@ mod tests {
         assert_eq!(Kind::Refused.exit_status(), 1);
         assert_eq!(Kind::Failed.exit_status(), 1);
         assert_eq!(Kind::Usage.exit_status(), 2);
+        assert_eq!(Kind::Duplicate.exit_status(), 3);
+        let duplicate = Failure::from(&NodeError::Duplicate("重复享受".into()));
+        assert_eq!((duplicate.kind, duplicate.code), (Kind::Duplicate, 3));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::api::{
     MaterialQuery, NewCaseRequest, TransitionRequest,
 };
 use crate::archive::ExportError;
+use crate::duplicates::CaseDuplicates;
 use crate::local::{
     CaseRow, LocalNode, MAX_MATERIAL_BYTES, MaterialCheck, NewCase, NodeError, NodeFileView,
     load_calendar,
@@ -214,7 +215,10 @@ impl Client {
             error: format!("control API answered {status}"),
             rejection: false,
         });
-        if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
+        if status == hyper::StatusCode::CONFLICT {
+            // An award refused as a duplicate: the same error as on the store.
+            Err(NodeError::Duplicate(err.error))
+        } else if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
             Err(NodeError::Rejected(err.error))
         } else {
             Err(NodeError::Daemon {
@@ -595,5 +599,9 @@ impl Office for Client {
 
     fn status(&self) -> Result<NodeStatus, NodeError> {
         Client::status(self)
+    }
+
+    fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError> {
+        Client::json(&self.get(&format!("/v1/cases/{case}/duplicates"))?)
     }
 }

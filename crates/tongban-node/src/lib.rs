@@ -21,6 +21,7 @@
 //!
 //! ```text
 //! files      private files: atomic writes, directory sync
+//! duplicates the domicile county's duplicate flags and award check (over the store)
 //! local      LocalNode, NodeError, node.toml
 //! archive    signed case archives (over local)
 //! authority  the directory authority's files (over files)
@@ -41,6 +42,7 @@
 //! case's indexes in step with it, never acknowledges a write before it is
 //! durable, and never prints or parses a command line: that is the binary's.
 
+pub mod duplicates;
 pub mod files;
 
 pub mod local;

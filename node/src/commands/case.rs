@@ -191,6 +191,7 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                         due,
                         r.applicant.clone(),
                         r.hukou_township.clone(),
+                        if r.duplicate { "重复" } else { "" }.to_string(),
                     ]
                 });
                 println!(
@@ -201,7 +202,8 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                             "阶段 stage",
                             "时限 due",
                             "申请人 applicant",
-                            "户籍地 hukou"
+                            "户籍地 hukou",
+                            "重复 duplicate"
                         ],
                         lines
                     )
@@ -317,7 +319,7 @@ fn new_case(args: NewCaseArgs) -> anyhow::Result<ExitCode> {
                 }
                 for dup in &created.possible_duplicates {
                     println!(
-                        "注意 warning: 同一申请人已有在办案件 a live case of the same person exists: {dup}"
+                        "注意 warning: 同一申请人已有相同补贴的案件 another case of the same person claims the same subsidy: {dup}"
                     );
                 }
             }
@@ -508,6 +510,9 @@ struct ShowCase {
     decision: Option<DecisionView>,
     notification: Option<String>,
     evaluation: Option<u64>,
+    /// Other cases of the same person claiming a kind this one claims, and
+    /// whether this node flagged the case a duplicate.
+    duplicates: tongban_node::duplicates::CaseDuplicates,
 }
 
 fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
@@ -556,6 +561,7 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
             }),
             notification: c.notification.as_ref().map(|n| n.method.clone()),
             evaluation: c.evaluation.as_ref().map(|e| e.score),
+            duplicates: node.duplicates(&id)?,
         })
     })();
     let view = match result {
@@ -594,6 +600,28 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
         view.subsidy_kinds.join(", "),
         view.acceptance_office
     );
+    if view.duplicates.flagged || view.duplicates.duplicate {
+        println!(
+            "  重复 duplicate: 同一申请人已有相同补贴的在先申请或正在享受，本案不能审定发放 \
+             (the person holds, or applied first for, the same subsidy in another case)"
+        );
+    }
+    if !view.duplicates.conflicts.is_empty() {
+        println!("  同一申请人的其他案件 other cases of the same person:");
+        for conflict in &view.duplicates.conflicts {
+            let kinds: Vec<&str> = conflict.kinds.iter().map(|k| k.code()).collect();
+            println!(
+                "    {}  {}  {} {}  受理地 acceptance {}  {}（{}）",
+                conflict.other,
+                kinds.join(","),
+                conflict.other_stage.zh(),
+                conflict.other_stage.code(),
+                conflict.other_acceptance,
+                conflict.relation.zh(),
+                conflict.relation.code()
+            );
+        }
+    }
     for (kind, name, size) in &view.materials {
         println!("  材料 material: {kind} {name} ({size} bytes)");
     }

@@ -11,6 +11,7 @@ mod cli_surface;
 mod daemon;
 mod demo;
 mod disk;
+mod duplicates;
 mod examples;
 mod hardening;
 mod id;

@@ -280,15 +280,18 @@ pub fn refresh(
 
 /// Recomputes every duplicate flag of the node from the resident index: what
 /// a node does when it starts and after a restore (flags are not in backups).
-/// Reads only the documents of people with more than one case.
+/// Reads only the documents of people with more than one case: about 0.6 s
+/// for 100,000 cases of which 1,001 people have two (docs/performance.md).
 pub fn reconcile(store: &Store, office: Option<&OfficeFacts>) -> Result<Reconciled, StoreError> {
-    let groups = store.resident_groups()?;
     let mut want: BTreeMap<CaseId, Option<DuplicateRecord>> = store
         .flagged_cases(FLAG)?
         .into_iter()
         .map(|(case, _)| (case, None))
         .collect();
+    // A hub, holding millions, does not even walk the index: it flags nothing.
+    let mut groups = Vec::new();
     if let Some(office) = watching_role(office) {
+        groups = store.resident_groups()?;
         let mut keys = BTreeSet::new();
         for group in &groups {
             if let Some(key) = group

@@ -333,6 +333,29 @@ fn flags_are_rebuilt_from_the_index_and_a_hub_records_none() {
     let again = w.node(DOMICILE).reconcile_duplicates().unwrap();
     assert_eq!(again.changed, 0);
 
+    // A backup leaves the flags out; the restored node recomputes them.
+    let backup = w._tmp.path().join("domicile.tbbackup");
+    w.node(DOMICILE).store().backup_to(&backup).unwrap();
+    let restored = w._tmp.path().join("restored");
+    tongban_store::restore(&backup, &restored).unwrap();
+    {
+        let store = tongban_store::Store::open(&restored, &Default::default()).unwrap();
+        assert!(store.flagged_cases(FLAG).unwrap().is_empty());
+    }
+    let key = tongban_ledger::keys::OfficeKey::from_pem_like_str(
+        &std::fs::read_to_string(w._tmp.path().join(DOMICILE).join("office.key")).unwrap(),
+    )
+    .unwrap();
+    let restored = LocalNode::adopt_restored(&restored, Some(&key)).unwrap();
+    let flags: Vec<CaseId> = restored
+        .store()
+        .flagged_cases(FLAG)
+        .unwrap()
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(flags, std::slice::from_ref(&second));
+
     // Withdrawn at its acceptance office, the first no longer stands in the
     // way: the second's flag is cleared when the withdrawal arrives.
     w.node(GUANGZHOU)
@@ -349,4 +372,149 @@ fn flags_are_rebuilt_from_the_index_and_a_hub_records_none() {
         .unwrap();
     carry(&w, &first, GUANGZHOU, DOMICILE);
     assert!(flagged(&w, DOMICILE).is_empty());
+}
+
+/// What rebuilding every duplicate flag costs a node holding 100,000 cases
+/// (`TONGBAN_DUP_CASES` to change), of which 1,000 people have two: the work
+/// a node does at every start. Ignored by default; measured in a release
+/// build and written in docs/performance.md:
+/// `cargo test --release -p tongban-node --test duplicates -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: builds a store of 100,000 cases"]
+fn rebuilding_the_flags_of_100000_cases() {
+    use std::time::Instant;
+    use tongban_store::{Automerge, ResidentKey};
+
+    let total: u32 = std::env::var("TONGBAN_DUP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let pairs: u32 = 1_000.min(total / 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let specs = [OfficeSpec::new(DOMICILE, Role::Township, DOMICILE)];
+    let t0 = Timestamp::now();
+    provision(
+        tmp.path(),
+        &specs,
+        Timestamp(t0.0 - 86_400_000),
+        Timestamp(t0.0 + 86_400_000),
+    )
+    .unwrap();
+    let dir = tmp.path().join(DOMICILE);
+    let node = LocalNode::open(&dir).unwrap();
+    // Two real cases of one person (local applications, with their materials,
+    // accepted and under publicity), as templates.
+    let form = IntakeForm {
+        name: "王五".into(),
+        resident_id: resident(1),
+        hukou_township: DOMICILE.into(),
+        certificate: format!("{}12", resident(1)),
+        dibao: true,
+        subsidy_kinds: vec!["living".into()],
+        ..Default::default()
+    };
+    let started_case = |at: Timestamp| {
+        let made = node.new_case(&form, &op(), at).unwrap();
+        for (code, _) in &made.notice {
+            let scan = format!("scan of {code} for {}", made.case_id);
+            node.attach_reader(
+                &made.case_id,
+                scan.as_bytes(),
+                &format!("{code}.jpg"),
+                code,
+                "image/jpeg",
+                &op(),
+                at,
+            )
+            .unwrap();
+        }
+        for to in [Stage::Accepted, Stage::Publicized] {
+            node.act(&made.case_id, to, &Payload::default(), &op(), at)
+                .unwrap();
+        }
+        made.case_id
+    };
+    let a = started_case(t0);
+    let b = started_case(Timestamp(t0.0 + 1));
+    let mut size = 0;
+    let mut template = |case: &CaseId| {
+        let mut doc = node.case(case).unwrap();
+        let meta = node.meta_of(&doc).unwrap();
+        let saved = doc.save();
+        size = saved.len();
+        (Automerge::load(&saved).unwrap(), meta)
+    };
+    let (doc_a, meta_a) = template(&a);
+    let (doc_b, meta_b) = template(&b);
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let key = |n: u32| ResidentKey(*blake3::hash(&n.to_le_bytes()).as_bytes());
+    let started = Instant::now();
+    for batch in (0..total).collect::<Vec<_>>().chunks(1_000) {
+        node.store()
+            .write(|tx| {
+                for &i in batch {
+                    let case = CaseId::new(DOMICILE, date, (i + 16).to_be_bytes()).unwrap();
+                    let (doc, meta, resident) = if i < 2 * pairs {
+                        let (doc, meta) = if i % 2 == 0 {
+                            (&doc_a, &meta_a)
+                        } else {
+                            (&doc_b, &meta_b)
+                        };
+                        (doc, meta, key(i / 2))
+                    } else {
+                        (&doc_a, &meta_a, key(total + i))
+                    };
+                    let mut meta = meta.clone();
+                    meta.resident_key = resident;
+                    tx.put_document(&case, doc, &meta)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    eprintln!(
+        "stored {total} cases of {size} bytes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(node);
+
+    // Opened afresh (no document cached), as a node starts.
+    let node = LocalNode::open(&dir).unwrap();
+    let started = Instant::now();
+    let first = node.reconcile_duplicates().unwrap();
+    let first_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let again = node.reconcile_duplicates().unwrap();
+    let again_ms = started.elapsed().as_secs_f64() * 1e3;
+    // The two templates are one person too (a group of two).
+    assert_eq!(first.groups as u32, pairs + 1);
+    assert_eq!(first.flagged as u32, pairs + 1);
+    assert_eq!(again.changed, 0);
+    let started = Instant::now();
+    let scanned = node.store().resident_groups().unwrap().len();
+    let scan_ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(scanned as u32, pairs + 1);
+    // What a case's arrival adds: the refresh of one person with one case.
+    let lone: Vec<CaseId> = (2 * pairs..2 * pairs + 1_000)
+        .map(|i| CaseId::new(DOMICILE, date, (i + 16).to_be_bytes()).unwrap())
+        .collect();
+    let started = Instant::now();
+    for case in &lone {
+        node.refresh_duplicates(std::slice::from_ref(case));
+    }
+    let lone_us = started.elapsed().as_secs_f64() * 1e6 / lone.len() as f64;
+    let pair: Vec<CaseId> = (0..2 * pairs.min(500))
+        .map(|i| CaseId::new(DOMICILE, date, (i + 16).to_be_bytes()).unwrap())
+        .collect();
+    let started = Instant::now();
+    for case in &pair {
+        node.refresh_duplicates(std::slice::from_ref(case));
+    }
+    let pair_us = started.elapsed().as_secs_f64() * 1e6 / pair.len() as f64;
+    eprintln!(
+        "{total} cases, {} people with two: rebuild {first_ms:.0} ms (flags written), \
+         {again_ms:.0} ms (nothing to change), resident-index scan alone {scan_ms:.0} ms; \
+         refresh on arrival {lone_us:.0} µs for a person with one case, {pair_us:.0} µs with two",
+        pairs + 1
+    );
 }

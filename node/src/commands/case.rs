@@ -176,6 +176,8 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             } else if rows.is_empty() {
                 println!("没有符合条件的案件 no cases");
             } else {
+                // The 重复 column only when some listed case is flagged.
+                let any_duplicate = rows.iter().any(|r| r.duplicate);
                 let lines = rows.iter().map(|r| {
                     let due = match r.due {
                         Some(d) => format!(
@@ -185,29 +187,29 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                         ),
                         None => "—".into(),
                     };
-                    vec![
+                    let mut line = vec![
                         r.case_id.clone(),
                         format!("{} {}", r.stage_zh, r.stage.code()),
                         due,
                         r.applicant.clone(),
                         r.hukou_township.clone(),
-                        if r.duplicate { "重复" } else { "" }.to_string(),
-                    ]
+                    ];
+                    if any_duplicate {
+                        line.push(if r.duplicate { "重复" } else { "" }.to_string());
+                    }
+                    line
                 });
-                println!(
-                    "{}",
-                    crate::output::table(
-                        &[
-                            "案件 case",
-                            "阶段 stage",
-                            "时限 due",
-                            "申请人 applicant",
-                            "户籍地 hukou",
-                            "重复 duplicate"
-                        ],
-                        lines
-                    )
-                );
+                let mut header = vec![
+                    "案件 case",
+                    "阶段 stage",
+                    "时限 due",
+                    "申请人 applicant",
+                    "户籍地 hukou",
+                ];
+                if any_duplicate {
+                    header.push("重复 duplicate");
+                }
+                println!("{}", crate::output::table(&header, lines));
             }
             Ok(ExitCode::SUCCESS)
         }

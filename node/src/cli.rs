@@ -509,7 +509,8 @@ pub enum CaseCommand {
     Publicize(StageArgs),
     /// 初审／复审 Review at the domicile township (初审) or the county DPF (复审).
     Review(ReviewArgs),
-    /// 审定 Decide at county civil affairs (decided, or rejected).
+    /// 审定 Decide at county civil affairs (decided, or rejected). An award the
+    /// person holds, or applied for first, in another case is refused (exit 3).
     Decide(DecideArgs),
     /// 告知 Record how the applicant was told (已告知 notified).
     Notify {
@@ -553,7 +554,7 @@ pub enum CaseCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// 案件列表 List cases held here.
+    /// 案件列表 List cases held here (重复: flagged a duplicate).
     List {
         /// Only this stage (code name).
         #[arg(long)]
@@ -591,7 +592,7 @@ pub enum CaseCommand {
     /// write one to a file.
     #[command(subcommand)]
     Material(MaterialCommand),
-    /// 案件详情 Show one case.
+    /// 案件详情 Show one case, with the person's other cases claiming the same subsidy.
     Show {
         /// 案件编号 The case id.
         case: String,

@@ -1,7 +1,8 @@
 //! The one place a command's failure becomes what the user sees and the exit
 //! status: 0 success, 1 input rejected by a rule or the command failed, 2 usage
 //! error, 3 a material the case records but this node does not hold yet
-//! (`docs/cli.md`). A command builds a [`Failure`] (from a typed library
+//! (`docs/cli.md`), 4 an award refused as a duplicate. A command builds a
+//! [`Failure`] (from a typed library
 //! error or from its own check of an argument) and [`Failure::report`] prints it
 //! — as text on stderr, and, when the command was given `--json`, also as one
 //! JSON object on stdout — and answers the exit status from
@@ -32,6 +33,10 @@ pub enum Kind {
     /// The node refused the office's request by a rule (the stage table, the
     /// write-rights table, a missing material, an unknown case).
     Refused,
+    /// The node refused an award because the person holds the same subsidy,
+    /// or applied for it first, in another case (防止重复享受): the message
+    /// names that case.
+    Duplicate,
     /// The command failed (a damaged file, a store error, the node stopped).
     Failed,
     /// What was asked for exists but has not reached this node yet (a material
@@ -48,6 +53,7 @@ impl Kind {
             Kind::Rejected | Kind::Refused | Kind::Failed => 1,
             Kind::Usage => 2,
             Kind::NotYetHeld => 3,
+            Kind::Duplicate => 4,
         }
     }
 
@@ -56,6 +62,7 @@ impl Kind {
         match self {
             Kind::Rejected => "输入有误 rejected",
             Kind::Refused => "拒绝 refused",
+            Kind::Duplicate => "拒绝 refused",
             Kind::Failed => "错误 error",
             Kind::Usage => "用法错误 usage",
             Kind::NotYetHeld => "尚未同步 not yet held",
@@ -176,7 +183,9 @@ struct ErrorObject<'a> {
 
 impl From<&NodeError> for Failure {
     fn from(err: &NodeError) -> Failure {
-        let kind = if err.is_rejection() {
+        let kind = if matches!(err, NodeError::Duplicate(_)) {
+            Kind::Duplicate
+        } else if err.is_rejection() {
             Kind::Refused
         } else {
             Kind::Failed
@@ -262,6 +271,9 @@ mod tests {
             missing: Missing::Material,
         };
         assert_eq!(Failure::from(&unrecorded).code, 1);
+        assert_eq!(Kind::Duplicate.exit_status(), 4);
+        let duplicate = Failure::from(&NodeError::Duplicate("重复享受".into()));
+        assert_eq!((duplicate.kind, duplicate.code), (Kind::Duplicate, 4));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod daemon;
 mod datasets;
 mod demo;
 mod disk;
+mod duplicates;
 mod examples;
 mod hardening;
 mod id;

@@ -13,6 +13,7 @@
 
 pub mod authorship;
 pub mod document;
+pub mod duplicates;
 pub mod intake;
 mod ops;
 pub mod schema;

@@ -1235,3 +1235,54 @@ fn a_suspension_without_a_reason_fails_the_verifier() {
         report.violations
     );
 }
+
+/// The duplicate rule's claim of a case follows its signed chain: a live
+/// application claims what it applies for, a decision what it awards, a
+/// termination nothing; the time is the draft's, whatever came after.
+#[test]
+fn the_claim_follows_the_signed_chain() {
+    use tongban_domain::duplicates::Standing;
+    use tongban_domain::policy::SubsidyKind;
+    let world = World::new();
+    let claim = |doc: &CaseDocument| {
+        let case = doc.case_id().unwrap();
+        tongban_case::duplicates::claim_of(&case, &doc.read_core().unwrap())
+    };
+    let mut doc = world.new_case("440106001");
+    let drafted = claim(&doc);
+    assert_eq!(drafted.stage, Stage::Draft);
+    assert_eq!(drafted.standing, Standing::Live);
+    assert_eq!(drafted.held(), [SubsidyKind::Living]);
+    assert_eq!(drafted.first_signed_ms, at(0, 9).millis());
+    assert_eq!(drafted.acceptance_office, "440106001");
+    assert_eq!(drafted.domicile_township, "130102001");
+    to_received(&world, &mut doc);
+    assert_eq!(claim(&doc).standing, Standing::Live);
+    assert_eq!(claim(&doc).first_signed_ms, at(0, 9).millis());
+
+    let mut decided = decided_case(&world);
+    let awarded = claim(&decided);
+    assert_eq!(awarded.standing, Standing::Award);
+    assert_eq!(awarded.awarded, [SubsidyKind::Living]);
+    world.step(
+        &mut decided,
+        "440106001",
+        Stage::ResultReceived,
+        at(4, 10),
+        Payload::default(),
+    );
+    assert_eq!(claim(&decided).standing, Standing::Award);
+
+    let mut rejected = world.new_case("440106001");
+    to_received(&world, &mut rejected);
+    world.step(
+        &mut rejected,
+        "130102001",
+        Stage::Rejected,
+        at(2, 9),
+        with(Outcome::Reject, "不符合条件"),
+    );
+    let ended = claim(&rejected);
+    assert_eq!(ended.standing, Standing::Ended);
+    assert!(ended.held().is_empty());
+}

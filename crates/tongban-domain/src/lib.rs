@@ -5,8 +5,9 @@
 //! validation ([`ids`]), the division tree of GB/T 2260 down to townships
 //! ([`division`]), the working-day calendar with adjusted weekends ([`calendar`]),
 //! provincial policy (materials, eligibility, amounts: [`policy`]), what a
-//! material's file name, media type and size may be ([`material`]) and the stage
-//! machine with its deadlines and signers ([`stage`]).
+//! material's file name, media type and size may be ([`material`]), the stage
+//! machine with its deadlines and signers ([`stage`]) and what makes a case a
+//! duplicate of another of the same person ([`duplicates`]).
 //!
 //! It must never do I/O beyond reading its own embedded data files: no disk, no
 //! network, no clock except the explicitly named `*_now`/`today` helpers that I/O
@@ -16,6 +17,7 @@
 pub mod calendar;
 pub mod dataset;
 pub mod division;
+pub mod duplicates;
 pub mod ids;
 pub mod material;
 pub mod policy;

@@ -29,6 +29,7 @@ use crate::api::{
 };
 use crate::archive::ExportError;
 use crate::datasets::{CheckResult, DatasetInfo};
+use crate::duplicates::CaseDuplicates;
 use crate::local::{
     CaseRow, LocalNode, MAX_MATERIAL_BYTES, MaterialCheck, NewCase, NodeError, NodeFileView,
     load_calendar,
@@ -398,7 +399,10 @@ fn api_error(status: hyper::StatusCode, body: &[u8]) -> ApiError {
 
 /// A refused request as the node's error.
 fn refusal(status: hyper::StatusCode, err: ApiError) -> NodeError {
-    if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
+    if status == hyper::StatusCode::CONFLICT {
+        // An award refused as a duplicate: the same error as on the store.
+        NodeError::Duplicate(err.error)
+    } else if matches!(status.as_u16(), 400 | 404 | 413 | 422) {
         NodeError::Rejected(err.error)
     } else {
         NodeError::Daemon {
@@ -738,5 +742,9 @@ impl Office for Client {
 
     fn status(&self) -> Result<NodeStatus, NodeError> {
         Client::status(self)
+    }
+
+    fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError> {
+        Client::json(&self.get(&format!("/v1/cases/{case}/duplicates"))?)
     }
 }

@@ -22,9 +22,10 @@
 //! then offers what was written to its peers.
 //!
 //! Errors are `{"error": "...", "rejection": true|false}` with status 422 for the
-//! office's input refused by a rule, 404 for an unknown case or material (with
-//! `"missing"` saying which), 401 for a missing or wrong token, 400 for a
-//! malformed request and 500 otherwise.
+//! office's input refused by a rule, 409 for an award refused as a duplicate
+//! (防止重复享受), 404 for an unknown case or material (with `"missing"` saying
+//! which), 401 for a missing or wrong token, 400 for a malformed request and
+//! 500 otherwise.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,7 @@ impl From<NodeError> for Failure {
     fn from(err: NodeError) -> Failure {
         let status = match &err {
             NodeError::UnknownCase(_) => StatusCode::NOT_FOUND,
+            NodeError::Duplicate(_) => StatusCode::CONFLICT,
             e if e.is_rejection() => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -285,6 +287,18 @@ async fn transition(
         .exec(move |node, now| node.act(&case, request.to, &request.payload, &operator, now))
         .await??;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn duplicates(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, Failure> {
+    let case = parse_case(&id)?;
+    let found = api
+        .node
+        .exec(move |node, _| node.duplicates(&case))
+        .await??;
+    Ok(axum::Json(found).into_response())
 }
 
 async fn evaluation(
@@ -632,6 +646,7 @@ fn router(api: Api) -> Router {
         .route("/v1/cases", get(list).post(new_case).layer(json))
         .route("/v1/cases/{id}", get(document))
         .route("/v1/cases/{id}/archive", get(archive))
+        .route("/v1/cases/{id}/duplicates", get(duplicates))
         .route("/v1/cases/{id}/transitions", post(transition).layer(json))
         .route("/v1/cases/{id}/evaluation", post(evaluation).layer(json))
         // The upload handler streams and enforces MAX_MATERIAL_BYTES itself.

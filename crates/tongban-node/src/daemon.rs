@@ -252,6 +252,19 @@ impl Daemon {
         if let Err(err) = local.certificate(now) {
             return Err(DaemonError::NotCertified(err.to_string()));
         }
+        // Flags written after a case's commit are lost if the node died in
+        // between: every duplicate flag is recomputed before sync starts.
+        let started = std::time::Instant::now();
+        match tokio::task::block_in_place(|| local.reconcile_duplicates()) {
+            Ok(done) => tracing::info!(
+                groups = done.groups,
+                flagged = done.flagged,
+                changed = done.changed,
+                ms = started.elapsed().as_millis() as u64,
+                "duplicate flags checked"
+            ),
+            Err(err) => tracing::warn!(error = %err, "duplicate flags not checked"),
+        }
         let replica = Replica::new(
             store.clone(),
             Arc::new(local.calendar().clone()),

@@ -366,6 +366,7 @@ impl Engine {
             cases: 0,
             directory_version: None,
             materials_missing: 0,
+            duplicates: 0,
             peers: Vec::new(),
             store_error: None,
             refusals: Vec::new(),
@@ -466,15 +467,18 @@ impl Engine {
                 self.sync.disconnect(transmit.session);
             }
         }
+        let mut stored = Vec::new();
         while let Some(event) = self.sync.poll_event() {
             self.dirty = true;
             match event {
                 Event::Connected { peer, .. } => tracing::info!(%peer, "session established"),
                 Event::CaseStored { case, peer } => {
                     tracing::info!(case = case.short(), %peer, "case stored from peer");
+                    stored.push(case);
                 }
                 Event::ReceiptSigned { case, stage } => {
                     tracing::info!(case = case.short(), stage = stage.code(), "receipt signed");
+                    stored.push(case);
                 }
                 Event::Forked { case } => {
                     tracing::warn!(
@@ -533,6 +537,12 @@ impl Engine {
                 }
                 _ => {}
             }
+        }
+        if !stored.is_empty() {
+            // Duplicates are flagged on arrival, at the domicile county's
+            // offices (`crate::duplicates`).
+            let local = &self.local;
+            tokio::task::block_in_place(|| local.refresh_duplicates(&stored));
         }
     }
 

@@ -22,6 +22,7 @@
 //!
 //! ```text
 //! files      private files: atomic writes, directory sync
+//! duplicates the domicile county's duplicate flags and award check (over the store)
 //! local      LocalNode, NodeError, node.toml
 //! materials  a case's materials for reviewers: who may be handed them
 //! datasets   signed calendar and registry feeds held (over local)
@@ -44,6 +45,7 @@
 //! case's indexes in step with it, never acknowledges a write before it is
 //! durable, and never prints or parses a command line: that is the binary's.
 
+pub mod duplicates;
 pub mod files;
 
 pub mod local;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tongban_case::document::Due;
 use tongban_case::{CaseDocument, CaseError, FieldError, IntakeForm, Payload, SigningOffice};
 use tongban_domain::calendar::Calendar;
-use tongban_domain::ids::{CaseId, OfficeId, Operator, ResidentId, Timestamp};
+use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::material::{MaterialMetaError, check_material_meta};
 use tongban_domain::stage::{OfficeFacts, Role, Stage};
 use tongban_ledger::directory::{Directory, OfficeCertificate};
@@ -132,6 +132,11 @@ pub enum NodeError {
     /// Input refused by a rule.
     #[error("{0}")]
     Rejected(String),
+    /// An award refused because the person holds the same subsidy, or applied
+    /// for it first, in another case held here (防止重复享受,
+    /// [`crate::duplicates::check_award`]): the message names that case.
+    #[error("{0}")]
+    Duplicate(String),
     /// A material larger than [`MAX_MATERIAL_BYTES`].
     #[error(
         "材料文件过大 material too large: at most {} MiB ({limit} bytes) per file",
@@ -164,6 +169,7 @@ impl NodeError {
         matches!(
             self,
             NodeError::Rejected(_)
+                | NodeError::Duplicate(_)
                 | NodeError::TooLarge { .. }
                 | NodeError::Invalid(_)
                 | NodeError::Material(_)
@@ -250,6 +256,10 @@ pub struct CaseRow {
     /// DPF and civil affairs).
     #[serde(default)]
     pub offices: Vec<String>,
+    /// Whether this node flagged the case a duplicate (重复) of another case of
+    /// the same person ([`crate::duplicates`]).
+    #[serde(default)]
+    pub duplicate: bool,
 }
 
 /// A stored material whose bytes no longer hash to its address.
@@ -281,7 +291,8 @@ pub struct NewCase {
     pub notice: Vec<(String, String)>,
     /// The province whose policy gave the notice.
     pub policy_province: String,
-    /// Other live cases of the same person for an overlapping subsidy kind.
+    /// Other cases of the same person held here that claim a kind this one
+    /// applies for (live applications and awards in force).
     pub possible_duplicates: Vec<CaseId>,
 }
 
@@ -365,7 +376,10 @@ impl LocalNode {
         let node_path = dir.join(NODE_FILE);
         write_atomic(&node_path, text.as_bytes(), Some(0o600)).map_err(io(&node_path))?;
         make_private_dir(dir)?;
-        LocalNode::open(dir)
+        let node = LocalNode::open(dir)?;
+        // Duplicate flags are not in backups: recomputed from the cases.
+        node.reconcile_duplicates()?;
+        Ok(node)
     }
 
     /// Opens an initialised node's data directory.
@@ -635,7 +649,61 @@ impl LocalNode {
         let am = doc.automerge_mut().document();
         self.store
             .write(|tx| tongban_replica::put_case(tx, case, am, &meta, &route))?;
+        self.refresh_duplicates(std::slice::from_ref(case));
         Ok(())
+    }
+
+    /// This office's role and division, from its certificate in the directory
+    /// held (whatever its validity period): what the duplicate flags need.
+    pub fn office_facts(&self) -> Option<OfficeFacts> {
+        let public = self.key.public();
+        let cert = self
+            .directory
+            .as_ref()?
+            .certificates
+            .iter()
+            .map(|c| &c.cert)
+            .find(|c| c.office == self.file.office && c.public_key == public)?;
+        Some(OfficeFacts {
+            office: cert.office.to_string(),
+            role: cert.role,
+            division: cert.division.clone(),
+        })
+    }
+
+    /// Recomputes the duplicate flags of the people of `cases`, just stored
+    /// ([`crate::duplicates::refresh`]). The write before it is committed
+    /// already: a failure is logged, and the flags are recomputed at the next
+    /// start.
+    pub fn refresh_duplicates(&self, cases: &[CaseId]) {
+        if let Err(err) =
+            crate::duplicates::refresh(&self.store, self.office_facts().as_ref(), cases)
+        {
+            tracing::warn!(error = %err, "duplicate flags not updated; recomputed at the next start");
+        }
+    }
+
+    /// Recomputes every duplicate flag ([`crate::duplicates::reconcile`]).
+    pub fn reconcile_duplicates(&self) -> Result<crate::duplicates::Reconciled, NodeError> {
+        Ok(crate::duplicates::reconcile(
+            &self.store,
+            self.office_facts().as_ref(),
+        )?)
+    }
+
+    /// `case show`'s duplicates of a case held here.
+    pub fn duplicates(
+        &self,
+        case: &CaseId,
+    ) -> Result<crate::duplicates::CaseDuplicates, NodeError> {
+        if self.store.case_info(case)?.is_none() {
+            return Err(NodeError::UnknownCase(case.clone()));
+        }
+        Ok(crate::duplicates::view(
+            &self.store,
+            self.office_facts().as_ref(),
+            case,
+        )?)
     }
 
     /// `case new`: validates the form (every bad field at once), starts the case with
@@ -665,9 +733,12 @@ impl LocalNode {
         );
         let case_id = CaseId::new(&signer.facts.division, now.china_date(), random)
             .map_err(|e| NodeError::Rejected(e.to_string()))?;
-        let possible_duplicates = self.live_cases_of(&intake.resident_id, &form.subsidy_kinds)?;
         let (mut doc, _) = CaseDocument::create(&case_id, &intake, &signer, operator, now)?;
         self.save(&case_id, &mut doc)?;
+        let possible_duplicates = crate::duplicates::conflicts_of(&self.store, &case_id)?
+            .into_iter()
+            .map(|c| c.other)
+            .collect();
         let case = doc.read()?;
         let notice = case
             .materials_notice
@@ -679,28 +750,6 @@ impl LocalNode {
             policy_province: notice.0,
             possible_duplicates,
         })
-    }
-
-    /// Live cases held here of the same person for any of `kinds`.
-    pub fn live_cases_of(
-        &self,
-        id: &ResidentId,
-        kinds: &[String],
-    ) -> Result<Vec<CaseId>, NodeError> {
-        let key = self.resident_key(id.expose());
-        let mut found = Vec::new();
-        for (case, meta) in self.store.cases_by_resident(&key)? {
-            let ended = match meta.stage {
-                Stage::Withdrawn | Stage::Terminated | Stage::Rejected => true,
-                // A rejected case that reached the applicant ends at `notified`.
-                Stage::Notified | Stage::ResultReceived => !self.case(&case)?.chain()?.approved(),
-                _ => false,
-            };
-            if !ended && meta.subsidy_kinds.iter().any(|k| kinds.contains(k)) {
-                found.push(case);
-            }
-        }
-        Ok(found)
     }
 
     /// `case attach`: stores the file's bytes content-addressed and records it.
@@ -853,6 +902,16 @@ impl LocalNode {
         // county this node holds, recorded as this office's signed write.
         let mut doc = self.case(case_id)?;
         let signer = self.signing(now)?;
+        // Nobody receives the same subsidy twice: an award is checked
+        // against the person's other cases held here, on every path.
+        if to == Stage::Decided && !payload.awards.is_empty() {
+            let kinds: Vec<_> = payload.awards.iter().map(|a| a.kind).collect();
+            if let Some(conflict) = crate::duplicates::check_award(&self.store, case_id, &kinds)? {
+                return Err(NodeError::Duplicate(crate::duplicates::refusal(
+                    case_id, &conflict,
+                )));
+            }
+        }
         self.compare_with_feeds(&mut doc, &signer, operator, now)?;
         doc.apply(to, &signer, operator, now, payload)?;
         self.save(case_id, &mut doc)
@@ -892,6 +951,12 @@ impl LocalNode {
         }
         ids.sort();
         ids.dedup();
+        let flagged: std::collections::BTreeSet<CaseId> = self
+            .store
+            .flagged_cases(crate::duplicates::FLAG)?
+            .into_iter()
+            .map(|(case, _)| case)
+            .collect();
         for id in ids {
             // One damaged document must not hide every other case from the office.
             let doc = match self.case(&id) {
@@ -920,6 +985,7 @@ impl LocalNode {
                 applicant: tongban_case::schema::mask_name(&case.applicant.name),
                 hukou_township: case.applicant.hukou_township,
                 offices,
+                duplicate: flagged.contains(&id),
             });
         }
         Ok(rows)

@@ -20,6 +20,7 @@ use tongban_store::{BackupSummary, MaterialHash};
 
 use crate::archive::ExportError;
 use crate::datasets::{CheckResult, DatasetInfo};
+use crate::duplicates::CaseDuplicates;
 use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
 use crate::materials::{MaterialError, MaterialRow};
 use crate::status::NodeStatus;
@@ -163,6 +164,11 @@ pub trait Office {
 
     /// The node's status.
     fn status(&self) -> Result<NodeStatus, NodeError>;
+
+    /// `case show`: the other cases of the same person that claim a subsidy
+    /// kind the case claims, and whether the node flagged it a duplicate
+    /// ([`crate::duplicates`]).
+    fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError>;
 
     /// Materials of the case's notice (一次性告知) not yet attached: `(code, zh)`.
     fn missing_materials(&self, doc: &CaseDocument) -> Result<Vec<(String, String)>, NodeError> {
@@ -329,5 +335,9 @@ impl Office for LocalNode {
 
     fn status(&self) -> Result<NodeStatus, NodeError> {
         crate::status::status_from_store(self)
+    }
+
+    fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError> {
+        LocalNode::duplicates(self, case)
     }
 }

@@ -64,6 +64,10 @@ pub struct NodeStatus {
     /// (still to be fetched from route peers).
     #[serde(default)]
     pub materials_missing: u64,
+    /// Cases this node flagged as duplicates (重复) of another case of the
+    /// same person ([`crate::duplicates`]).
+    #[serde(default)]
+    pub duplicates: u64,
     /// Peers: every configured hub, those connected now and those remembered
     /// from earlier sessions.
     pub peers: Vec<PeerStatus>,
@@ -128,6 +132,7 @@ pub fn status_from_store(node: &LocalNode) -> Result<NodeStatus, NodeError> {
         cases: store.stats()?.cases,
         directory_version: node.directory().ok().map(|d| d.version),
         materials_missing: store.missing_materials()?.len() as u64,
+        duplicates: store.flagged_cases(crate::duplicates::FLAG)?.len() as u64,
         peers,
         store_error: store.failure(),
         refusals: Vec::new(),

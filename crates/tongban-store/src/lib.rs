@@ -19,6 +19,9 @@
 //!   [`CaseMeta`] the caller gives with every write: by stage, by due date (overdue
 //!   queries read no document), by keyed hash of the resident ID (duplicate
 //!   detection without the number in clear), by office on the route.
+//! - **Case flags**: what a node notes about a case for itself and never writes
+//!   into the document (the domicile county's duplicate flag), under (flag,
+//!   case), and [`Store::resident_groups`], the cases that share a resident key.
 //! - **Materials** (scans), content-addressed by BLAKE3, streamed in 1 MiB chunks,
 //!   deduplicated, each chunk checked on every read; a reference index from cases.
 //! - **Backup and restore**: [`Store::backup_to`], [`verify_backup`], [`restore`].
@@ -52,6 +55,7 @@ mod cache;
 mod codec;
 mod compact;
 mod error;
+mod flags;
 mod material;
 mod store;
 mod tables;

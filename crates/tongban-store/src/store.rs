@@ -306,6 +306,7 @@ impl Store {
             txn.open_table(MATERIAL_REMOVALS)?;
             txn.open_table(PEER_CURSORS)?;
             txn.open_table(SYNC_STATES)?;
+            txn.open_table(CASE_FLAGS)?;
 
             let schema = meta.get(META_SCHEMA)?.map(|v| v.value().to_vec());
             match schema {

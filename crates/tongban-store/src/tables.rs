@@ -56,3 +56,12 @@ pub(crate) const META_RESTORING: &str = "store.restore_incomplete";
 pub const SCHEMA_VERSION: u32 = 1;
 /// Size of a material chunk.
 pub const CHUNK_SIZE: usize = 1 << 20;
+
+// Node-local case flags (duplicate detection, issue #15).
+
+/// (flag name, case id) → the caller's bytes: what a node notes about a case
+/// for itself and never writes into the document (`duplicate`: the case is a
+/// duplicate of another case of the same person held here). Derived state: not
+/// in backups; the node recomputes it.
+pub(crate) const CASE_FLAGS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("case_flags");

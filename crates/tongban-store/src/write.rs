@@ -902,6 +902,22 @@ impl WriteTx<'_> {
         }
     }
 
+    /// Runs `f` on `table` in this transaction, for the store's other modules
+    /// (`flags`): the transaction is marked written when `f` succeeds, and
+    /// failed when redb fails.
+    pub(crate) fn with_table<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+        &mut self,
+        table: redb::TableDefinition<K, V>,
+        f: impl FnOnce(&mut redb::Table<'_, K, V>) -> R<T>,
+    ) -> Result<T, StoreError> {
+        let txn = &self.txn;
+        let result = (|| -> R<T> { f(&mut txn.open_table(table)?) })();
+        if result.is_ok() {
+            self.dirty = true;
+        }
+        self.finish(result)
+    }
+
     /// The number of cases as of this transaction.
     pub fn case_count(&self) -> Result<u64, StoreError> {
         let result = (|| -> R<u64> { Ok(self.txn.open_table(CASES)?.len()?) })();

@@ -176,6 +176,8 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             } else if rows.is_empty() {
                 println!("没有符合条件的案件 no cases");
             } else {
+                // The 重复 column only when some listed case is flagged.
+                let any_duplicate = rows.iter().any(|r| r.duplicate);
                 let lines = rows.iter().map(|r| {
                     let due = match r.due {
                         Some(d) => format!(
@@ -185,27 +187,29 @@ pub fn run(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                         ),
                         None => "—".into(),
                     };
-                    vec![
+                    let mut line = vec![
                         r.case_id.clone(),
                         format!("{} {}", r.stage_zh, r.stage.code()),
                         due,
                         r.applicant.clone(),
                         r.hukou_township.clone(),
-                    ]
+                    ];
+                    if any_duplicate {
+                        line.push(if r.duplicate { "重复" } else { "" }.to_string());
+                    }
+                    line
                 });
-                println!(
-                    "{}",
-                    crate::output::table(
-                        &[
-                            "案件 case",
-                            "阶段 stage",
-                            "时限 due",
-                            "申请人 applicant",
-                            "户籍地 hukou"
-                        ],
-                        lines
-                    )
-                );
+                let mut header = vec![
+                    "案件 case",
+                    "阶段 stage",
+                    "时限 due",
+                    "申请人 applicant",
+                    "户籍地 hukou",
+                ];
+                if any_duplicate {
+                    header.push("重复 duplicate");
+                }
+                println!("{}", crate::output::table(&header, lines));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -318,7 +322,7 @@ fn new_case(args: NewCaseArgs) -> anyhow::Result<ExitCode> {
                 }
                 for dup in &created.possible_duplicates {
                     println!(
-                        "注意 warning: 同一申请人已有在办案件 a live case of the same person exists: {dup}"
+                        "注意 warning: 同一申请人已有相同补贴的案件 another case of the same person claims the same subsidy: {dup}"
                     );
                 }
             }
@@ -512,6 +516,9 @@ struct ShowCase {
     decision: Option<DecisionView>,
     notification: Option<String>,
     evaluation: Option<u64>,
+    /// Other cases of the same person claiming a kind this one claims, and
+    /// whether this node flagged the case a duplicate.
+    duplicates: tongban_node::duplicates::CaseDuplicates,
 }
 
 fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result<ExitCode> {
@@ -574,6 +581,7 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
             }),
             notification: c.notification.as_ref().map(|n| n.method.clone()),
             evaluation: c.evaluation.as_ref().map(|e| e.score),
+            duplicates: node.duplicates(&id)?,
         })
     })();
     let view = match result {
@@ -612,6 +620,28 @@ fn show(case: &str, json: bool, data: &crate::cli::DataDirArg) -> anyhow::Result
         view.subsidy_kinds.join(", "),
         view.acceptance_office
     );
+    if view.duplicates.flagged || view.duplicates.duplicate {
+        println!(
+            "  重复 duplicate: 同一申请人已有相同补贴的在先申请或正在享受，本案不能审定发放 \
+             (the person holds, or applied first for, the same subsidy in another case)"
+        );
+    }
+    if !view.duplicates.conflicts.is_empty() {
+        println!("  同一申请人的其他案件 other cases of the same person:");
+        for conflict in &view.duplicates.conflicts {
+            let kinds: Vec<&str> = conflict.kinds.iter().map(|k| k.code()).collect();
+            println!(
+                "    {}  {}  {} {}  受理地 acceptance {}  {}（{}）",
+                conflict.other,
+                kinds.join(","),
+                conflict.other_stage.zh(),
+                conflict.other_stage.code(),
+                conflict.other_acceptance,
+                conflict.relation.zh(),
+                conflict.relation.code()
+            );
+        }
+    }
     for (kind, name, size) in &view.materials {
         println!("  材料 material: {kind} {name} ({size} bytes)");
     }

@@ -244,6 +244,12 @@ fn status(json: bool, follow: bool, data: &crate::cli::DataDirArg) -> anyhow::Re
             status.materials_missing
         );
     }
+    if status.duplicates > 0 {
+        println!(
+            "重复申请 duplicates flagged: {} 件（tongban case list 中标「重复」，case show 列出同一申请人的其他案件）",
+            status.duplicates
+        );
+    }
     if status.peers.is_empty() {
         println!("尚无同步对端 no peer has synced with this node yet");
     }

@@ -8,6 +8,7 @@ mod backup;
 mod basic;
 mod crash;
 mod errors;
+mod flags;
 mod materials;
 
 use std::path::Path;

@@ -249,7 +249,7 @@ pub enum CalendarCommand {
         auth: AuthorityDirArg,
         /// The schedule file (holiday-cn JSON, or Tongban's own text format; one or more years).
         file: PathBuf,
-        /// Also hand it to this node (running or stopped), from which sync carries it on.
+        /// 交给节点 Also hand it to this node (running or stopped), from which sync carries it on.
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },

@@ -277,6 +277,18 @@ fn a_second_live_case_of_the_same_person_is_flagged_and_withdrawal_ends_it() {
     assert_eq!(first["possible_duplicates"].as_array().unwrap().len(), 0);
     let second = new_case(&office, &id);
     assert_eq!(second["possible_duplicates"][0], first["case_id"]);
+    // Made at the domicile township itself, the second is flagged at once.
+    let flagged = || -> Vec<String> {
+        let rows: serde_json::Value =
+            serde_json::from_str(&ok(&office, &["case", "list", "--json"])).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["duplicate"] == true)
+            .map(|r| r["case_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(flagged(), [second["case_id"].as_str().unwrap()]);
     let first_id = first["case_id"].as_str().unwrap();
     ok(
         &office,
@@ -290,8 +302,11 @@ fn a_second_live_case_of_the_same_person_is_flagged_and_withdrawal_ends_it() {
             "重复申请",
         ],
     );
+    // The first withdrawn, the second stands: its flag goes.
+    assert!(flagged().is_empty());
     let third = new_case(&office, &id);
     assert_eq!(third["possible_duplicates"][0], second["case_id"]);
+    assert_eq!(flagged(), [third["case_id"].as_str().unwrap()]);
     assert_eq!(third["possible_duplicates"].as_array().unwrap().len(), 1);
 }
 

@@ -82,7 +82,13 @@ fn fill(acceptance_dir: &Path, target_dir: &Path, n: usize) {
         let mut batch: Vec<_> = (made..(made + 1000).min(n))
             .into_par_iter()
             .map(|i| {
-                let first17 = format!("13010219{:02}0101{:03}", 50 + (i / 1000) % 40, i % 1000);
+                // One person per case, as a county's registry has (a birth
+                // date per thousand cases): the domicile county's offices read
+                // the other cases of a person with several (duplicates), which
+                // real populations rarely have.
+                let born = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap()
+                    + chrono::Days::new((i / 1000) as u64);
+                let first17 = format!("130102{}{:03}", born.format("%Y%m%d"), i % 1000);
                 let id = format!("{first17}{}", resident_id_check_char(&first17).unwrap());
                 let form = IntakeForm {
                     name: "张建国".into(),

@@ -63,6 +63,24 @@ pub fn bar(len: u64, label: &str, json: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// A progress bar in bytes on stderr (a backup read or written), its length
+/// set by the first report; hidden when stderr is not a terminal or `json`
+/// is set.
+pub fn bytes_bar(label: &str, json: bool) -> indicatif::ProgressBar {
+    if !progress_allowed(json) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{label} {{bar:40}} {{bytes}}/{{total_bytes}} {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// A spinner on stderr for one long step whose size is not known ahead
 /// (a backup, a restore, an export); hidden when stderr is not a terminal
 /// or `json` is set. Clear it with `finish_and_clear` before printing.

@@ -21,7 +21,7 @@ use tongban_ledger::directory::Directory;
 
 use tongban_ledger::directory::OfficeCertificate;
 use tongban_ledger::keys::PublicKey;
-use tongban_store::{BackupSummary, MaterialHash};
+use tongban_store::{BackupSummary, MaterialHash, Progress};
 
 use crate::api::{
     ApiError, BackupRequest, CONTROL_TOKEN_FILE, CheckRequest, DatasetImported, DirectoryImported,
@@ -715,7 +715,7 @@ impl Office for Client {
         Client::json(&self.get(&path)?)
     }
 
-    fn backup(&self, out: &Path) -> Result<BackupSummary, NodeError> {
+    fn backup(&self, out: &Path, _progress: Progress<'_>) -> Result<BackupSummary, NodeError> {
         crate::local::check_backup_destination(out)?;
         let out = std::path::absolute(out).map_err(|source| NodeError::Io {
             path: out.to_path_buf(),

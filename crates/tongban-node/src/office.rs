@@ -16,7 +16,7 @@ use tongban_domain::ids::{CaseId, OfficeId, Operator, Timestamp};
 use tongban_domain::stage::Stage;
 use tongban_ledger::directory::{Directory, OfficeCertificate};
 use tongban_ledger::keys::PublicKey;
-use tongban_store::{BackupSummary, MaterialHash};
+use tongban_store::{BackupSummary, MaterialHash, Progress};
 
 use crate::archive::ExportError;
 use crate::datasets::{CheckResult, DatasetInfo};
@@ -153,7 +153,9 @@ pub trait Office {
     /// A consistent backup of the node's store into `out` (taken by the
     /// running node when there is one). `out` must not exist and must lie
     /// outside every node's data directory.
-    fn backup(&self, out: &Path) -> Result<BackupSummary, NodeError>;
+    /// `progress` is told the bytes written and about how many there will be
+    /// (a running node writes the backup itself and tells nothing).
+    fn backup(&self, out: &Path, progress: Progress<'_>) -> Result<BackupSummary, NodeError>;
 
     /// Every stored material of `cases` read back and rehashed (a running node
     /// checks every case it holds).
@@ -308,10 +310,10 @@ impl Office for LocalNode {
         LocalNode::list(self, stage, today)
     }
 
-    fn backup(&self, out: &Path) -> Result<BackupSummary, NodeError> {
+    fn backup(&self, out: &Path, progress: Progress<'_>) -> Result<BackupSummary, NodeError> {
         crate::local::check_backup_destination(out)?;
         self.store()
-            .backup_to(out)
+            .backup_to_with(out, progress)
             .map_err(|e| NodeError::Rejected(e.to_string()))
     }
 

@@ -200,15 +200,19 @@ impl Record {
 }
 
 /// Writes records, keeping the running whole-file hash.
-struct RecordWriter {
+struct RecordWriter<'p> {
     out: BufWriter<File>,
     path: PathBuf,
     whole: blake3::Hasher,
     offset: u64,
     records: u64,
+    /// Told the bytes written after each record, and the database's size
+    /// (what a backup about equals).
+    progress: Progress<'p>,
+    expected: u64,
 }
 
-impl RecordWriter {
+impl RecordWriter<'_> {
     fn io(&self, source: io::Error) -> BackupError {
         BackupError::Io {
             path: self.path.clone(),
@@ -244,6 +248,7 @@ impl RecordWriter {
         self.raw(payload)?;
         self.raw(&checksum)?;
         self.records += 1;
+        (self.progress)(self.offset, self.expected.max(self.offset));
         Ok(())
     }
 }
@@ -267,6 +272,16 @@ impl Store {
     /// is either the complete backup or absent. A damaged material chunk in the
     /// source fails the backup rather than being copied.
     pub fn backup_to(&self, out: impl AsRef<Path>) -> Result<BackupSummary, BackupError> {
+        self.backup_to_with(out, &|_, _| {})
+    }
+
+    /// [`Store::backup_to`], telling `progress` the bytes written and about
+    /// how many there will be (the database file's size).
+    pub fn backup_to_with(
+        &self,
+        out: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupSummary, BackupError> {
         let out = out.as_ref();
         let file_name = out
             .file_name()
@@ -303,6 +318,8 @@ impl Store {
             whole: blake3::Hasher::new(),
             offset: 0,
             records: 0,
+            progress,
+            expected: fs::metadata(&self.db_file).map(|m| m.len()).unwrap_or(0),
         };
         let result = self.write_backup(&mut writer);
         let finished = result.and_then(|summary| {
@@ -329,7 +346,7 @@ impl Store {
         Ok(summary)
     }
 
-    fn write_backup(&self, w: &mut RecordWriter) -> Result<BackupSummary, BackupError> {
+    fn write_backup(&self, w: &mut RecordWriter<'_>) -> Result<BackupSummary, BackupError> {
         let store_err = |f: Fail| BackupError::Store(self.fail(f));
         let txn = self.begin_read().map_err(store_err)?;
         macro_rules! open {
@@ -923,10 +940,16 @@ impl Checker {
 }
 
 /// Runs the checker over the whole file, handing each checked record to `sink`.
+/// How far a long backup operation is: bytes done of bytes in all, called
+/// after each record (a progress bar's position and length).
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
 fn scan(
     path: &Path,
+    progress: Progress<'_>,
     mut sink: impl FnMut(&Record) -> Result<(), BackupError>,
 ) -> Result<BackupSummary, BackupError> {
+    let total = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut reader = RecordReader::open(path)?;
     let mut checker = Checker::new();
     loop {
@@ -949,6 +972,7 @@ fn scan(
                 detail,
             })?;
         sink(&record)?;
+        progress(reader.offset, total);
         if checker.ended {
             break;
         }
@@ -964,7 +988,15 @@ fn scan(
 /// whole-file checksum. The first problem found is returned, naming the record and
 /// its byte offset.
 pub fn verify_backup(path: impl AsRef<Path>) -> Result<BackupSummary, BackupError> {
-    scan(path.as_ref(), |_| Ok(()))
+    verify_backup_with(path, &|_, _| {})
+}
+
+/// [`verify_backup`], telling `progress` the bytes checked of the file's.
+pub fn verify_backup_with(
+    path: impl AsRef<Path>,
+    progress: Progress<'_>,
+) -> Result<BackupSummary, BackupError> {
+    scan(path.as_ref(), progress, |_| Ok(()))
 }
 
 /// Restores the backup at `backup` into `data_dir`, which must not exist or be
@@ -976,9 +1008,19 @@ pub fn restore(
     backup: impl AsRef<Path>,
     data_dir: impl AsRef<Path>,
 ) -> Result<BackupSummary, BackupError> {
+    restore_with(backup, data_dir, &|_, _| {})
+}
+
+/// [`restore`], telling `progress` how far it is: the file is read twice
+/// (verified, then imported), so the whole is twice its bytes.
+pub fn restore_with(
+    backup: impl AsRef<Path>,
+    data_dir: impl AsRef<Path>,
+    progress: Progress<'_>,
+) -> Result<BackupSummary, BackupError> {
     let backup = backup.as_ref();
     let data_dir = data_dir.as_ref();
-    verify_backup(backup)?;
+    verify_backup_with(backup, &|done, total| progress(done, total * 2))?;
     match fs::read_dir(data_dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -1018,9 +1060,11 @@ pub fn restore(
         Ok::<(), Fail>(())
     })();
     result.map_err(|f| store.fail(f))?;
-    let summary = scan(backup, |record| {
-        importer.apply(record).map_err(|f| store.fail(f).into())
-    })?;
+    let summary = scan(
+        backup,
+        &|done, total| progress(total + done, total * 2),
+        |record| importer.apply(record).map_err(|f| store.fail(f).into()),
+    )?;
     let result = (|| {
         let txn = importer.txn()?;
         txn.open_table(META)?.remove(META_RESTORING)?;

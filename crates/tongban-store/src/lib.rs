@@ -63,7 +63,10 @@ mod types;
 mod write;
 
 pub use automerge::{Automerge, ChangeHash};
-pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, restore, verify_backup};
+pub use backup::{
+    BACKUP_FORMAT_VERSION, BACKUP_MAGIC, Progress, restore, restore_with, verify_backup,
+    verify_backup_with,
+};
 pub use error::{BackupError, StoreError};
 pub use material::MaterialReader;
 pub use store::{DB_FILE_NAME, Store};

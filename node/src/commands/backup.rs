@@ -31,9 +31,22 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
             };
             // Through the running node when there is one (it holds the store),
             // else on the store directly (also a bare store without a node file).
-            let spinner = crate::output::spinner("备份中 backing up…", false);
+            // A bar in bytes where this process writes the backup; a
+            // running node writes it itself, and a spinner shows it works.
+            let bar = crate::output::bytes_bar("备份中 backing up", false);
+            let report = |done: u64, total: u64| {
+                bar.set_length(total);
+                bar.set_position(done);
+            };
             let result = match tongban_node::client::open(&dir) {
-                Ok(target) => target.backup(&out),
+                Ok(target) if target.running() => {
+                    bar.finish_and_clear();
+                    let spinner = crate::output::spinner("备份中 backing up…", false);
+                    let result = target.backup(&out, &report);
+                    spinner.finish_and_clear();
+                    result
+                }
+                Ok(target) => target.backup(&out, &report),
                 Err(tongban_node::local::NodeError::NotInitialised { .. }) => {
                     tongban_node::local::check_backup_destination(&out)
                         .and_then(|()| {
@@ -41,14 +54,14 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
                                 .map_err(tongban_node::local::NodeError::from)
                         })
                         .and_then(|store| {
-                            store.backup_to(&out).map_err(|e| {
+                            store.backup_to_with(&out, &report).map_err(|e| {
                                 tongban_node::local::NodeError::Rejected(e.to_string())
                             })
                         })
                 }
                 Err(err) => Err(err),
             };
-            spinner.finish_and_clear();
+            bar.finish_and_clear();
             match result {
                 Ok(summary) => {
                     println!("备份完成 backup written: {}", out.display());
@@ -64,9 +77,12 @@ pub fn run(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let spinner = crate::output::spinner("检查备份 verifying the backup…", json);
-    let verified = tongban_store::verify_backup(file);
-    spinner.finish_and_clear();
+    let bar = crate::output::bytes_bar("检查备份 verifying", json);
+    let verified = tongban_store::verify_backup_with(file, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
     match verified {
         Ok(summary) => {
             if json {
@@ -118,9 +134,12 @@ pub fn restore(
         }
         None => None,
     };
-    let spinner = crate::output::spinner("恢复中 verifying and restoring…", false);
-    let restored = tongban_store::restore(file, &dir);
-    spinner.finish_and_clear();
+    let bar = crate::output::bytes_bar("恢复中 verifying and restoring", false);
+    let restored = tongban_store::restore_with(file, &dir, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
     let summary = match restored {
         Ok(summary) => summary,
         Err(err @ BackupError::DestinationNotEmpty { .. }) => {

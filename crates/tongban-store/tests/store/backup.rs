@@ -403,3 +403,34 @@ fn a_new_store_and_its_backups_are_private() {
     store.backup_to(&file).unwrap();
     assert_eq!(mode(&file), 0o600);
 }
+
+#[test]
+fn backup_verify_and_restore_report_progress_to_the_end() {
+    use std::sync::Mutex;
+    let root = tempfile::tempdir().unwrap();
+    let (source, _) = populated(&root.path().join("source"));
+    let file = root.path().join("backup.tbk");
+    let seen = Mutex::new(Vec::new());
+    let record = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+    let written = source.backup_to_with(&file, &record).unwrap();
+    let calls = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(calls.len() as u64 >= written.records, "{}", calls.len());
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert!(calls.iter().all(|(done, total)| done <= total));
+    // The last report is the whole file but for the end record's own bytes.
+    let (last, _) = *calls.last().unwrap();
+    assert!(last <= written.file_bytes && last * 2 > written.file_bytes);
+
+    tongban_store::verify_backup_with(&file, &record).unwrap();
+    let calls = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(
+        *calls.last().unwrap(),
+        (written.file_bytes, written.file_bytes)
+    );
+
+    tongban_store::restore_with(&file, root.path().join("restored"), &record).unwrap();
+    let calls = std::mem::take(&mut *seen.lock().unwrap());
+    let total = written.file_bytes * 2;
+    assert!(calls.iter().all(|(done, t)| *t == total && *done <= total));
+    assert_eq!(*calls.last().unwrap(), (total, total));
+}

@@ -488,6 +488,27 @@ fn reviewers_at_the_domicile_get_exactly_the_scans_the_acceptance_office_attache
     );
     assert!(stderr(&run).contains("hubs hold materials only to relay them"));
     assert!(!out.exists());
+    // Nor in an archive: `case export --with-materials` asks the same rule.
+    let archive = files.join("hub.tbarc");
+    let run = tongban(
+        Some(&dir(HUB_COUNTY)),
+        &auth,
+        &[
+            "case",
+            "export",
+            &case,
+            "--out",
+            archive.to_str().unwrap(),
+            "--with-materials",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("hubs hold materials only to relay them"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!archive.exists());
     #[cfg(unix)]
     {
         let (status, body) = control_get(

@@ -314,6 +314,10 @@ pub fn export(
         .collect();
     let mut materials = Vec::new();
     if with_materials {
+        // The scans go only where the materials rule lets them: an office of
+        // the case, never a hub that holds them to relay them.
+        crate::materials::may_hand_out(node, case, &doc)
+            .map_err(|e| ExportError::Node(NodeError::Rejected(e.to_string())))?;
         let records = doc.read().map_err(NodeError::from)?.materials;
         let mut wanted: BTreeMap<[u8; 32], String> = BTreeMap::new();
         for record in records.values() {

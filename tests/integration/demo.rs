@@ -27,6 +27,12 @@ fn the_demo_carries_a_case_through_every_stage_and_verifies() {
         );
     }
     assert!(!text.contains("missed"), "{text}");
+    // The review was compared with the county's signed feeds.
+    assert!(
+        text.contains("数据比对 相符 confirmed：残疾人证有效")
+            && text.contains("on the dibao roster"),
+        "{text}"
+    );
     assert!(text.contains("全部验证通过"), "{text}");
     assert!(keep.join("authority.pub").is_file());
     // Each node's data directory is kept, and verifies with the CLI afterwards.
@@ -53,6 +59,27 @@ fn the_demo_carries_a_case_through_every_stage_and_verifies() {
         assert_eq!(out.status.code(), Some(0), "{office}: {}", stdout(&out));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["cases"], 1, "{office}");
+        // The county's feeds stayed in the county (and its province hub).
+        let out = tongban(&[
+            "feed",
+            "show",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        let held = String::from_utf8_lossy(&out.stdout).to_string();
+        let in_county = [
+            "hub-130102",
+            "hub-13",
+            "130102001",
+            "130102-dpf",
+            "130102-ca",
+        ];
+        assert_eq!(
+            held.contains("certificates"),
+            in_county.contains(&office),
+            "{office}: {held}"
+        );
     }
     // The applicant's ID never appears in clear.
     assert!(!text.contains("19680512"), "{text}");

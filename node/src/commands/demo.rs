@@ -27,6 +27,7 @@ use chrono::{NaiveDate, NaiveTime, Timelike};
 use tongban_case::document::{AwardLine, policy_awards};
 use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::calendar::Calendar;
+use tongban_domain::dataset::DatasetKind;
 use tongban_domain::division::{DivisionCode, Divisions};
 use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
 use tongban_domain::stage::{Role, Stage};
@@ -575,6 +576,58 @@ async fn walk(
         demo.name(DOMICILE)
     );
 
+    // The county's registries, signed by the offices that keep them and carried
+    // by sync to the county's offices only: the reviews compare the case with
+    // them instead of with paper originals (数据比对).
+    let feeds = [
+        (
+            DPF,
+            DatasetKind::Certificates,
+            format!(
+                "certificate_number,holder_id,category,level,status\n\
+                 {resident_id}44,{resident_id},肢体,4,有效\n"
+            ),
+        ),
+        (
+            CIVIL,
+            DatasetKind::Dibao,
+            format!("holder_id,status,since\n{resident_id},在保,2019-03-01\n"),
+        ),
+    ];
+    for (office, kind, csv) in feeds {
+        let handle = demo.handle(office)?;
+        let bytes = handle
+            .exec(move |node, now| node.sign_feed(kind, &csv, now, now.china_date()))
+            .await??;
+        handle.import_dataset(bytes).await??;
+    }
+    let start = Instant::now();
+    loop {
+        let held = demo
+            .handle(DOMICILE)?
+            .exec(|node, _| {
+                node.held_datasets().map(|all| {
+                    all.iter()
+                        .filter(|d| d.signed.dataset.kind.personal())
+                        .count()
+                })
+            })
+            .await??;
+        if held == 2 {
+            break;
+        }
+        if start.elapsed() > STEP_TIMEOUT {
+            bail!("the county's registry feeds did not reach the domicile township");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "  {:>6.2}s  比对数据 registry feeds：{} 发布残疾人证信息、{} 发布低保对象名单，经县枢纽送达本县各办理机构",
+        demo.started.elapsed().as_secs_f64(),
+        demo.name(DPF),
+        demo.name(CIVIL)
+    );
+
     demo.act(
         DOMICILE,
         &case_id,
@@ -585,6 +638,25 @@ async fn walk(
     )
     .await?;
     demo.wait_for(DPF, &case_id, Stage::InitialReviewed).await?;
+    let case = case_id.clone();
+    let confirmations = demo
+        .handle(DPF)?
+        .exec(move |node, _| -> anyhow::Result<_> { Ok(node.case(&case)?.read()?.confirmations) })
+        .await??;
+    for c in &confirmations {
+        println!(
+            "            数据比对 {}：{} {} v{}（{} 签名记录 signed）",
+            if c.confirmed {
+                "相符 confirmed"
+            } else {
+                "不一致 contradicted"
+            },
+            c.detail,
+            c.feed,
+            c.feed_version,
+            c.office
+        );
+    }
     // The county DPF works after the holiday, on its deadline day.
     let dpf_day = calendar.deadline_from_receipt(day2, 2).date;
     demo.act(

@@ -157,14 +157,9 @@ impl LocalNode {
         Ok(d.version)
     }
 
-    /// The findings of the feeds of `doc`'s domicile county this node holds
-    /// ([`tongban_domain::registry::compare`]).
-    pub fn findings(&self, doc: &CaseDocument) -> Result<Vec<Finding>, NodeError> {
-        let case = doc.read()?;
-        let county: String = case.applicant.hukou_township.chars().take(6).collect();
-        let Ok(holder) = ResidentId::parse_on(&case.applicant.resident_id, NaiveDate::MAX) else {
-            return Ok(Vec::new());
-        };
+    /// The registry feeds of `county` this node holds, decoded, with their
+    /// versions.
+    pub fn county_feeds(&self, county: &str) -> Result<Vec<(Feed, u64)>, NodeError> {
         let mut feeds = Vec::new();
         for held in self.held_datasets()? {
             let d = &held.signed.dataset;
@@ -178,6 +173,18 @@ impl LocalNode {
                 }
             }
         }
+        Ok(feeds)
+    }
+
+    /// The findings of the feeds of `doc`'s domicile county this node holds
+    /// ([`tongban_domain::registry::compare`]).
+    pub fn findings(&self, doc: &CaseDocument) -> Result<Vec<Finding>, NodeError> {
+        let case = doc.read()?;
+        let county: String = case.applicant.hukou_township.chars().take(6).collect();
+        let Ok(holder) = ResidentId::parse_on(&case.applicant.resident_id, NaiveDate::MAX) else {
+            return Ok(Vec::new());
+        };
+        let feeds = self.county_feeds(&county)?;
         let stated = Stated {
             holder,
             certificate: case.certificate.as_ref().map(|c| c.number.clone()),
@@ -237,16 +244,7 @@ impl LocalNode {
                 cert.division
             )));
         }
-        let mut feeds = Vec::new();
-        for held in self.held_datasets()? {
-            let d = &held.signed.dataset;
-            if d.kind.personal() && d.scope == county {
-                match Feed::decode(d.kind, &d.payload) {
-                    Ok(feed) => feeds.push((feed, d.version)),
-                    Err(err) => tracing::warn!(%err, "a held feed does not decode"),
-                }
-            }
-        }
+        let feeds = self.county_feeds(county)?;
         if feeds.is_empty() {
             return Err(NodeError::Rejected(format!(
                 "本节点没有县 {county} 的比对数据 this node holds no feed of county {county}: nothing to check against"

@@ -132,15 +132,18 @@ impl SyncNode {
             match self.admit_and_store(store, session, &case, reply_doc, old_heads, extra, now)? {
                 Some(stored) => reply_doc = stored,
                 None => {
-                    // Refused: forget this exchange. The next attempt asks for
-                    // the whole document instead: an Automerge exchange can
+                    // Refused: forget this exchange and ask for the whole
+                    // document instead: an Automerge exchange can
                     // deliver a writer's change without the signature after it
                     // (a Bloom-filter false positive says this node has the
                     // signature already), which admission rightly refuses,
                     // and the same filter would say so again every round.
+                    // Asked at once: a whole document that is refused too
+                    // is retried only after the stall period, like any other.
                     if let Some(s) = self.sessions.get_mut(&session) {
-                        s.whole.insert(case);
+                        s.whole.insert(case.clone());
                     }
+                    self.request(store, session, vec![case], now)?;
                     return Ok(());
                 }
             }

@@ -244,6 +244,133 @@ fn calendars_and_feeds_reach_who_they_must_and_bad_ones_are_refused() {
     assert!(stderr(&out).contains("does not reach"), "{}", stderr(&out));
     assert!(held(&data(DOMICILE), &auth).contains(&feed2));
 
+    // A case through every office by the commands, compared at each review,
+    // then ended by `check run` at civil affairs when a death is registered.
+    let created = crate::daemon::case_new_ok(&data(ACCEPTANCE), &auth, 1);
+    let case = created["case_id"].as_str().unwrap().to_string();
+    crate::daemon::push_cli(&data(ACCEPTANCE), &auth, &case, &created);
+    let stage_at = |office: &str| -> String {
+        let out = tongban(
+            Some(&data(office)),
+            &auth,
+            &["case", "show", &case, "--json"],
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["stage"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let step = |office: &str, before: &str, args: &[&str]| {
+        wait_until(&format!("{case} at {before} at {office}"), || {
+            stage_at(office) == before
+        });
+        let mut all = vec!["case"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[case.as_str(), "--operator", "经办01"]);
+        ok(Some(&data(office)), &auth, &all);
+    };
+    // The registry no longer lists the certificate given (it holds a level-1
+    // one now): the review must answer that, and does.
+    wait_until("the case at the domicile township", || {
+        stage_at(DOMICILE) == "received"
+    });
+    let out = tongban(
+        Some(&data(DOMICILE)),
+        &auth,
+        &[
+            "case",
+            "review",
+            "--approve",
+            "--opinion",
+            "",
+            &case,
+            "--operator",
+            "经办01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("certificate_not_found"),
+        "{}",
+        stderr(&out)
+    );
+    step(
+        DOMICILE,
+        "received",
+        &["review", "--approve", "--opinion", "证号已换发，已核实新证"],
+    );
+    step(
+        DPF,
+        "initial_reviewed",
+        &["review", "--approve", "--opinion", "新证一级，同意"],
+    );
+    step(CIVIL, "dpf_reviewed", &["decide", "--opinion", "同意发放"]);
+    step(
+        ACCEPTANCE,
+        "result_received",
+        &["notify", "--method", "sms"],
+    );
+    step(CIVIL, "notified", &["award", "--action", "activate"]);
+    let shown = ok(Some(&data(CIVIL)), &auth, &["case", "show", &case]);
+    assert!(shown.contains("不一致 CONTRADICTED"), "{shown}");
+    // Nothing to do while no feed speaks against the award.
+    let deaths = root.join("deaths.csv");
+    let a = crate::daemon::resident(1);
+    std::fs::write(
+        &deaths,
+        format!("holder_id,date_of_death\n{a},2026-11-20\n"),
+    )
+    .unwrap();
+    let out = tongban(
+        Some(&data(CIVIL)),
+        &auth,
+        &[
+            "feed",
+            "publish",
+            "--kind",
+            "deaths",
+            deaths.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = ok(
+        Some(&data(CIVIL)),
+        &auth,
+        &[
+            "check",
+            "run",
+            "--county",
+            "130102",
+            "--operator",
+            "核查01",
+            "--json",
+        ],
+    );
+    let results: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(results[0]["case"], case.as_str(), "{out}");
+    assert_eq!(results[0]["to"], "terminated", "{out}");
+    assert!(
+        results[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deaths feed version 1")
+    );
+    wait_until("the termination at the acceptance office", || {
+        stage_at(ACCEPTANCE) == "terminated"
+    });
+    // The DPF may not run it.
+    let out = tongban(
+        Some(&data(DPF)),
+        &auth,
+        &["check", "run", "--county", "130102", "--operator", "核查01"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("county civil affairs"),
+        "{}",
+        stderr(&out)
+    );
+
     // By now the feed has had every chance to travel: it stayed in its county.
     for office in [ACCEPTANCE, OTHER_COUNTY, "hub-cn"] {
         let list = held(&data(office), &auth);

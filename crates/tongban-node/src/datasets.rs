@@ -122,10 +122,23 @@ impl LocalNode {
         kind: DatasetKind,
         scope: &str,
     ) -> Result<Option<HeldDataset>, NodeError> {
-        Ok(self
-            .held_datasets()?
-            .into_iter()
-            .find(|h| h.signed.dataset.kind == kind && h.signed.dataset.scope == scope))
+        // One row read and checked: opening a node (its calendar) and every
+        // review (its county's feeds) asks for one dataset, not for all.
+        let (Some(authority), Ok(directory)) = (self.authority(), self.directory()) else {
+            return Ok(None);
+        };
+        let key = tongban_replica::dataset_key(kind.wire(), scope);
+        let Some(bytes) = self.store().meta(&key)? else {
+            return Ok(None);
+        };
+        let (role, division) = self.dataset_place();
+        match check_dataset(&bytes, directory, &authority, role, &division) {
+            Ok(held) => Ok(Some(held)),
+            Err(err) => {
+                tracing::warn!(%err, "a stored dataset is not held");
+                Ok(None)
+            }
+        }
     }
 
     /// Stores a signed dataset given by hand into a stopped node (a running
@@ -161,11 +174,11 @@ impl LocalNode {
     /// versions.
     pub fn county_feeds(&self, county: &str) -> Result<Vec<(Feed, u64)>, NodeError> {
         let mut feeds = Vec::new();
-        for held in self.held_datasets()? {
-            let d = &held.signed.dataset;
-            if !d.kind.personal() || d.scope != county {
+        for kind in DatasetKind::ALL.into_iter().filter(|k| k.personal()) {
+            let Some(held) = self.held_dataset(kind, county)? else {
                 continue;
-            }
+            };
+            let d = &held.signed.dataset;
             match Feed::decode(d.kind, &d.payload) {
                 Ok(feed) => feeds.push((feed, d.version)),
                 Err(err) => {
@@ -179,20 +192,14 @@ impl LocalNode {
     /// The findings of the feeds of `doc`'s domicile county this node holds
     /// ([`tongban_domain::registry::compare`]).
     pub fn findings(&self, doc: &CaseDocument) -> Result<Vec<Finding>, NodeError> {
-        let case = doc.read()?;
-        let county: String = case.applicant.hukou_township.chars().take(6).collect();
-        let Ok(holder) = ResidentId::parse_on(&case.applicant.resident_id, NaiveDate::MAX) else {
-            return Ok(Vec::new());
-        };
-        let feeds = self.county_feeds(&county)?;
-        let stated = Stated {
-            holder,
-            certificate: case.certificate.as_ref().map(|c| c.number.clone()),
-            living: case.subsidy_kinds.iter().any(|k| k == "living"),
-            dibao: case.household.dibao,
-        };
-        let refs: Vec<(&Feed, u64)> = feeds.iter().map(|(f, v)| (f, *v)).collect();
-        Ok(compare(&stated, &refs))
+        let county: String = doc
+            .read()?
+            .applicant
+            .hukou_township
+            .chars()
+            .take(6)
+            .collect();
+        findings_with(doc, &self.county_feeds(&county)?)
     }
 
     /// Records the findings of the county's feeds in `doc` when this office
@@ -207,16 +214,7 @@ impl LocalNode {
         now: Timestamp,
     ) -> Result<usize, NodeError> {
         let findings = self.findings(doc)?;
-        if findings.is_empty() {
-            return Ok(0);
-        }
-        match doc.record_confirmations(signer, operator, now, &findings) {
-            Ok(n) => Ok(n),
-            // Not this office's to write at this stage: the review that may
-            // records them.
-            Err(CaseError::Write(_)) => Ok(0),
-            Err(err) => Err(err.into()),
-        }
+        record_findings(doc, signer, operator, now, &findings)
     }
 
     /// The dynamic check (动态管理) of every active or suspended award of
@@ -283,8 +281,9 @@ impl LocalNode {
                     continue;
                 };
                 let signer = self.signing(now)?;
-                let result = self
-                    .compare_with_feeds(&mut doc, &signer, operator, now)
+                // The feeds decoded once for the whole run, not per award.
+                let result = findings_with(&doc, &feeds)
+                    .and_then(|found| record_findings(&mut doc, &signer, operator, now, &found))
                     .and_then(|_| {
                         let payload = tongban_case::Payload {
                             opinion: action.reason.clone(),
@@ -355,5 +354,45 @@ impl LocalNode {
             payload: feed.encode(),
         };
         Ok(dataset.sign(self.key()).encode())
+    }
+}
+
+/// What `feeds` (a county's, decoded) confirm or contradict of `doc`.
+fn findings_with(doc: &CaseDocument, feeds: &[(Feed, u64)]) -> Result<Vec<Finding>, NodeError> {
+    if feeds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let case = doc.read()?;
+    let Ok(holder) = ResidentId::parse_on(&case.applicant.resident_id, NaiveDate::MAX) else {
+        return Ok(Vec::new());
+    };
+    let stated = Stated {
+        holder,
+        certificate: case.certificate.as_ref().map(|c| c.number.clone()),
+        living: case.subsidy_kinds.iter().any(|k| k == "living"),
+        dibao: case.household.dibao,
+    };
+    let refs: Vec<(&Feed, u64)> = feeds.iter().map(|(f, v)| (f, *v)).collect();
+    Ok(compare(&stated, &refs))
+}
+
+/// Signs `findings` into `doc` as this office's write where the write-rights
+/// table lets it at the case's stage; elsewhere records nothing.
+fn record_findings(
+    doc: &mut CaseDocument,
+    signer: &SigningOffice<'_>,
+    operator: &Operator,
+    now: Timestamp,
+    findings: &[Finding],
+) -> Result<usize, NodeError> {
+    if findings.is_empty() {
+        return Ok(0);
+    }
+    match doc.record_confirmations(signer, operator, now, findings) {
+        Ok(n) => Ok(n),
+        // Not this office's to write at this stage: the review that may
+        // records them.
+        Err(CaseError::Write(_)) => Ok(0),
+        Err(err) => Err(err.into()),
     }
 }

@@ -108,6 +108,8 @@ pub enum Command {
     /// 动态核查 Check every award of a county against the latest registry feeds.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// 补贴发放 The monthly payroll of a county, at its civil affairs bureau.
+    Payroll(PayrollArgs),
     /// 比对数据 Registry feeds (certificates, dibao, deaths) this node holds or its office publishes.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -344,6 +346,29 @@ pub enum CheckCommand {
     },
 }
 
+/// `tongban payroll`.
+#[derive(Debug, Args)]
+pub struct PayrollArgs {
+    /// 县级代码 The 6-digit county code.
+    #[arg(long)]
+    pub county: String,
+    /// 发放月份 The month paid, YYYY-MM: every active award once, from the month of
+    /// application, with back pay for months not paid before; signed as a record so
+    /// that the next month knows. A month already paid shows its record.
+    #[arg(long)]
+    pub month: String,
+    /// 发放明细 Write the lines as CSV for the bank (columns in docs/cli.md).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    #[command(flatten)]
+    pub operator: OperatorArg,
+    /// 输出 JSON Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
 /// `tongban feed ...`
 #[derive(Debug, Subcommand)]
 pub enum FeedCommand {
@@ -361,10 +386,11 @@ pub enum FeedCommand {
     /// 导出签名数据 Write a signed dataset this node holds to a file, to carry it to an offline
     /// node (`tongban node dataset-import`).
     Export {
-        /// 数据类型 calendar, certificates, dibao or deaths.
+        /// 数据类型 calendar, certificates, dibao, deaths or payroll.
         #[arg(long)]
         kind: String,
-        /// 范围 The county code (default: this office's county; `00` for the calendar).
+        /// 范围 The county code (default: this office's county; `00` for the
+        /// calendar; county and month, `130102:2026-11`, for a payroll record).
         #[arg(long)]
         scope: Option<String>,
         /// Where to write it.
@@ -373,7 +399,8 @@ pub enum FeedCommand {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// 查看比对数据 The signed datasets (calendar, feeds) this node holds, with their versions.
+    /// 查看比对数据 The signed datasets (calendar, feeds, payroll records) this node holds,
+    /// with their versions.
     Show {
         /// 输出 JSON Print JSON.
         #[arg(long)]
@@ -527,7 +554,9 @@ pub enum CaseCommand {
         /// activate, suspend, resume or terminate.
         #[arg(long)]
         action: String,
-        /// Why (required to suspend or terminate).
+        /// Why (required to suspend, terminate or resume; a resumption,
+        /// also from terminated, is a correction and its stopped months are
+        /// paid back by the next payroll).
         #[arg(long, default_value = "")]
         reason: String,
     },

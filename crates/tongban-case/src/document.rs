@@ -1326,15 +1326,20 @@ pub fn check_guards(
             ));
         }
     }
-    if matches!(
-        to,
-        Stage::Returned | Stage::Rejected | Stage::Suspended | Stage::Terminated
-    ) && payload.opinion.trim().is_empty()
+    // A resumption is a correction of the stop before it: it says why.
+    let resumes = to == Stage::Active && matches!(from, Some(Stage::Suspended | Stage::Terminated));
+    if (resumes
+        || matches!(
+            to,
+            Stage::Returned | Stage::Rejected | Stage::Suspended | Stage::Terminated
+        ))
+        && payload.opinion.trim().is_empty()
     {
-        problems.push(format!(
-            "{}须说明理由 {to} needs an opinion saying why",
-            to.zh()
-        ));
+        problems.push(if resumes {
+            "恢复发放须说明理由（更正的依据） resuming an award needs an opinion saying what corrected the stop".to_string()
+        } else {
+            format!("{}须说明理由 {to} needs an opinion saying why", to.zh())
+        });
     }
     let province = case.applicant.hukou_township.get(..2).unwrap_or("00");
     let policy = Policy::for_province(province);
@@ -1509,7 +1514,9 @@ fn record_readable(
             at: at.millis(),
             seq: u64::from(seq),
         });
-    } else if matches!(to, Stage::Suspended | Stage::Terminated) {
+    } else if matches!(to, Stage::Suspended | Stage::Terminated)
+        || (to == Stage::Active && matches!(from, Some(Stage::Suspended | Stage::Terminated)))
+    {
         case.reviews.push(schema::Review {
             stage: to.code().to_string(),
             office: office.to_string(),

@@ -293,7 +293,10 @@ fn approved_then_suspended_resumed_and_terminated() {
         "130102-ca",
         Stage::Active,
         at(31, 10),
-        Payload::default(),
+        Payload {
+            opinion: "生存状态已核实，恢复发放".into(),
+            ..Payload::default()
+        },
     );
     world.step(
         &mut doc,
@@ -305,14 +308,31 @@ fn approved_then_suspended_resumed_and_terminated() {
             ..Payload::default()
         },
     );
+    // A termination is corrected only with a reason (the correction row).
+    let mut bare = doc.clone_for_test();
+    let ca = world.office("130102-ca").signer();
+    let err = bare
+        .apply(Stage::Active, &ca, &op(), at(70, 10), &Payload::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("恢复发放须说明理由"), "{err}");
+    world.step(
+        &mut doc,
+        "130102-ca",
+        Stage::Active,
+        at(70, 10),
+        Payload {
+            opinion: "户籍迁出登记有误，更正后恢复发放".into(),
+            ..Payload::default()
+        },
+    );
     world.assert_verifies(&mut doc);
     let case = doc.read().unwrap();
-    // Initial review, re-review, decision, suspension and termination, each
-    // with its reason.
-    assert_eq!(case.reviews.len(), 5);
+    // Initial review, re-review, decision, suspension, resumption,
+    // termination and its correction, each with its reason.
+    assert_eq!(case.reviews.len(), 7);
     assert_eq!(case.decision.as_ref().unwrap().first_paid_month, "2024-03");
     assert_eq!(case.notification.as_ref().unwrap().method, "phone");
-    assert_eq!(doc.stage().unwrap(), Some(Stage::Terminated));
+    assert_eq!(doc.stage().unwrap(), Some(Stage::Active));
     // Saved and loaded, the document is the same case.
     let mut loaded = CaseDocument::load(&doc.save()).unwrap();
     assert_eq!(loaded.read().unwrap(), case);

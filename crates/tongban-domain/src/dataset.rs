@@ -32,6 +32,10 @@ pub enum DatasetKind {
     /// them (funeral and cremation records, and the cancelled household
     /// registrations the public-security organs share with it).
     Deaths,
+    /// 补贴发放记录: what a county paid for one month
+    /// ([`crate::payroll::PayrollRecord`]), signed by its civil affairs bureau
+    /// so that the next month knows.
+    Payroll,
 }
 
 /// Who signs a dataset.
@@ -51,15 +55,18 @@ pub enum ScopeLevel {
     Nation,
     /// One county: the scope is its 6-digit division code.
     County,
+    /// One county and month: `130102:2026-11`.
+    CountyMonth,
 }
 
 impl DatasetKind {
     /// Every kind.
-    pub const ALL: [DatasetKind; 4] = [
+    pub const ALL: [DatasetKind; 5] = [
         DatasetKind::Calendar,
         DatasetKind::Certificates,
         DatasetKind::Dibao,
         DatasetKind::Deaths,
+        DatasetKind::Payroll,
     ];
 
     /// The byte on the wire and in signed encodings. Stable forever.
@@ -70,6 +77,7 @@ impl DatasetKind {
             DatasetKind::Certificates => 3,
             DatasetKind::Dibao => 4,
             DatasetKind::Deaths => 5,
+            DatasetKind::Payroll => 6,
         }
     }
 
@@ -85,6 +93,7 @@ impl DatasetKind {
             DatasetKind::Certificates => "certificates",
             DatasetKind::Dibao => "dibao",
             DatasetKind::Deaths => "deaths",
+            DatasetKind::Payroll => "payroll",
         }
     }
 
@@ -100,6 +109,7 @@ impl DatasetKind {
             DatasetKind::Certificates => "残疾人证信息",
             DatasetKind::Dibao => "低保对象名单",
             DatasetKind::Deaths => "死亡登记信息",
+            DatasetKind::Payroll => "补贴发放记录",
         }
     }
 
@@ -108,7 +118,9 @@ impl DatasetKind {
         match self {
             DatasetKind::Calendar => Issuer::Authority,
             DatasetKind::Certificates => Issuer::Office(Role::CountyDpf),
-            DatasetKind::Dibao | DatasetKind::Deaths => Issuer::Office(Role::CountyCivilAffairs),
+            DatasetKind::Dibao | DatasetKind::Deaths | DatasetKind::Payroll => {
+                Issuer::Office(Role::CountyCivilAffairs)
+            }
         }
     }
 
@@ -119,12 +131,19 @@ impl DatasetKind {
             DatasetKind::Certificates | DatasetKind::Dibao | DatasetKind::Deaths => {
                 ScopeLevel::County
             }
+            DatasetKind::Payroll => ScopeLevel::CountyMonth,
         }
     }
 
     /// Whether it holds personal data (ID numbers): such a dataset never
     /// reaches a supervisor or an office outside its county.
     pub fn personal(self) -> bool {
+        self.scope_level() != ScopeLevel::Nation
+    }
+
+    /// Whether it is a registry feed a county compares its cases with
+    /// ([`crate::registry::Feed`]).
+    pub fn is_feed(self) -> bool {
         self.scope_level() == ScopeLevel::County
     }
 }
@@ -154,22 +173,49 @@ pub enum ScopeError {
         /// What was given.
         found: String,
     },
+    /// A county-month scope is `130102:2026-11`.
+    #[error("scope of {kind} must be a county code and a month, 130102:2026-11, found {found:?}")]
+    NotCountyMonth {
+        /// The kind.
+        kind: DatasetKind,
+        /// What was given.
+        found: String,
+    },
+}
+
+/// The division a scope covers: the county of a county-month scope, else the
+/// scope itself.
+pub fn region(scope: &str) -> &str {
+    scope.split_once(':').map_or(scope, |(county, _)| county)
+}
+
+/// The scope of a county's payroll record for `month`.
+pub fn payroll_scope(county: &str, month: crate::payroll::YearMonth) -> String {
+    format!("{county}:{month}")
 }
 
 /// Checks that `scope` has the shape `kind` requires.
 pub fn check_scope(kind: DatasetKind, scope: &str) -> Result<(), ScopeError> {
-    let digits = |n: usize| scope.len() == n && scope.bytes().all(|b| b.is_ascii_digit());
+    let county =
+        |s: &str| s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) && !s.ends_with("00");
     match kind.scope_level() {
         ScopeLevel::Nation if scope == "00" => Ok(()),
         ScopeLevel::Nation => Err(ScopeError::NotNation {
             kind,
             found: scope.to_string(),
         }),
-        ScopeLevel::County if digits(6) && !scope.ends_with("00") => Ok(()),
+        ScopeLevel::County if county(scope) => Ok(()),
         ScopeLevel::County => Err(ScopeError::NotCounty {
             kind,
             found: scope.to_string(),
         }),
+        ScopeLevel::CountyMonth => match scope.split_once(':') {
+            Some((c, m)) if county(c) && crate::payroll::YearMonth::parse(m).is_ok() => Ok(()),
+            _ => Err(ScopeError::NotCountyMonth {
+                kind,
+                found: scope.chars().take(40).collect(),
+            }),
+        },
     }
 }
 
@@ -180,10 +226,13 @@ pub fn check_scope(kind: DatasetKind, scope: &str) -> Result<(), ScopeError> {
 /// numbers: they reach the offices of that county (the county's bureaus, its
 /// townships and its county hub) and the province hub above it, through which
 /// a county whose offices link only to their province still gets them — never
-/// the national hub, another county, another province or a supervisor.
+/// the national hub, another county, another province or a supervisor. A
+/// county's payroll records stay in the county: the province hub would hold
+/// every county's every month, and no office outside the county pays.
 pub fn reaches(kind: DatasetKind, scope: &str, role: Role, division: &str) -> bool {
     match kind.scope_level() {
         ScopeLevel::Nation => true,
+        ScopeLevel::CountyMonth => role != Role::Supervisor && division.starts_with(region(scope)),
         ScopeLevel::County => {
             if role == Role::Supervisor {
                 return false;
@@ -198,7 +247,7 @@ pub fn reaches(kind: DatasetKind, scope: &str, role: Role, division: &str) -> bo
 /// the text format, a feed in the registry's compact form — and says what it
 /// holds (`2025, 2026, 2027`, `41 rows`). A payload that fails is refused
 /// however well it is signed.
-pub fn check_payload(kind: DatasetKind, payload: &[u8]) -> Result<String, String> {
+pub fn check_payload(kind: DatasetKind, scope: &str, payload: &[u8]) -> Result<String, String> {
     match kind {
         DatasetKind::Calendar => {
             let text = std::str::from_utf8(payload)
@@ -217,6 +266,21 @@ pub fn check_payload(kind: DatasetKind, payload: &[u8]) -> Result<String, String
         DatasetKind::Certificates | DatasetKind::Dibao | DatasetKind::Deaths => {
             let feed = crate::registry::Feed::decode(kind, payload).map_err(|e| e.to_string())?;
             Ok(format!("{} rows", feed.len()))
+        }
+        DatasetKind::Payroll => {
+            let record =
+                crate::payroll::PayrollRecord::decode(payload).map_err(|e| e.to_string())?;
+            if payroll_scope(&record.county, record.month) != scope {
+                return Err(format!(
+                    "the record is of {} {}, signed as {scope}",
+                    record.county, record.month
+                ));
+            }
+            Ok(format!(
+                "{} lines, {} yuan",
+                record.lines.len(),
+                record.total()
+            ))
         }
     }
 }
@@ -246,6 +310,17 @@ mod tests {
         for bad in ["13", "130100", "130000", "13010", "1301021", "13010x", ""] {
             assert!(check_scope(DatasetKind::Dibao, bad).is_err(), "{bad}");
         }
+        assert!(check_scope(DatasetKind::Payroll, "130102:2026-11").is_ok());
+        for bad in [
+            "130102",
+            "130102:2026-13",
+            "130100:2026-11",
+            "130102:2026-11:x",
+            "",
+        ] {
+            assert!(check_scope(DatasetKind::Payroll, bad).is_err(), "{bad}");
+        }
+        assert_eq!(region("130102:2026-11"), "130102");
     }
 
     #[test]
@@ -261,5 +336,11 @@ mod tests {
         assert!(!reaches(feed, "130102", Role::Supervisor, "13"));
         assert!(!reaches(feed, "130102", Role::Supervisor, "130102"));
         assert!(reaches(DatasetKind::Calendar, "00", Role::Supervisor, "44"));
+        let pay = DatasetKind::Payroll;
+        assert!(reaches(pay, "130102:2026-11", Role::CountyDpf, "130102"));
+        assert!(reaches(pay, "130102:2026-11", Role::Hub, "130102"));
+        assert!(!reaches(pay, "130102:2026-11", Role::Hub, "13"));
+        assert!(!reaches(pay, "130102:2026-11", Role::Township, "130104001"));
+        assert!(!reaches(pay, "130102:2026-11", Role::Supervisor, "130102"));
     }
 }

@@ -6,8 +6,9 @@
 //! ([`division`]), the working-day calendar with adjusted weekends ([`calendar`]),
 //! provincial policy (materials, eligibility, amounts: [`policy`]), what a
 //! material's file name, media type and size may be ([`material`]), the stage
-//! machine with its deadlines and signers ([`stage`]) and what makes a case a
-//! duplicate of another of the same person ([`duplicates`]).
+//! machine with its deadlines and signers ([`stage`]), what makes a case a
+//! duplicate of another of the same person ([`duplicates`]), the registry feeds
+//! and the dynamic check ([`registry`]) and the monthly payroll ([`payroll`]).
 //!
 //! It must never do I/O beyond reading its own embedded data files: no disk, no
 //! network, no clock except the explicitly named `*_now`/`today` helpers that I/O
@@ -20,6 +21,7 @@ pub mod division;
 pub mod duplicates;
 pub mod ids;
 pub mod material;
+pub mod payroll;
 pub mod policy;
 pub mod registry;
 pub mod rights;

@@ -141,7 +141,7 @@ impl Feed {
             ]),
             DatasetKind::Dibao => Some(&["holder_id", "status", "since"]),
             DatasetKind::Deaths => Some(&["holder_id", "date_of_death"]),
-            DatasetKind::Calendar => None,
+            DatasetKind::Calendar | DatasetKind::Payroll => None,
         }
     }
 
@@ -489,8 +489,12 @@ impl Feed {
                 }
                 Feed::Deaths(rows)
             }
-            DatasetKind::Calendar => {
-                return Err(r.fail("kind", 5, "the calendar is not a registry feed"));
+            DatasetKind::Calendar | DatasetKind::Payroll => {
+                return Err(r.fail(
+                    "kind",
+                    5,
+                    format!("the {} is not a registry feed", kind.code()),
+                ));
             }
         };
         if r.remaining() != 0 {
@@ -702,9 +706,16 @@ pub struct AwardState {
     /// certificate's category and level, other allowances): the registries'
     /// facts replace these where a feed is held.
     pub stated: crate::policy::ApplicantFacts,
-    /// Whether the award is suspended now (else active).
-    pub suspended: bool,
+    /// Where the award stands: `active`, `suspended`, or `terminated` by an
+    /// earlier dynamic check for a death (the only termination a feed can
+    /// reverse; see [`DEATH_REASON`]).
+    pub stage: crate::stage::Stage,
 }
+
+/// How the opinion of a termination for a death registration begins: the
+/// dynamic check resumes a termination it signed itself, once the deaths feed
+/// no longer lists the person (a registration made in error), and no other.
+pub const DEATH_REASON: &str = "死亡登记";
 
 /// What the dynamic check decides for one award.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -735,10 +746,13 @@ pub fn award_check(
         match feed {
             Feed::Deaths(_) => {
                 if let Some(row) = feed.death_of(&award.holder) {
+                    if award.stage == crate::stage::Stage::Terminated {
+                        return None;
+                    }
                     return Some(CheckAction {
                         to: crate::stage::Stage::Terminated,
                         reason: format!(
-                            "死亡登记（{}）deceased: deaths feed version {version}",
+                            "{DEATH_REASON}（{}）deceased: deaths feed version {version}",
                             row.died
                         ),
                         feeds: vec![(DatasetKind::Deaths, *version)],
@@ -775,7 +789,8 @@ pub fn award_check(
                 .map(move |why| format!("{}：{why}", kind.zh()))
         })
         .collect();
-    match (reasons.is_empty(), award.suspended) {
+    let stopped = award.stage != crate::stage::Stage::Active;
+    match (reasons.is_empty(), stopped) {
         (false, false) => Some(CheckAction {
             to: crate::stage::Stage::Suspended,
             reason: format!(
@@ -815,7 +830,7 @@ impl FeedKind {
             DatasetKind::Certificates => Some(FeedKind::Certificates),
             DatasetKind::Dibao => Some(FeedKind::Dibao),
             DatasetKind::Deaths => Some(FeedKind::Deaths),
-            DatasetKind::Calendar => None,
+            DatasetKind::Calendar | DatasetKind::Payroll => None,
         }
     }
 }

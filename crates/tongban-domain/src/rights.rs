@@ -216,6 +216,8 @@ pub const RIGHTS: &[WriteRight] = &[
             Stage::Decided,
             Stage::Suspended,
             Stage::Terminated,
+            // A resumption says why (what corrected the stop).
+            Stage::Active,
         ]),
     ),
     right(

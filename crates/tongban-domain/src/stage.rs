@@ -11,7 +11,8 @@
 //! decided → result_received → notified → active`, with `returned` (back to the
 //! acceptance office, which completes materials and accepts again), `rejected` at
 //! any review level, `withdrawn` before a decision, and `suspended` / `terminated`
-//! after an award. A local application (the acceptance office is the domicile
+//! after an award (a correction resumes a terminated award: the one row marked
+//! `correction`). A local application (the acceptance office is the domicile
 //! township) goes `accepted → publicized → initial_reviewed` instead of travelling.
 //!
 //! Decision outcome and notification are one chain: the award becomes `active`
@@ -142,9 +143,12 @@ impl Stage {
         Stage::ALL.into_iter().find(|s| s.code() == code)
     }
 
-    /// True when no transition leaves this stage.
+    /// True when no transition leaves this stage but a correction: the case
+    /// has ended (`withdrawn`; `terminated`, which a correction may reverse).
     pub fn is_final(self) -> bool {
-        !TRANSITIONS.iter().any(|rule| rule.from == Some(self))
+        !TRANSITIONS
+            .iter()
+            .any(|rule| rule.from == Some(self) && !rule.correction)
     }
 }
 
@@ -308,6 +312,12 @@ pub struct TransitionRule {
     pub guard: Guard,
     /// Signed by a node automatically when a case reaches it (receipts).
     pub automatic: bool,
+    /// Taken only to correct an earlier stop (a feed that reverses the finding,
+    /// or a signed decision): a case at its `from` stage has ended unless a
+    /// correction comes, so such a row does not make `from` live
+    /// ([`Stage::is_final`] ignores it). The months the stop withheld are owed
+    /// as back pay (`tongban_domain::payroll`).
+    pub correction: bool,
 }
 
 const fn row(from: Option<Stage>, to: Stage, signer: Signer) -> TransitionRule {
@@ -318,7 +328,13 @@ const fn row(from: Option<Stage>, to: Stage, signer: Signer) -> TransitionRule {
         deadline: None,
         guard: Guard::None,
         automatic: false,
+        correction: false,
     }
+}
+
+const fn correction(mut rule: TransitionRule) -> TransitionRule {
+    rule.correction = true;
+    rule
 }
 
 const fn within(mut rule: TransitionRule, working_days: u32, anchor: Anchor) -> TransitionRule {
@@ -435,6 +451,7 @@ pub const TRANSITIONS: &[TransitionRule] = &[
     row(Some(Active), Terminated, DomicileCountyCivilAffairs),
     row(Some(Suspended), Active, DomicileCountyCivilAffairs),
     row(Some(Suspended), Terminated, DomicileCountyCivilAffairs),
+    correction(row(Some(Terminated), Active, DomicileCountyCivilAffairs)),
     row(Some(Draft), Withdrawn, Acceptance),
     row(Some(Accepted), Withdrawn, Acceptance),
     row(Some(Pushed), Withdrawn, Acceptance),
@@ -684,6 +701,8 @@ mod tests {
                     },
                     if r.automatic {
                         " (automatic receipt)"
+                    } else if r.correction {
+                        " (correction only)"
                     } else {
                         ""
                     },

@@ -9,7 +9,7 @@
 //! | magic      | 5        | `TBSET`                                        |
 //! | version    | 1        | `1` (format version)                           |
 //! | kind       | 1        | `DatasetKind::wire`                            |
-//! | scope      | 2 + n    | str: `00`, or a 6-digit county code            |
+//! | scope      | 2 + n    | str: `00`, a 6-digit county, or `130102:2026-11` |
 //! | version    | 8        | u64, the dataset's own version (≥ 1)           |
 //! | issued_at  | 8        | i64 ms UTC                                     |
 //! | issuer     | 2 + n    | str: an office id, or empty for the authority  |
@@ -156,7 +156,7 @@ impl SignedDataset {
             offset: at,
             reason: format!("unknown dataset kind {byte}"),
         })?;
-        let (scope, _) = r.str("scope", 6)?;
+        let (scope, _) = r.str("scope", 14)?;
         let scope = scope.to_string();
         let version = r.u64("version")?;
         let issued_at = Timestamp(r.i64("issued_at")?);
@@ -224,7 +224,9 @@ impl SignedDataset {
                 };
                 match directory.certificate_for_key_at(office, &d.public_key, d.issued_at) {
                     KeyStatus::Valid(cert) => {
-                        if cert.role != role || cert.division.as_str() != d.scope {
+                        if cert.role != role
+                            || cert.division.as_str() != tongban_domain::dataset::region(&d.scope)
+                        {
                             return Err(wrong(format!(
                                 "{office} ({}, {})",
                                 cert.role.code(),

@@ -73,6 +73,17 @@ pub struct CheckRequest {
     pub operator: String,
 }
 
+/// `POST /v1/payroll` body: the payroll of a county for a month.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PayrollRequest {
+    /// The 6-digit county code.
+    pub county: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The clerk who makes it.
+    pub operator: String,
+}
+
 /// `POST /v1/cases/{id}/materials` query.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MaterialQuery {

@@ -701,6 +701,25 @@ impl Office for Client {
         Client::json(&answer)
     }
 
+    fn payroll(
+        &mut self,
+        county: &str,
+        month: tongban_domain::payroll::YearMonth,
+        operator: &Operator,
+        _now: Timestamp,
+    ) -> Result<crate::payroll::PayrollRun, NodeError> {
+        // The node pays by its own clock.
+        let answer = self.post_json(
+            "/v1/payroll",
+            &crate::api::PayrollRequest {
+                county: county.to_string(),
+                month: month.to_string(),
+                operator: operator.to_string(),
+            },
+        )?;
+        Client::json(&answer)
+    }
+
     fn list(
         &self,
         stage: Option<Stage>,

@@ -49,7 +49,7 @@ use tracing::Instrument;
 use crate::api::{
     ApiError, ArchiveQuery, BackupRequest, CONTROL_ADDR_FILE, CONTROL_SOCKET_FILE,
     CONTROL_TOKEN_FILE, CheckRequest, DatasetImported, DirectoryImported, DirectoryQuery,
-    EvaluationRequest, ListQuery, MAX_DATASET_BODY, MaterialQuery, NewCaseRequest,
+    EvaluationRequest, ListQuery, MAX_DATASET_BODY, MaterialQuery, NewCaseRequest, PayrollRequest,
     TransitionRequest,
 };
 use crate::engine::{DaemonError, DaemonHandle, wait_stop};
@@ -326,6 +326,17 @@ async fn checks(
         .exec(move |node, now| node.check_awards(&request.county, &operator, now))
         .await??;
     Ok(axum::Json(results).into_response())
+}
+
+async fn payroll(
+    State(api): State<Api>,
+    axum::Json(request): axum::Json<PayrollRequest>,
+) -> Result<Response, Failure> {
+    let operator = parse_operator(&request.operator)?;
+    let month = tongban_domain::payroll::YearMonth::parse(&request.month)
+        .map_err(|e| bad_request(format!("month: {e}")))?;
+    let run = api.node.payroll(request.county, month, operator).await??;
+    Ok(axum::Json(run).into_response())
 }
 
 async fn materials(
@@ -641,6 +652,7 @@ fn router(api: Api) -> Router {
             post(publish_feed).layer(DefaultBodyLimit::max(MAX_DATASET_BODY)),
         )
         .route("/v1/checks", post(checks).layer(json))
+        .route("/v1/payroll", post(payroll).layer(json))
         .route("/v1/backup", post(backup).layer(json))
         .route("/v1/materials/check", get(check_materials))
         .route("/v1/cases", get(list).post(new_case).layer(json))

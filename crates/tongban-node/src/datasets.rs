@@ -13,7 +13,9 @@ use tongban_domain::dataset::{DatasetKind, Issuer};
 use tongban_domain::ids::Timestamp;
 use tongban_domain::ids::{Operator, ResidentId};
 use tongban_domain::policy::SubsidyKind;
-use tongban_domain::registry::{AwardState, Feed, Finding, Stated, award_check, compare};
+use tongban_domain::registry::{
+    AwardState, DEATH_REASON, Feed, Finding, Stated, award_check, compare,
+};
 use tongban_domain::stage::Stage;
 use tongban_ledger::dataset::Dataset;
 use tongban_sync::{AdoptError, HeldDataset, check_dataset};
@@ -174,7 +176,7 @@ impl LocalNode {
     /// versions.
     pub fn county_feeds(&self, county: &str) -> Result<Vec<(Feed, u64)>, NodeError> {
         let mut feeds = Vec::new();
-        for kind in DatasetKind::ALL.into_iter().filter(|k| k.personal()) {
+        for kind in DatasetKind::ALL.into_iter().filter(|k| k.is_feed()) {
             let Some(held) = self.held_dataset(kind, county)? else {
                 continue;
             };
@@ -218,7 +220,8 @@ impl LocalNode {
     }
 
     /// The dynamic check (动态管理) of every active or suspended award of
-    /// `county` this node holds, against the latest feeds of that county
+    /// `county` this node holds, and of every award it terminated itself for a
+    /// death registration (which a later feed may show was made in error), against the latest feeds of that county
     /// ([`tongban_domain::registry::award_check`], the one rule): each finding
     /// is recorded as a confirmation, then a suspension, termination or
     /// resumption is signed by this office with the reason and the feed
@@ -250,11 +253,23 @@ impl LocalNode {
         }
         let refs: Vec<(&Feed, u64)> = feeds.iter().map(|(f, v)| (f, *v)).collect();
         let mut out = Vec::new();
-        for stage in [Stage::Active, Stage::Suspended] {
+        for stage in [Stage::Active, Stage::Suspended, Stage::Terminated] {
             for case_id in self.store().cases_in_stage(stage, None, usize::MAX)? {
                 let mut doc = self.case(&case_id)?;
                 let case = doc.read()?;
                 if !case.applicant.hukou_township.starts_with(county) {
+                    continue;
+                }
+                if stage == Stage::Terminated
+                    && !case
+                        .reviews
+                        .iter()
+                        .rev()
+                        .find(|r| r.stage == Stage::Terminated.code())
+                        .is_some_and(|r| r.opinion.starts_with(DEATH_REASON))
+                {
+                    // Ended by a decision of the office, not by a feed: only
+                    // a signed decision resumes it (`case award --action resume`).
                     continue;
                 }
                 let Some(decision) = &case.decision else {
@@ -272,7 +287,7 @@ impl LocalNode {
                         .filter_map(|a| SubsidyKind::from_code(&a.kind))
                         .collect(),
                     stated: tongban_case::document::applicant_facts(&case),
-                    suspended: stage == Stage::Suspended,
+                    stage,
                 };
                 let province = county.get(..2).unwrap_or("00");
                 let policy = tongban_domain::policy::Policy::for_province(province)

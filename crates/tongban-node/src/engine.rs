@@ -787,6 +787,34 @@ impl DaemonHandle {
         .await
     }
 
+    /// Makes the payroll of `county` for `month` (`tongban payroll` on a
+    /// running node): a new record is adopted by the sync engine as a dataset
+    /// of its own and passed to the county's offices.
+    pub async fn payroll(
+        &self,
+        county: String,
+        month: tongban_domain::payroll::YearMonth,
+        operator: tongban_domain::ids::Operator,
+    ) -> Result<Result<crate::payroll::PayrollRun, NodeError>, DaemonError> {
+        self.on_engine(move |engine| {
+            let now = engine.now();
+            let prepared = tokio::task::block_in_place(|| {
+                engine.local.prepare_payroll(&county, month, &operator, now)
+            })?;
+            match prepared {
+                crate::payroll::Prepared::Held(run) => Ok(run),
+                crate::payroll::Prepared::New(bytes, run) => {
+                    tokio::task::block_in_place(|| {
+                        engine.sync.adopt_dataset(&mut engine.replica, bytes, now)
+                    })
+                    .map_err(crate::datasets::refused)?;
+                    Ok(run)
+                }
+            }
+        })
+        .await
+    }
+
     /// The node's status.
     pub async fn status(&self) -> Result<NodeStatus, DaemonError> {
         self.on_engine(|engine| tokio::task::block_in_place(|| engine.status()))

@@ -53,6 +53,7 @@ pub mod local;
 pub mod materials;
 
 pub mod datasets;
+pub mod payroll;
 
 pub mod archive;
 pub mod authority;

@@ -23,7 +23,9 @@ use crate::datasets::{CheckResult, DatasetInfo};
 use crate::duplicates::CaseDuplicates;
 use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
 use crate::materials::{MaterialError, MaterialRow};
+use crate::payroll::PayrollRun;
 use crate::status::NodeStatus;
+use tongban_domain::payroll::YearMonth;
 
 /// One office node, as the commands see it: on the store directly, or through
 /// the running node's control API.
@@ -142,6 +144,16 @@ pub trait Office {
         operator: &Operator,
         now: Timestamp,
     ) -> Result<Vec<CheckResult>, NodeError>;
+
+    /// `payroll`: the payroll of `county` for `month`, signed and kept as a
+    /// record, or the record already kept ([`LocalNode::payroll`]).
+    fn payroll(
+        &mut self,
+        county: &str,
+        month: YearMonth,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<PayrollRun, NodeError>;
 
     /// `case list` rows.
     fn list(
@@ -300,6 +312,16 @@ impl Office for LocalNode {
         now: Timestamp,
     ) -> Result<Vec<CheckResult>, NodeError> {
         LocalNode::check_awards(self, county, operator, now)
+    }
+
+    fn payroll(
+        &mut self,
+        county: &str,
+        month: YearMonth,
+        operator: &Operator,
+        now: Timestamp,
+    ) -> Result<PayrollRun, NodeError> {
+        LocalNode::payroll(self, county, month, operator, now)
     }
 
     fn list(

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tongban_domain::dataset::DatasetKind;
+use tongban_domain::dataset::{DatasetKind, ScopeLevel};
 
 use super::{fail, open_target};
 use crate::cli::FeedCommand;
@@ -13,7 +13,7 @@ use crate::output::{print_json, table};
 pub fn run(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         FeedCommand::Publish { kind, file, data } => {
-            let Some(kind) = DatasetKind::from_code(&kind).filter(|k| k.personal()) else {
+            let Some(kind) = DatasetKind::from_code(&kind).filter(|k| k.is_feed()) else {
                 return Ok(Failure::field(
                     "--kind",
                     format!("{kind:?}: must be certificates, dibao or deaths"),
@@ -70,7 +70,7 @@ pub fn run(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
             let Some(kind) = DatasetKind::from_code(&kind) else {
                 return Ok(Failure::field(
                     "--kind",
-                    format!("{kind:?}: must be calendar, certificates, dibao or deaths"),
+                    format!("{kind:?}: must be calendar, certificates, dibao, deaths or payroll"),
                 )
                 .report());
             };
@@ -78,13 +78,22 @@ pub fn run(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
                 Ok(node) => node,
                 Err(code) => return Ok(code),
             };
-            let scope = match (scope, kind.personal()) {
+            let scope = match (scope, kind.scope_level()) {
                 (Some(scope), _) => scope,
-                (None, false) => "00".to_string(),
-                (None, true) => match node.certificate(tongban_domain::ids::Timestamp::now()) {
-                    Ok(cert) => cert.division.chars().take(6).collect(),
-                    Err(err) => return Ok(fail(&err)),
-                },
+                (None, ScopeLevel::Nation) => "00".to_string(),
+                (None, ScopeLevel::CountyMonth) => {
+                    return Ok(Failure::field(
+                        "--scope",
+                        "a payroll record needs its county and month: --scope 130102:2026-11",
+                    )
+                    .report());
+                }
+                (None, ScopeLevel::County) => {
+                    match node.certificate(tongban_domain::ids::Timestamp::now()) {
+                        Ok(cert) => cert.division.chars().take(6).collect(),
+                        Err(err) => return Ok(fail(&err)),
+                    }
+                }
             };
             let bytes = match node.dataset_bytes(kind, &scope) {
                 Ok(Some(bytes)) => bytes,

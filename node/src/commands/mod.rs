@@ -11,6 +11,7 @@ mod feed;
 mod id;
 mod material;
 mod node;
+mod payroll;
 mod policy;
 mod verify;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Case(cmd) => case::run(cmd),
         Command::Check(cmd) => check::run(cmd),
         Command::Feed(cmd) => feed::run(cmd),
+        Command::Payroll(args) => payroll::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::History { case, json, data } => verify::history(&case, json, &data),

@@ -87,10 +87,11 @@ pub fn check_dataset(
 ) -> Result<HeldDataset, AdoptError> {
     let signed = SignedDataset::verify(bytes, directory, authority)?;
     let d = &signed.dataset;
-    let summary = check_payload(d.kind, &d.payload).map_err(|reason| AdoptError::Payload {
-        kind: d.kind,
-        reason,
-    })?;
+    let summary =
+        check_payload(d.kind, &d.scope, &d.payload).map_err(|reason| AdoptError::Payload {
+            kind: d.kind,
+            reason,
+        })?;
     if !reaches(d.kind, &d.scope, role, division) {
         return Err(AdoptError::NotHere {
             kind: d.kind,

@@ -22,4 +22,5 @@ mod materials;
 mod office;
 mod package;
 mod paths;
+mod payroll;
 mod support;

@@ -386,11 +386,12 @@ pub enum FeedCommand {
     /// 导出签名数据 Write a signed dataset this node holds to a file, to carry it to an offline
     /// node (`tongban node dataset-import`).
     Export {
-        /// 数据类型 calendar, certificates, dibao, deaths or payroll.
+        /// 数据类型 calendar, policy, certificates, dibao, deaths or payroll.
         #[arg(long)]
         kind: String,
         /// 范围 The county code (default: this office's county; `00` for the
-        /// calendar; county and month, `130102:2026-11`, for a payroll record).
+        /// calendar; the province, `13`, for a policy; county and month,
+        /// `130102:2026-11`, for a payroll record).
         #[arg(long)]
         scope: Option<String>,
         /// Where to write it.
@@ -783,13 +784,28 @@ pub struct DecideArgs {
 /// `tongban policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// 查看政策 The subsidy kinds, eligibility, materials and amounts for residents of DIVISION.
+    /// 查看政策 The subsidy kinds, eligibility, materials and amounts for residents of DIVISION
+    /// (with a data directory: the policy that node applies, published or shipped).
     Show {
         /// A division code (province, county or township).
         division: String,
         /// 输出 JSON Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// 发布政策 Sign a province's policy (TOML, the format of the shipped files, in
+    /// docs/cli.md) with the directory authority's key: carried by sync to every node,
+    /// it replaces the policy every office applies to that province's residents.
+    Publish {
+        #[command(flatten)]
+        auth: AuthorityDirArg,
+        /// The policy file (`province = "13"` names the province; `00` the national default).
+        file: PathBuf,
+        /// 交给节点 Also hand it to this node (running or stopped), from which sync carries it on.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 

@@ -20,9 +20,17 @@ const DPF: &str = "130102-dpf";
 const CIVIL: &str = "130102-ca";
 const COUNTY_HUB: &str = "hub-130102";
 
-/// Hebei's living subsidy, by the example figures since July 2024, written
-/// out here apart from the policy file.
-const LIVING_YUAN: u64 = 90;
+/// Chang'an county's living subsidy from 2026, by the policy the authority
+/// publishes in this test (Hebei's shipped figure is 90), written out here
+/// apart from the policy file.
+const LIVING_YUAN: u64 = 130;
+
+/// Hebei's shipped policy with a county standard for Chang'an from 2026.
+fn published_policy() -> String {
+    include_str!("../../crates/tongban-domain/data/policies/13.toml").to_string()
+        + "\n[[amounts]]\nkind = \"living\"\nlevels = [1, 2, 3, 4]\nmonthly_yuan = 130\n\
+           effective_from = \"2026-01-01\"\ndivisions = [\"130102\"]\n"
+}
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -119,7 +127,11 @@ fn certificates(revoked: Option<usize>) -> String {
     let mut csv = String::from("certificate_number,holder_id,category,level,status\n");
     for n in 1..=5 {
         let id = resident(n);
-        let status = if Some(n) == revoked { "注销" } else { "有效" };
+        let status = if Some(n) == revoked {
+            "注销"
+        } else {
+            "有效"
+        };
         csv += &format!("{id}62,{id},精神,2,{status}\n");
     }
     csv
@@ -146,7 +158,11 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
     let county = NodeProcess::start(root, COUNTY_HUB, Some(("hub-cn", &hub.quic)));
     let mut nodes = Vec::new();
     for office in [ACCEPTANCE, SECOND] {
-        nodes.push(NodeProcess::start(root, office, Some(("hub-cn", &hub.quic))));
+        nodes.push(NodeProcess::start(
+            root,
+            office,
+            Some(("hub-cn", &hub.quic)),
+        ));
     }
     for office in [DOMICILE, DPF, CIVIL] {
         nodes.push(NodeProcess::start(
@@ -155,6 +171,63 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
             Some((COUNTY_HUB, &county.quic)),
         ));
     }
+    // The authority publishes Hebei's policy with Chang'an's own standard,
+    // handed to the national hub: every office applies it.
+    let policy = root.join("13.toml");
+    std::fs::write(&policy, published_policy()).unwrap();
+    let out = ok(
+        None,
+        &auth,
+        &[
+            "policy",
+            "publish",
+            policy.to_str().unwrap(),
+            "--data-dir",
+            data("hub-cn").to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("version 1"), "{out}");
+    for office in [ACCEPTANCE, CIVIL] {
+        wait_until(&format!("the policy at {office}"), || {
+            held(&data(office), &auth)
+                .iter()
+                .any(|(k, scope, v)| k == "policy" && scope == "13" && *v == 1)
+        });
+    }
+    let shown = ok(
+        Some(&data(ACCEPTANCE)),
+        &auth,
+        &["policy", "show", "130102001", "--json"],
+    );
+    assert!(shown.contains("\"monthly_yuan\": 130"), "{shown}");
+    let shown = ok(
+        Some(&data(ACCEPTANCE)),
+        &auth,
+        &["policy", "show", "130102001"],
+    );
+    assert!(shown.contains("130 元/月"), "{shown}");
+    // The same version again is refused, and what is held stays.
+    let signed = auth.join("policy-13.tbset");
+    let out = tongban(
+        Some(&data(CIVIL)),
+        &auth,
+        &["node", "dataset-import", signed.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    // A policy file with a county of another province is refused by name.
+    std::fs::write(
+        &policy,
+        published_policy().replace("[\"130102\"]", "[\"440106\"]"),
+    )
+    .unwrap();
+    let out = tongban(
+        None,
+        &auth,
+        &["policy", "publish", policy.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("divisions"), "{}", stderr(&out));
+
     let step = |office: &str, case: &str, before: &str, args: &[&str]| {
         wait_until(&format!("{case} at {before} at {office}"), || {
             stage_at(&data(office), &auth, case) == before
@@ -179,8 +252,18 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
         );
     };
     let to_active = |case: &str| {
-        step(CIVIL, case, "dpf_reviewed", &["decide", "--opinion", "同意发放"]);
-        step(ACCEPTANCE, case, "result_received", &["notify", "--method", "sms"]);
+        step(
+            CIVIL,
+            case,
+            "dpf_reviewed",
+            &["decide", "--opinion", "同意发放"],
+        );
+        step(
+            ACCEPTANCE,
+            case,
+            "result_received",
+            &["notify", "--method", "sms"],
+        );
         step(CIVIL, case, "notified", &["award", "--action", "activate"]);
     };
 
@@ -208,7 +291,15 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
     let out = tongban(
         Some(&data(CIVIL)),
         &auth,
-        &["case", "decide", "--opinion", "同意", &again, "--operator", "经办01"],
+        &[
+            "case",
+            "decide",
+            "--opinion",
+            "同意",
+            &again,
+            "--operator",
+            "经办01",
+        ],
     );
     assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
 
@@ -227,19 +318,36 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
     let out = tongban(
         Some(&data(DPF)),
         &auth,
-        &["payroll", "--county", "130102", "--month", &month, "--operator", "x"],
+        &[
+            "payroll",
+            "--county",
+            "130102",
+            "--month",
+            &month,
+            "--operator",
+            "x",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stderr(&out).contains("county civil affairs"), "{}", stderr(&out));
-    for bad in [
-        YearMonth::parse("2025-01").unwrap(),
-        next.next(),
-    ] {
+    assert!(
+        stderr(&out).contains("county civil affairs"),
+        "{}",
+        stderr(&out)
+    );
+    for bad in [YearMonth::parse("2025-01").unwrap(), next.next()] {
         let bad = bad.to_string();
         let out = tongban(
             Some(&data(CIVIL)),
             &auth,
-            &["payroll", "--county", "130102", "--month", &bad, "--operator", "x"],
+            &[
+                "payroll",
+                "--county",
+                "130102",
+                "--month",
+                &bad,
+                "--operator",
+                "x",
+            ],
         );
         assert_eq!(out.status.code(), Some(1), "{bad}: {}", stdout(&out));
     }
@@ -253,7 +361,13 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
 
     // The registries: person 2 registered dead, person 3 off the dibao
     // roster, person 4's certificate revoked. The check stops all three.
-    publish(&data(DPF), &auth, root, "certificates", certificates(Some(4)));
+    publish(
+        &data(DPF),
+        &auth,
+        root,
+        "certificates",
+        certificates(Some(4)),
+    );
     let mut dibao = String::from("holder_id,status,since\n");
     for n in 1..=5 {
         let status = if n == 3 { "退保" } else { "在保" };
@@ -276,7 +390,15 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
         let out = ok(
             Some(&data(CIVIL)),
             &auth,
-            &["check", "run", "--county", "130102", "--operator", "核查01", "--json"],
+            &[
+                "check",
+                "run",
+                "--county",
+                "130102",
+                "--operator",
+                "核查01",
+                "--json",
+            ],
         );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v.as_array().unwrap().len(), expected, "{out}");
@@ -313,7 +435,10 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
     assert_eq!(to_of(&resumed, &cases[1]), "active");
     assert_eq!(to_of(&resumed, &cases[3]), "active");
     for r in resumed.as_array().unwrap() {
-        assert!(r["reason"].as_str().unwrap().contains("feed version 2"), "{r}");
+        assert!(
+            r["reason"].as_str().unwrap().contains("feed version 2"),
+            "{r}"
+        );
     }
     // The fifth is decided late: its first month is paid back next month.
     to_active(&cases[4]);
@@ -355,9 +480,10 @@ fn a_county_pays_each_month_once_with_back_pay_through_stops_and_corrections() {
     for office in [DPF, DOMICILE] {
         wait_until(&format!("the payroll records at {office}"), || {
             let list = held(&data(office), &auth);
-            scopes
-                .iter()
-                .all(|s| list.iter().any(|(k, scope, _)| k == "payroll" && scope == s))
+            scopes.iter().all(|s| {
+                list.iter()
+                    .any(|(k, scope, _)| k == "payroll" && scope == s)
+            })
         });
     }
     for office in [ACCEPTANCE, "hub-cn"] {

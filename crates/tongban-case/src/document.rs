@@ -1579,14 +1579,16 @@ pub fn policy_awards(
     for code in &case.subsidy_kinds {
         let kind = SubsidyKind::from_code(code)
             .ok_or_else(|| CaseError::Schema(format!("unknown subsidy kind {code:?}")))?;
-        let amount = policy.monthly_amount(kind, level, first).ok_or_else(|| {
-            CaseError::Payload(format!(
-                "{} has no amount for {} at level {}",
-                policy.name,
-                kind.zh(),
-                level.get()
-            ))
-        })?;
+        let amount = policy
+            .monthly_amount(kind, level, first, &case.applicant.hukou_township)
+            .ok_or_else(|| {
+                CaseError::Payload(format!(
+                    "{} has no amount for {} at level {}",
+                    policy.name,
+                    kind.zh(),
+                    level.get()
+                ))
+            })?;
         awards.push(AwardLine {
             kind,
             monthly_yuan: amount,

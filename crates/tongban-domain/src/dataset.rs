@@ -24,6 +24,11 @@ use crate::stage::Role;
 pub enum DatasetKind {
     /// 工作日历: the national working-day calendar with adjusted weekends.
     Calendar,
+    /// 补贴政策: one province's policy (`crate::policy::Policy`: materials,
+    /// eligibility, amounts by city or county with effective dates), published
+    /// by the directory authority; scope the 2-digit province, `00` for the
+    /// national default.
+    Policy,
     /// 残疾人证信息: the county DPF's disability-certificate registry.
     Certificates,
     /// 低保对象名单: the county civil-affairs bureau's dibao roster.
@@ -53,6 +58,9 @@ pub enum Issuer {
 pub enum ScopeLevel {
     /// The whole country: the scope is `00`.
     Nation,
+    /// One province's rules, which every office applies to its residents:
+    /// the scope is the 2-digit province, or `00` for the national default.
+    Province,
     /// One county: the scope is its 6-digit division code.
     County,
     /// One county and month: `130102:2026-11`.
@@ -61,8 +69,9 @@ pub enum ScopeLevel {
 
 impl DatasetKind {
     /// Every kind.
-    pub const ALL: [DatasetKind; 5] = [
+    pub const ALL: [DatasetKind; 6] = [
         DatasetKind::Calendar,
+        DatasetKind::Policy,
         DatasetKind::Certificates,
         DatasetKind::Dibao,
         DatasetKind::Deaths,
@@ -73,7 +82,7 @@ impl DatasetKind {
     pub fn wire(self) -> u8 {
         match self {
             DatasetKind::Calendar => 1,
-            // 2 is kept for provincial policy.
+            DatasetKind::Policy => 2,
             DatasetKind::Certificates => 3,
             DatasetKind::Dibao => 4,
             DatasetKind::Deaths => 5,
@@ -90,6 +99,7 @@ impl DatasetKind {
     pub fn code(self) -> &'static str {
         match self {
             DatasetKind::Calendar => "calendar",
+            DatasetKind::Policy => "policy",
             DatasetKind::Certificates => "certificates",
             DatasetKind::Dibao => "dibao",
             DatasetKind::Deaths => "deaths",
@@ -106,6 +116,7 @@ impl DatasetKind {
     pub fn zh(self) -> &'static str {
         match self {
             DatasetKind::Calendar => "工作日历",
+            DatasetKind::Policy => "补贴政策",
             DatasetKind::Certificates => "残疾人证信息",
             DatasetKind::Dibao => "低保对象名单",
             DatasetKind::Deaths => "死亡登记信息",
@@ -116,7 +127,7 @@ impl DatasetKind {
     /// Who may sign it.
     pub fn issuer(self) -> Issuer {
         match self {
-            DatasetKind::Calendar => Issuer::Authority,
+            DatasetKind::Calendar | DatasetKind::Policy => Issuer::Authority,
             DatasetKind::Certificates => Issuer::Office(Role::CountyDpf),
             DatasetKind::Dibao | DatasetKind::Deaths | DatasetKind::Payroll => {
                 Issuer::Office(Role::CountyCivilAffairs)
@@ -128,6 +139,7 @@ impl DatasetKind {
     pub fn scope_level(self) -> ScopeLevel {
         match self {
             DatasetKind::Calendar => ScopeLevel::Nation,
+            DatasetKind::Policy => ScopeLevel::Province,
             DatasetKind::Certificates | DatasetKind::Dibao | DatasetKind::Deaths => {
                 ScopeLevel::County
             }
@@ -138,7 +150,10 @@ impl DatasetKind {
     /// Whether it holds personal data (ID numbers): such a dataset never
     /// reaches a supervisor or an office outside its county.
     pub fn personal(self) -> bool {
-        self.scope_level() != ScopeLevel::Nation
+        matches!(
+            self.scope_level(),
+            ScopeLevel::County | ScopeLevel::CountyMonth
+        )
     }
 
     /// Whether it is a registry feed a county compares its cases with
@@ -157,6 +172,16 @@ impl fmt::Display for DatasetKind {
 /// Why a scope does not fit a kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
+    /// A province scope is two digits.
+    #[error(
+        "scope of {kind} must be a 2-digit province code (00 for the national default), found {found:?}"
+    )]
+    NotProvince {
+        /// The kind.
+        kind: DatasetKind,
+        /// What was given.
+        found: String,
+    },
     /// The national scope is `00`.
     #[error("scope of {kind} must be 00 (the whole country), found {found:?}")]
     NotNation {
@@ -204,6 +229,13 @@ pub fn check_scope(kind: DatasetKind, scope: &str) -> Result<(), ScopeError> {
             kind,
             found: scope.to_string(),
         }),
+        ScopeLevel::Province if scope.len() == 2 && scope.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(())
+        }
+        ScopeLevel::Province => Err(ScopeError::NotProvince {
+            kind,
+            found: scope.chars().take(40).collect(),
+        }),
         ScopeLevel::County if county(scope) => Ok(()),
         ScopeLevel::County => Err(ScopeError::NotCounty {
             kind,
@@ -231,7 +263,9 @@ pub fn check_scope(kind: DatasetKind, scope: &str) -> Result<(), ScopeError> {
 /// every county's every month, and no office outside the county pays.
 pub fn reaches(kind: DatasetKind, scope: &str, role: Role, division: &str) -> bool {
     match kind.scope_level() {
-        ScopeLevel::Nation => true,
+        // Every acceptance office tells applicants of any province what to
+        // bring, and every node checks decisions by the domicile's policy.
+        ScopeLevel::Nation | ScopeLevel::Province => true,
         ScopeLevel::CountyMonth => role != Role::Supervisor && division.starts_with(region(scope)),
         ScopeLevel::County => {
             if role == Role::Supervisor {
@@ -267,6 +301,19 @@ pub fn check_payload(kind: DatasetKind, scope: &str, payload: &[u8]) -> Result<S
             let feed = crate::registry::Feed::decode(kind, payload).map_err(|e| e.to_string())?;
             Ok(format!("{} rows", feed.len()))
         }
+        DatasetKind::Policy => {
+            let text = std::str::from_utf8(payload)
+                .map_err(|e| format!("the policy is not UTF-8 text: {e}"))?;
+            let policy = crate::policy::Policy::from_toml(&format!("{scope}.toml"), text)
+                .map_err(|e| e.to_string())?;
+            if policy.province != scope {
+                return Err(format!(
+                    "the policy is of province {}, signed as {scope}",
+                    policy.province
+                ));
+            }
+            Ok(format!("{}, {} amounts", policy.name, policy.amounts.len()))
+        }
         DatasetKind::Payroll => {
             let record =
                 crate::payroll::PayrollRecord::decode(payload).map_err(|e| e.to_string())?;
@@ -298,8 +345,9 @@ mod tests {
             assert_eq!(DatasetKind::from_wire(kind.wire()), Some(kind));
             assert_eq!(DatasetKind::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(DatasetKind::from_wire(2), None);
+        assert_eq!(DatasetKind::from_wire(2), Some(DatasetKind::Policy));
         assert_eq!(DatasetKind::from_wire(0), None);
+        assert_eq!(DatasetKind::from_wire(7), None);
     }
 
     #[test]
@@ -321,6 +369,18 @@ mod tests {
             assert!(check_scope(DatasetKind::Payroll, bad).is_err(), "{bad}");
         }
         assert_eq!(region("130102:2026-11"), "130102");
+        assert!(check_scope(DatasetKind::Policy, "13").is_ok());
+        assert!(check_scope(DatasetKind::Policy, "00").is_ok());
+        for bad in ["1", "130", "130102", "1x", ""] {
+            assert!(check_scope(DatasetKind::Policy, bad).is_err(), "{bad}");
+        }
+        assert!(reaches(
+            DatasetKind::Policy,
+            "13",
+            Role::Township,
+            "440106001"
+        ));
+        assert!(reaches(DatasetKind::Policy, "13", Role::Supervisor, "44"));
     }
 
     #[test]

@@ -425,7 +425,7 @@ pub fn compute<'p>(
             let yuan = match (award.fixed_yuan, policy) {
                 (Some(fixed), _) => Some(fixed),
                 (None, Some(policy)) => {
-                    policy.monthly_amount(award.kind, award.level, m.first_day())
+                    policy.monthly_amount(award.kind, award.level, m.first_day(), county)
                 }
                 (None, None) => None,
             };

@@ -6,7 +6,13 @@
 //! 解释"): the acceptance office reads the *domicile's* policy to tell the applicant
 //! what to bring. Policies ship as TOML files in `data/policies/` (one per province
 //! that has its own, `default.toml` for the rest); each file says whether its
-//! amounts are examples.
+//! amounts are examples. The directory authority may publish a province's policy
+//! as a signed dataset (`tongban policy publish`, [`crate::dataset::DatasetKind::Policy`]);
+//! a node installs the policies it holds ([`Policy::install`]) and from then on
+//! [`Policy::for_province`] answers the published one, so that every rule that
+//! asks it — the checklist at intake, the guards of the stage table in commands,
+//! admission and the verifier, the decision's amounts, the payroll — asks the
+//! same policy. One process is one node: the installed set is the process's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -104,6 +110,26 @@ pub struct AmountEntry {
     pub monthly_yuan: u32,
     /// First day it applies.
     pub effective_from: NaiveDate,
+    /// The cities (4 digits) or counties (6 digits) of the province it applies
+    /// to; empty for the whole province. A city's or county's own standard
+    /// prevails over the province's from its date on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub divisions: Vec<String>,
+}
+
+impl AmountEntry {
+    /// How closely the entry names `division`: `None` when it does not apply
+    /// there, else the length of the prefix that matched (0 for the province).
+    fn specificity(&self, division: &str) -> Option<usize> {
+        if self.divisions.is_empty() {
+            return Some(0);
+        }
+        self.divisions
+            .iter()
+            .filter(|d| division.starts_with(d.as_str()))
+            .map(String::len)
+            .max()
+    }
 }
 
 /// One province's policy.
@@ -238,6 +264,19 @@ impl Policy {
             if entry.levels.is_empty() || entry.levels.iter().any(|l| !(1..=4).contains(l)) {
                 return Err(invalid(format!("amounts[{idx}].levels must be 1-4")));
             }
+            for division in &entry.divisions {
+                let digits = division.bytes().all(|b| b.is_ascii_digit());
+                if !(digits
+                    && matches!(division.len(), 4 | 6)
+                    && division.starts_with(&policy.province)
+                    && policy.province != "00")
+                {
+                    return Err(invalid(format!(
+                        "amounts[{idx}].divisions: {division:?} is not a city (4 digits) or county (6 digits) of province {}",
+                        policy.province
+                    )));
+                }
+            }
         }
         let mut codes = std::collections::BTreeSet::new();
         for item in &policy.materials {
@@ -248,14 +287,37 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The policy that applies to residents of `province` (a 2-digit code): its own
-    /// file when one ships, else the national default.
+    /// The policy that applies to residents of `province` (a 2-digit code): the
+    /// one installed from a published dataset, else its own shipped file, else
+    /// the national default (published or shipped).
     pub fn for_province(province: &str) -> Result<&'static Policy, PolicyError> {
+        if let Some(policy) = installed(province).or_else(|| {
+            installed("00").filter(|_| shipped().map(|t| !t.contains_key(province)).unwrap_or(true))
+        }) {
+            return Ok(policy);
+        }
         let table = shipped()?;
         Ok(table
             .get(province)
             .or_else(|| table.get("00"))
             .unwrap_or_else(|| unreachable_default()))
+    }
+
+    /// Installs a published policy for this process (the node that holds it):
+    /// [`Policy::for_province`] answers it from now on. Answers false when the
+    /// same policy was installed already. Each distinct policy installed stays
+    /// in memory for the life of the process (a province publishes a few a
+    /// year), so that callers keep `&'static` references.
+    pub fn install(policy: Policy) -> bool {
+        let mut table = INSTALLED
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if table.get(&policy.province).is_some_and(|p| **p == policy) {
+            return false;
+        }
+        let leaked: &'static Policy = Box::leak(Box::new(policy));
+        table.insert(leaked.province.clone(), leaked);
+        true
     }
 
     /// Whether this is the province's own policy, not the default.
@@ -319,21 +381,25 @@ impl Policy {
         reasons
     }
 
-    /// The monthly amount in yuan for `kind` at `level` on `date`: the latest entry
-    /// in effect on that date.
+    /// The monthly amount in yuan for `kind` at `level` on `date` for a resident
+    /// of `division` (a township, county or city code): of the entries in effect
+    /// on that date, the most specific to the division (its county's, its
+    /// city's, the province's), the latest of those.
     pub fn monthly_amount(
         &self,
         kind: SubsidyKind,
         level: DisabilityLevel,
         date: NaiveDate,
+        division: &str,
     ) -> Option<u32> {
         self.amounts
             .iter()
             .filter(|e| {
                 e.kind == kind && e.levels.contains(&level.get()) && e.effective_from <= date
             })
-            .max_by_key(|e| e.effective_from)
-            .map(|e| e.monthly_yuan)
+            .filter_map(|e| e.specificity(division).map(|s| (s, e)))
+            .max_by_key(|(s, e)| (*s, e.effective_from))
+            .map(|(_, e)| e.monthly_yuan)
     }
 }
 
@@ -341,6 +407,18 @@ impl Policy {
 /// (自递交申请当月起计发): the first day of that month.
 pub fn first_paid_month(submitted: NaiveDate) -> NaiveDate {
     submitted.with_day(1).unwrap_or(submitted)
+}
+
+/// Policies installed from published datasets, by province.
+static INSTALLED: std::sync::RwLock<BTreeMap<String, &'static Policy>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+fn installed(province: &str) -> Option<&'static Policy> {
+    INSTALLED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(province)
+        .copied()
 }
 
 fn shipped() -> Result<&'static BTreeMap<String, Policy>, PolicyError> {
@@ -464,26 +542,58 @@ mod tests {
         let hebei = Policy::for_province("13").unwrap();
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         assert_eq!(
-            hebei.monthly_amount(SubsidyKind::Living, level(2), d("2024-06-30")),
+            hebei.monthly_amount(SubsidyKind::Living, level(2), d("2024-06-30"), "130102"),
             Some(80)
         );
         assert_eq!(
-            hebei.monthly_amount(SubsidyKind::Living, level(2), d("2024-07-01")),
+            hebei.monthly_amount(SubsidyKind::Living, level(2), d("2024-07-01"), "130102"),
             Some(90)
         );
         assert_eq!(
-            hebei.monthly_amount(SubsidyKind::Nursing, level(3), d("2025-01-01")),
+            hebei.monthly_amount(SubsidyKind::Nursing, level(3), d("2025-01-01"), "130102"),
             Some(50)
         );
         assert_eq!(
             Policy::for_province("44").unwrap().monthly_amount(
                 SubsidyKind::Nursing,
                 level(3),
-                d("2025-01-01")
+                d("2025-01-01"),
+                "440106"
             ),
             None
         );
         assert_eq!(first_paid_month(d("2026-11-28")), d("2026-11-01"));
+    }
+
+    #[test]
+    fn a_county_standard_prevails_over_the_province_from_its_date() {
+        let text = include_str!("../data/policies/13.toml").to_string()
+            + "\n[[amounts]]\nkind = \"living\"\nlevels = [1, 2, 3, 4]\nmonthly_yuan = 130\n\
+               effective_from = \"2026-01-01\"\ndivisions = [\"130102\"]\n\
+               \n[[amounts]]\nkind = \"living\"\nlevels = [1, 2, 3, 4]\nmonthly_yuan = 110\n\
+               effective_from = \"2025-06-01\"\ndivisions = [\"1301\"]\n";
+        let policy = Policy::from_toml("13.toml", &text).unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let living = |date: &str, division: &str| {
+            policy.monthly_amount(SubsidyKind::Living, level(1), d(date), division)
+        };
+        assert_eq!(living("2025-12-01", "130102001"), Some(110), "the city's");
+        assert_eq!(living("2026-01-01", "130102001"), Some(130), "the county's");
+        assert_eq!(
+            living("2026-01-01", "130104"),
+            Some(110),
+            "another county of the city"
+        );
+        assert_eq!(
+            living("2026-01-01", "130202"),
+            Some(90),
+            "another city: the province's"
+        );
+        for bad in ["\"44\"", "\"1301021\"", "\"44010\"", "\"abcd\""] {
+            let wrong = text.replace("[\"1301\"]", &format!("[{bad}]"));
+            let err = Policy::from_toml("13.toml", &wrong).unwrap_err();
+            assert!(err.to_string().contains("divisions"), "{err}");
+        }
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Feed {
             ]),
             DatasetKind::Dibao => Some(&["holder_id", "status", "since"]),
             DatasetKind::Deaths => Some(&["holder_id", "date_of_death"]),
-            DatasetKind::Calendar | DatasetKind::Payroll => None,
+            DatasetKind::Calendar | DatasetKind::Policy | DatasetKind::Payroll => None,
         }
     }
 
@@ -489,7 +489,7 @@ impl Feed {
                 }
                 Feed::Deaths(rows)
             }
-            DatasetKind::Calendar | DatasetKind::Payroll => {
+            DatasetKind::Calendar | DatasetKind::Policy | DatasetKind::Payroll => {
                 return Err(r.fail(
                     "kind",
                     5,
@@ -830,7 +830,7 @@ impl FeedKind {
             DatasetKind::Certificates => Some(FeedKind::Certificates),
             DatasetKind::Dibao => Some(FeedKind::Dibao),
             DatasetKind::Deaths => Some(FeedKind::Deaths),
-            DatasetKind::Calendar | DatasetKind::Payroll => None,
+            DatasetKind::Calendar | DatasetKind::Policy | DatasetKind::Payroll => None,
         }
     }
 }

@@ -235,6 +235,58 @@ impl Authority {
         Ok((bytes, version, years))
     }
 
+    /// Path of the signed policy of `province` this authority published last.
+    pub fn policy_path(&self, province: &str) -> PathBuf {
+        self.dir.join(format!("policy-{province}.tbset"))
+    }
+
+    /// Signs a province's policy (the TOML of `data/policies/`, checked by
+    /// `Policy::from_toml`) as the next version of that province's policy
+    /// dataset, which replaces the whole policy the nodes apply to its
+    /// residents. Writes `policy-PP.tbset` and answers its bytes, version and
+    /// the policy.
+    pub fn publish_policy(
+        &self,
+        file_name: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<(Vec<u8>, u64, tongban_domain::policy::Policy), AuthorityError> {
+        let policy = tongban_domain::policy::Policy::from_toml(file_name, text)
+            .map_err(|e| AuthorityError::Invalid(e.to_string()))?;
+        let path = self.policy_path(&policy.province);
+        let mut version = 1;
+        if path.exists() {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            let held = SignedDataset::decode(&bytes)
+                .ok()
+                .filter(|d| {
+                    d.dataset.kind == DatasetKind::Policy
+                        && d.dataset.public_key == self.public()
+                        && self
+                            .public()
+                            .verify(&d.dataset.signed_bytes(), &d.signature)
+                })
+                .ok_or_else(|| AuthorityError::Damaged {
+                    path: path.clone(),
+                    reason: "not a policy signed by this authority".into(),
+                })?;
+            version = held.dataset.version + 1;
+        }
+        let signed = Dataset {
+            kind: DatasetKind::Policy,
+            scope: policy.province.clone(),
+            version,
+            issued_at: now,
+            issuer: None,
+            public_key: self.public(),
+            payload: text.as_bytes().to_vec(),
+        }
+        .sign(&self.authority.key);
+        let bytes = signed.encode();
+        write_atomic(&path, &bytes, Some(0o644)).map_err(io(&path))?;
+        Ok((bytes, version, policy))
+    }
+
     fn save(&mut self, signed: &SignedDirectory) -> Result<(), AuthorityError> {
         let path = self.directory_path();
         write_atomic(&path, &signed.encode(), Some(0o644)).map_err(io(&path))?;

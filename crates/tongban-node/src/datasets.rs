@@ -169,6 +169,9 @@ impl LocalNode {
         if d.kind == DatasetKind::Calendar {
             self.reload_calendar()?;
         }
+        if d.kind == DatasetKind::Policy {
+            self.install_policies()?;
+        }
         Ok(d.version)
     }
 

@@ -526,6 +526,11 @@ impl Engine {
                     {
                         tracing::warn!(error = %err, "cannot reload the calendar");
                     }
+                    if kind == tongban_domain::dataset::DatasetKind::Policy
+                        && let Err(err) = self.local.install_policies()
+                    {
+                        tracing::warn!(error = %err, "cannot install the policy");
+                    }
                 }
                 Event::Closed {
                     session,

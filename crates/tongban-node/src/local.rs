@@ -456,7 +456,41 @@ impl LocalNode {
             resident_secret: secret,
         };
         node.reload_calendar()?;
+        node.install_policies()?;
         Ok(node)
+    }
+
+    /// Installs every provincial policy the node holds signed (`tongban policy
+    /// publish`) for this process, so that every rule asking
+    /// `Policy::for_province` — intake, the stage table's guards on every
+    /// path, decisions, the payroll — applies the published one.
+    pub fn install_policies(&self) -> Result<(), NodeError> {
+        let prefix =
+            tongban_replica::dataset_key(tongban_domain::dataset::DatasetKind::Policy.wire(), "");
+        for (key, _) in self.store().meta_with_prefix(&prefix)? {
+            let scope = key.rsplit('/').next().unwrap_or_default();
+            let Some(held) =
+                self.held_dataset(tongban_domain::dataset::DatasetKind::Policy, scope)?
+            else {
+                continue;
+            };
+            let d = &held.signed.dataset;
+            // check_dataset parsed this payload already.
+            match std::str::from_utf8(&d.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    tongban_domain::policy::Policy::from_toml(&d.scope, text)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(policy) => {
+                    if tongban_domain::policy::Policy::install(policy) {
+                        tracing::info!(province = d.scope, version = d.version, "policy installed");
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "a held policy is not applied"),
+            }
+        }
+        Ok(())
     }
 
     /// Reads the calendar again: the shipped years, the years imported into

@@ -70,7 +70,9 @@ pub fn run(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
             let Some(kind) = DatasetKind::from_code(&kind) else {
                 return Ok(Failure::field(
                     "--kind",
-                    format!("{kind:?}: must be calendar, certificates, dibao, deaths or payroll"),
+                    format!(
+                        "{kind:?}: must be calendar, policy, certificates, dibao, deaths or payroll"
+                    ),
                 )
                 .report());
             };
@@ -81,6 +83,13 @@ pub fn run(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
             let scope = match (scope, kind.scope_level()) {
                 (Some(scope), _) => scope,
                 (None, ScopeLevel::Nation) => "00".to_string(),
+                (None, ScopeLevel::Province) => {
+                    return Ok(Failure::field(
+                        "--scope",
+                        "a policy needs its province: --scope 13 (00 for the national default)",
+                    )
+                    .report());
+                }
                 (None, ScopeLevel::CountyMonth) => {
                     return Ok(Failure::field(
                         "--scope",

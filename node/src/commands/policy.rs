@@ -6,18 +6,55 @@ use tongban_domain::division::Divisions;
 use tongban_domain::ids::{DisabilityLevel, Timestamp};
 use tongban_domain::policy::{MaterialCondition, Policy, SubsidyKind};
 
+use tongban_domain::dataset::DatasetKind;
+use tongban_ledger::dataset::SignedDataset;
+
 use super::reject;
 use crate::cli::PolicyCommand;
+use crate::error::Failure;
 use crate::output::print_json;
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
-    let PolicyCommand::Show { division, json } = cmd;
+    let (division, json, data) = match cmd {
+        PolicyCommand::Show {
+            division,
+            json,
+            data,
+        } => (division, json, data),
+        PolicyCommand::Publish {
+            auth,
+            file,
+            data_dir,
+        } => return publish(&auth.authority, &file, data_dir.as_deref()),
+    };
     let table = Divisions::national()?;
     let found = match table.lookup(division.trim()) {
         Ok(d) => d,
         Err(e) => return Ok(reject(&e.to_string())),
     };
     let province = found.code.province();
+    if let Some(dir) = data.data_dir.as_deref() {
+        // The policies that node holds signed, installed here as the node
+        // installs them: what it applies is what is shown.
+        let node = match tongban_node::client::open(dir) {
+            Ok(node) => node,
+            Err(err) => return Ok(super::fail(&err)),
+        };
+        for scope in [province.as_str(), "00"] {
+            match node.dataset_bytes(DatasetKind::Policy, scope) {
+                Ok(Some(bytes)) => {
+                    if let Some(policy) = SignedDataset::decode(&bytes).ok().and_then(|d| {
+                        let text = String::from_utf8(d.dataset.payload).ok()?;
+                        Policy::from_toml(scope, &text).ok()
+                    }) {
+                        Policy::install(policy);
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => return Ok(super::fail(&err)),
+            }
+        }
+    }
     let policy = Policy::for_province(province.as_str())?;
     let today = Timestamp::now().china_date();
     if json {
@@ -61,7 +98,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let Some(level) = DisabilityLevel::new(level) else {
                 continue;
             };
-            if let Some(yuan) = policy.monthly_amount(kind, level, today) {
+            if let Some(yuan) = policy.monthly_amount(kind, level, today, found.code.as_str()) {
                 println!("  {} {}：{yuan} 元/月", kind.zh(), level.zh());
             }
         }
@@ -79,6 +116,68 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
     if policy.province != "00" || !policy.is_default() {
         println!("\n类型及标准由业务属地（{}）负责解释。", policy.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `policy publish`: the authority signs the province's policy as its next
+/// version; with `--data-dir`, the node takes it (a running one passes it on at
+/// once).
+fn publish(
+    authority: &std::path::Path,
+    file: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let text = match std::fs::read(file).map(String::from_utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err(err)) => {
+            return Ok(Failure::field(
+                "FILE",
+                format!("{} is not UTF-8 text: {err}", file.display()),
+            )
+            .report());
+        }
+        Err(err) => {
+            return Ok(Failure::field("FILE", format!("{}: {err}", file.display())).report());
+        }
+    };
+    let auth = match tongban_node::authority::Authority::open(authority) {
+        Ok(a) => a,
+        Err(err) => return Ok(Failure::failed(err.to_string()).at("--authority").report()),
+    };
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let (bytes, version, policy) = match auth.publish_policy(&name, &text, Timestamp::now()) {
+        Ok(done) => done,
+        Err(err) => return Ok(Failure::field("FILE", err.to_string()).report()),
+    };
+    println!(
+        "补贴政策已签发 policy signed: {}（{}）version {version} → {}",
+        policy.name,
+        policy.province,
+        auth.policy_path(&policy.province).display()
+    );
+    if let Some(dir) = data_dir {
+        let mut node = match tongban_node::client::open(dir) {
+            Ok(n) => n,
+            Err(err) => return Ok(super::fail(&err)),
+        };
+        match node.import_dataset(&bytes) {
+            Ok(_) if node.running() => println!(
+                "节点已采用，经同步送往各节点 the node took it; sync carries it to every node"
+            ),
+            Ok(_) => println!(
+                "节点已保存，运行后经同步送往各节点 the node stored it; sync carries it on once it runs"
+            ),
+            Err(err) => return Ok(super::fail(&err)),
+        }
+    } else {
+        println!(
+            "交给任一节点 give it to any node: tongban node dataset-import {} --data-dir DIR",
+            auth.policy_path(&policy.province).display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

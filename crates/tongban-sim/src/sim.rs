@@ -1219,7 +1219,13 @@ fn next_action(
                 ..Payload::default()
             },
         ),
-        Stage::Suspended if ca => (Stage::Active, Payload::default()),
+        Stage::Suspended if ca => (
+            Stage::Active,
+            Payload {
+                opinion: "生存状态已核实，恢复发放".into(),
+                ..Payload::default()
+            },
+        ),
         _ => return None,
     })
 }

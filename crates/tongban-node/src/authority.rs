@@ -177,21 +177,7 @@ impl Authority {
         let path = self.calendar_path();
         let mut merged = Calendar::default();
         let mut version = 1;
-        if path.exists() {
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let held = SignedDataset::decode(&bytes)
-                .ok()
-                .filter(|d| {
-                    d.dataset.kind == DatasetKind::Calendar
-                        && d.dataset.public_key == self.public()
-                        && self
-                            .public()
-                            .verify(&d.dataset.signed_bytes(), &d.signature)
-                })
-                .ok_or_else(|| AuthorityError::Damaged {
-                    path: path.clone(),
-                    reason: "not a calendar signed by this authority".into(),
-                })?;
+        if let Some(held) = self.published(&path, DatasetKind::Calendar)? {
             let text = String::from_utf8_lossy(&held.dataset.payload);
             merged
                 .import_text(&text)
@@ -235,6 +221,34 @@ impl Authority {
         Ok((bytes, version, years))
     }
 
+    /// The dataset of `kind` this authority published last, kept at `path`;
+    /// `None` before the first. A file that is not such a dataset signed by
+    /// this authority is an error: the next version would be guessed.
+    fn published(
+        &self,
+        path: &Path,
+        kind: DatasetKind,
+    ) -> Result<Option<SignedDataset>, AuthorityError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        SignedDataset::decode(&bytes)
+            .ok()
+            .filter(|d| {
+                d.dataset.kind == kind
+                    && d.dataset.public_key == self.public()
+                    && self
+                        .public()
+                        .verify(&d.dataset.signed_bytes(), &d.signature)
+            })
+            .map(Some)
+            .ok_or_else(|| AuthorityError::Damaged {
+                path: path.to_path_buf(),
+                reason: format!("not a {} signed by this authority", kind.code()),
+            })
+    }
+
     /// Path of the signed policy of `province` this authority published last.
     pub fn policy_path(&self, province: &str) -> PathBuf {
         self.dir.join(format!("policy-{province}.tbset"))
@@ -254,24 +268,9 @@ impl Authority {
         let policy = tongban_domain::policy::Policy::from_toml(file_name, text)
             .map_err(|e| AuthorityError::Invalid(e.to_string()))?;
         let path = self.policy_path(&policy.province);
-        let mut version = 1;
-        if path.exists() {
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let held = SignedDataset::decode(&bytes)
-                .ok()
-                .filter(|d| {
-                    d.dataset.kind == DatasetKind::Policy
-                        && d.dataset.public_key == self.public()
-                        && self
-                            .public()
-                            .verify(&d.dataset.signed_bytes(), &d.signature)
-                })
-                .ok_or_else(|| AuthorityError::Damaged {
-                    path: path.clone(),
-                    reason: "not a policy signed by this authority".into(),
-                })?;
-            version = held.dataset.version + 1;
-        }
+        let version = self
+            .published(&path, DatasetKind::Policy)?
+            .map_or(1, |held| held.dataset.version + 1);
         let signed = Dataset {
             kind: DatasetKind::Policy,
             scope: policy.province.clone(),

@@ -51,6 +51,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What the authority's publishing commands do with a signed dataset: hand it
+/// to the node at `data_dir` (running or stopped), from which sync carries it
+/// on, or say how to.
+fn hand_to_node(
+    bytes: &[u8],
+    data_dir: Option<&std::path::Path>,
+    file: &std::path::Path,
+) -> ExitCode {
+    let Some(dir) = data_dir else {
+        println!(
+            "交给任一节点 give it to any node: tongban node dataset-import {} --data-dir DIR",
+            file.display()
+        );
+        return ExitCode::SUCCESS;
+    };
+    let mut node = match tongban_node::client::open(dir) {
+        Ok(n) => n,
+        Err(err) => return fail(&err),
+    };
+    match node.import_dataset(bytes) {
+        Ok(_) if node.running() => {
+            println!("节点已采用，经同步送往各节点 the node took it; sync carries it to every node")
+        }
+        Ok(_) => println!(
+            "节点已保存，运行后经同步送往各节点 the node stored it; sync carries it on once it runs"
+        ),
+        Err(err) => return fail(&err),
+    }
+    ExitCode::SUCCESS
+}
+
 /// `tongban manpage [--dir DIR]`.
 fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let command = <Cli as clap::CommandFactory>::command();

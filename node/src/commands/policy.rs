@@ -159,25 +159,9 @@ fn publish(
         policy.province,
         auth.policy_path(&policy.province).display()
     );
-    if let Some(dir) = data_dir {
-        let mut node = match tongban_node::client::open(dir) {
-            Ok(n) => n,
-            Err(err) => return Ok(super::fail(&err)),
-        };
-        match node.import_dataset(&bytes) {
-            Ok(_) if node.running() => println!(
-                "节点已采用，经同步送往各节点 the node took it; sync carries it to every node"
-            ),
-            Ok(_) => println!(
-                "节点已保存，运行后经同步送往各节点 the node stored it; sync carries it on once it runs"
-            ),
-            Err(err) => return Ok(super::fail(&err)),
-        }
-    } else {
-        println!(
-            "交给任一节点 give it to any node: tongban node dataset-import {} --data-dir DIR",
-            auth.policy_path(&policy.province).display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::hand_to_node(
+        &bytes,
+        data_dir,
+        &auth.policy_path(&policy.province),
+    ))
 }

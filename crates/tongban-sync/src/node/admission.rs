@@ -614,7 +614,7 @@ impl Checker<'_> {
         doc: Automerge,
         old_heads: Option<&[Hash32]>,
     ) -> Result<Changed, Refusal> {
-        match self.prepare(case, doc, old_heads)? {
+        match self.prepare(case, doc, old_heads, None)? {
             Prepared::Ready(ready) => self.finish(case, ready, None).map(Changed::Admitted),
             Prepared::Unchanged(doc) => Ok(Changed::Unchanged(doc)),
             Prepared::Empty => Ok(Changed::Empty),
@@ -661,7 +661,7 @@ impl Checker<'_> {
             .map(|(case, bytes)| {
                 let prepared = Automerge::load(&bytes)
                     .map_err(|err| Refusal::Automerge(format!("document does not load: {err}")))
-                    .and_then(|doc| self.prepare(&case, doc, None));
+                    .and_then(|doc| self.prepare(&case, doc, None, Some(&bytes)));
                 (case, bytes, prepared)
             })
             .collect();
@@ -689,12 +689,15 @@ impl Checker<'_> {
     }
 
     /// The checks before signatures: complete history, something new, the route
-    /// from the document itself and this node on it.
+    /// from the document itself and this node on it. `saved` is the bytes `doc`
+    /// was loaded from, when it was: the authorship scan then reads the changes'
+    /// operations from them instead of having Automerge rebuild every change.
     fn prepare(
         &self,
         case: &CaseId,
         mut doc: Automerge,
         old_heads: Option<&[Hash32]>,
+        mut saved: Option<&[u8]>,
     ) -> Result<Prepared, Refusal> {
         let mut stripped = false;
         if !doc.get_missing_deps(&[]).is_empty() {
@@ -708,6 +711,7 @@ impl Checker<'_> {
             doc = Automerge::load(&complete)
                 .map_err(|err| Refusal::Automerge(format!("document does not reload: {err}")))?;
             stripped = true;
+            saved = None;
             if doc.get_heads().is_empty() {
                 return Ok(Prepared::Empty);
             }
@@ -724,7 +728,10 @@ impl Checker<'_> {
         if !on_route(&self.place, &route) {
             return Err(Refusal::OffRoute);
         }
-        let scan = Box::new(tongban_case::authorship::scan(&doc));
+        let scan = Box::new(match saved {
+            Some(saved) => tongban_case::authorship::scan_saved(&doc, saved),
+            None => tongban_case::authorship::scan(&doc),
+        });
         let facts = Box::new(facts);
         Ok(Prepared::Ready(ReadyToVerify {
             doc,

@@ -607,6 +607,11 @@ impl Scan {
         self.records.iter().map(|r| r.bytes.as_slice())
     }
 
+    /// The hashes of every change the document has, in causal order.
+    pub fn change_hashes(&self) -> impl Iterator<Item = ChangeHash> + '_ {
+        self.changes.iter().map(|c| c.hash)
+    }
+
     /// How many changes the document has.
     pub fn len(&self) -> usize {
         self.changes.len()

@@ -288,13 +288,24 @@ fn saved_changes(doc: &Automerge, saved: &[u8]) -> Option<(Vec<RawChange>, Vec<A
         return None;
     }
     let meta = doc.get_changes_meta(&[]);
+    // Every range is filled by exactly one operation a slot, so the ranges
+    // together hold as many slots as there are operations: checked before
+    // allocating any (a document may claim ranges far larger than it holds).
+    let mut total: u64 = 0;
+    for change in &meta {
+        let len = change.max_op.checked_add(1)?.checked_sub(change.start_op)?;
+        total = total.checked_add(len)?;
+    }
+    if total != read.ops.len() as u64 {
+        return None;
+    }
     // Each change's slot range, by actor: (start op, max op, change index).
     let mut ranges: Vec<Vec<(u64, u64, usize)>> = vec![Vec::new(); read.actors.len()];
     let mut slots: Vec<Vec<Option<ScanOp>>> = Vec::with_capacity(meta.len());
     for (i, change) in meta.iter().enumerate() {
         let actor = read.actors.iter().position(|a| *a == *change.actor)?;
-        let len = (change.max_op + 1).checked_sub(change.start_op)?;
-        if change.start_op == 0 || len > 1 << 24 {
+        let len = change.max_op.checked_add(1)?.checked_sub(change.start_op)?;
+        if change.start_op == 0 {
             return None;
         }
         ranges[actor].push((change.start_op, change.max_op, i));

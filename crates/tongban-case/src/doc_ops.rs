@@ -25,6 +25,7 @@
 //! documents (`authorship` tests).
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 use automerge::ActorId;
 use flate2::{Decompress, FlushDecompress, Status};
@@ -283,13 +284,15 @@ fn walk(data: &[std::borrow::Cow<'_, [u8]>; 14], actors: usize) -> Option<Vec<Do
     let mut ops = Vec::new();
     // Successors not (yet) seen as operations of the current slot: at the end
     // of the slot they are its deletions (Automerge's `flush_deletes`).
+    // A set: a slot may hold many successors (a 1 MiB frame can encode
+    // millions in a few runs), and each operation looks its own id up.
     let mut group: Option<(Option<(u64, usize)>, Slot)> = None;
-    let mut pending: Vec<(u64, usize)> = Vec::new();
+    let mut pending: HashSet<(u64, usize)> = HashSet::new();
     let flush = |group: &Option<(Option<(u64, usize)>, Slot)>,
-                 pending: &mut Vec<(u64, usize)>,
+                 pending: &mut HashSet<(u64, usize)>,
                  ops: &mut Vec<DocOp>| {
         if let Some((obj, slot)) = group {
-            for id in pending.drain(..) {
+            for id in pending.drain() {
                 ops.push(DocOp {
                     id,
                     obj: *obj,
@@ -342,16 +345,14 @@ fn walk(data: &[std::borrow::Cow<'_, [u8]>; 14], actors: usize) -> Option<Vec<Do
             flush(&group, &mut pending, &mut ops);
             group = here;
         }
-        pending.retain(|p| *p != id);
+        pending.remove(&id);
         let succs = succ_count.next_uint().ok()?.unwrap_or(0);
         for _ in 0..succs {
             let succ = (
                 counter(succ_ctr.next()??)?,
                 actor_index(succ_actor.next_uint().ok()??)?,
             );
-            if !pending.contains(&succ) {
-                pending.push(succ);
-            }
+            pending.insert(succ);
         }
         ops.push(DocOp {
             id,

@@ -1,6 +1,7 @@
 //! Where a document's admission time goes, per document, in one process: loading
 //! the bytes a peer sent, the authorship scan (the change graph read, each
-//! change's ops expanded) and reading the case core. The same documents as the
+//! change's ops expanded; from Automerge's rebuilt changes, and from the saved
+//! document chunk as admission reads it) and reading the case core. The same documents as the
 //! node's QUIC benchmark (`node/benches/quic.rs`): intake, signed `draft`,
 //! `accepted`, `pushed`, and the applicant's evaluation as a signed commit.
 //!
@@ -113,6 +114,19 @@ fn main() {
                 .sum::<usize>()
         });
         let scan = per_doc(&docs, |_| tongban_case::authorship::scan(next()).len());
+        let mut j = 0;
+        let scan_saved = per_doc(&docs, |bytes| {
+            j += 1;
+            tongban_case::authorship::scan_saved(&loaded[(j - 1) % n], bytes).len()
+        });
+        // The same documents saved without deflated columns: what inflating
+        // costs the scan of the saved chunk.
+        let raw: Vec<Vec<u8>> = loaded.iter().map(|d| d.save_nocompress()).collect();
+        let mut j2 = 0;
+        let scan_raw = per_doc(&docs, |_| {
+            j2 += 1;
+            tongban_case::authorship::scan_saved(&loaded[(j2 - 1) % n], &raw[(j2 - 1) % n]).len()
+        });
         let core = per_doc(&docs, |_| tongban_case::document::read_core(next()).is_ok());
         if round == 1 {
             println!("µs a document (floor: Automerge::load {load:.1} µs)");
@@ -121,6 +135,8 @@ fn main() {
                 ("get_changes_meta", meta),
                 ("get_changes + decode every change", decode),
                 ("authorship scan", scan),
+                ("authorship scan of the saved chunk", scan_saved),
+                ("  the same of an uncompressed save", scan_raw),
                 ("read_core", core),
             ] {
                 println!("  {what:<36} {t:>7.1}  {:>5.2}× the floor", t / load);

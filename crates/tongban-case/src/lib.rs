@@ -12,6 +12,7 @@
 //! and it does not judge a history — the verifier in `tongban-ledger` does.
 
 pub mod authorship;
+mod doc_ops;
 pub mod document;
 pub mod duplicates;
 pub mod intake;

@@ -207,9 +207,9 @@ pub(crate) fn from_decoded(change: &Change) -> Vec<LiteOp> {
 }
 
 /// The deflate bit of a column specification.
-const DEFLATE: u32 = 1 << 3;
+pub(crate) const DEFLATE: u32 = 1 << 3;
 /// The value type code of bytes in a value-metadata column.
-const VALUE_BYTES: u64 = 7;
+pub(crate) const VALUE_BYTES: u64 = 7;
 
 /// The columns read, by specification (column id << 4 | type): the object's
 /// actor and counter, the key's actor, counter (delta) and string, the action,
@@ -227,25 +227,25 @@ const WANTED: [u32; 8] = [
 
 /// A column specification: its id, and its type (1 actor, 2 integer, 3 delta,
 /// 5 string, 6 value metadata, 7 value).
-const fn spec(id: u32, kind: u32) -> u32 {
+pub(crate) const fn spec(id: u32, kind: u32) -> u32 {
     (id << 4) | kind
 }
 
 /// A read position in a byte slice.
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn new(bytes: &'a [u8]) -> Cursor<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Cursor<'a> {
         Cursor { bytes }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.bytes.len()
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.bytes.len() {
             return None;
         }
@@ -254,12 +254,12 @@ impl<'a> Cursor<'a> {
         Some(head)
     }
 
-    fn byte(&mut self) -> Option<u8> {
+    pub(crate) fn byte(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
 
     /// An unsigned LEB128 of at most 10 bytes that fits in a u64.
-    fn uleb(&mut self) -> Option<u64> {
+    pub(crate) fn uleb(&mut self) -> Option<u64> {
         let mut value: u64 = 0;
         for shift in (0..70).step_by(7) {
             let byte = self.byte()?;
@@ -276,7 +276,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A signed LEB128 that fits in an i64.
-    fn sleb(&mut self) -> Option<i64> {
+    pub(crate) fn sleb(&mut self) -> Option<i64> {
         let mut value: i64 = 0;
         let mut shift = 0u32;
         loop {
@@ -300,7 +300,7 @@ impl<'a> Cursor<'a> {
 /// count, then the value), literal runs (a negative count, then that many
 /// values) and null runs (zero, then the count). Past its end a column reads
 /// as nulls (an encoder leaves out a trailing null run).
-struct Rle<'a> {
+pub(crate) struct Rle<'a> {
     input: Cursor<'a>,
     state: Run<'a>,
 }
@@ -317,14 +317,14 @@ enum Run<'a> {
 type Read<T> = Result<Option<T>, ()>;
 
 impl<'a> Rle<'a> {
-    fn new(bytes: &'a [u8]) -> Rle<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Rle<'a> {
         Rle {
             input: Cursor::new(bytes),
             state: Run::None,
         }
     }
 
-    fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.input.remaining() == 0
             && match self.state {
                 Run::None => true,
@@ -371,21 +371,21 @@ impl<'a> Rle<'a> {
         }
     }
 
-    fn next_uint(&mut self) -> Result<Option<u64>, ()> {
+    pub(crate) fn next_uint(&mut self) -> Result<Option<u64>, ()> {
         match self.next_raw(|c| c.uleb().map(|_| ()))? {
             Some(bytes) => Ok(Some(Cursor::new(bytes).uleb().ok_or(())?)),
             None => Ok(None),
         }
     }
 
-    fn next_sleb(&mut self) -> Result<Option<i64>, ()> {
+    pub(crate) fn next_sleb(&mut self) -> Result<Option<i64>, ()> {
         match self.next_raw(|c| c.sleb().map(|_| ()))? {
             Some(bytes) => Ok(Some(Cursor::new(bytes).sleb().ok_or(())?)),
             None => Ok(None),
         }
     }
 
-    fn next_str(&mut self) -> Result<Option<&'a str>, ()> {
+    pub(crate) fn next_str(&mut self) -> Result<Option<&'a str>, ()> {
         let raw = self.next_raw(|c| {
             let len = usize::try_from(c.uleb()?).ok()?;
             c.take(len).map(|_| ())
@@ -404,7 +404,7 @@ impl<'a> Rle<'a> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use automerge::transaction::Transactable;
     use automerge::{AutoCommit, ROOT, ScalarValue};
@@ -412,7 +412,7 @@ mod tests {
 
     /// One edit of a generated document.
     #[derive(Debug, Clone)]
-    enum Edit {
+    pub(crate) enum Edit {
         Put(String, u8, Vec<u8>),
         MakeMap(String),
         MakeList(String),
@@ -424,7 +424,7 @@ mod tests {
         Increment(String),
     }
 
-    fn edit() -> impl Strategy<Value = Edit> {
+    pub(crate) fn edit() -> impl Strategy<Value = Edit> {
         let key = prop::sample::select(vec!["a", "b", "signed", "字段", "transitions", ""])
             .prop_map(str::to_string);
         prop_oneof![
@@ -446,7 +446,7 @@ mod tests {
     }
 
     /// Applies `edits`, each to the most recently made object (or the root).
-    fn build(edits: &[Edit]) -> AutoCommit {
+    pub(crate) fn build(edits: &[Edit]) -> AutoCommit {
         let mut doc = AutoCommit::new();
         let mut maps = vec![ROOT];
         let mut list = None;

@@ -477,6 +477,12 @@ impl SyncStore for Replica {
                 summary,
                 ..
             } => Some(self.meta_of(doc, route, summary.as_deref())),
+            StoreWrite::Received { route, summary, .. } => Some(summary_meta(
+                Some(summary),
+                &route.domicile().to_string(),
+                &self.offices,
+                &self.resident_secret,
+            )),
             _ => None,
         };
         let unread = writes
@@ -513,6 +519,29 @@ impl SyncStore for Replica {
                         put_route(tx, case, route)?;
                         for material in materials {
                             tx.attach_material(case, &MaterialHash(material.hash))?;
+                        }
+                    }
+                    StoreWrite::Received {
+                        case,
+                        route,
+                        saved,
+                        heads,
+                        materials,
+                        summary,
+                    } => {
+                        let meta = meta.unwrap_or_else(|| {
+                            summary_meta(
+                                Some(&summary),
+                                &route.domicile().to_string(),
+                                &self.offices,
+                                &self.resident_secret,
+                            )
+                        });
+                        let heads = heads.into_iter().map(automerge::ChangeHash).collect();
+                        tx.put_loaded_save(&case, &saved, heads, &meta)?;
+                        put_route(tx, &case, &route)?;
+                        for material in materials {
+                            tx.attach_material(&case, &MaterialHash(material.hash))?;
                         }
                     }
                     StoreWrite::Cursor { peer, cursor } => {

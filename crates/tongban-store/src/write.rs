@@ -516,6 +516,24 @@ impl WriteTx<'_> {
         self.finish(result)
     }
 
+    /// [`WriteTx::put_saved_document`] for a caller that loaded `saved` itself
+    /// (a document received whole and admitted) and holds no copy to give: a new
+    /// case keeps `saved` as its base under `heads` without loading it again,
+    /// and is not cached (a node that receives thousands of documents would
+    /// only churn the cache with them). `saved` must be one full save with no
+    /// missing dependencies, and `heads` its heads; for a case the store already
+    /// holds, `saved` is loaded and merged.
+    pub fn put_loaded_save(
+        &mut self,
+        case: &CaseId,
+        saved: &[u8],
+        heads: Vec<ChangeHash>,
+        meta: &CaseMeta,
+    ) -> Result<CaseWrite, StoreError> {
+        let result = self.put_inner(case, Source::Loaded(saved, heads), meta);
+        self.finish(result)
+    }
+
     fn put_inner(&mut self, case: &CaseId, source: Source<'_>, meta: &CaseMeta) -> R<CaseWrite> {
         validate_meta(meta)?;
         let old = {
@@ -531,16 +549,29 @@ impl WriteTx<'_> {
         };
         // What gets written: for a new case its full save, for an existing one the
         // change chunks the store did not have.
-        let (working, heads, written): (CachedDoc, Vec<ChangeHash>, Cow<'_, [u8]>) =
+        let source = match (&old, source) {
+            // A held case merges what was sent into its document: load it.
+            (Some(_), Source::Loaded(saved, _)) => {
+                let doc = Automerge::load(saved).map_err(|err| invalid(err.to_string()))?;
+                Source::Saved(Box::new(doc), saved)
+            }
+            (_, source) => source,
+        };
+        let (working, heads, written): (Option<CachedDoc>, Vec<ChangeHash>, Cow<'_, [u8]>) =
             match (&old, source) {
                 (None, Source::Document(src)) => {
                     let heads = complete_heads(case, src)?;
-                    (CachedDoc::new(src.clone()), heads, Cow::Owned(src.save()))
+                    (
+                        Some(CachedDoc::new(src.clone())),
+                        heads,
+                        Cow::Owned(src.save()),
+                    )
                 }
                 (None, Source::Saved(src, saved)) => {
                     let heads = complete_heads(case, &src)?;
-                    (CachedDoc::new(*src), heads, Cow::Borrowed(saved))
+                    (Some(CachedDoc::new(*src)), heads, Cow::Borrowed(saved))
                 }
+                (None, Source::Loaded(saved, heads)) => (None, heads, Cow::Borrowed(saved)),
                 (None, Source::Changes(bytes)) => {
                     if bytes.is_empty() {
                         return Err(StoreError::EmptyDocument { case: case.clone() }.into());
@@ -550,21 +581,22 @@ impl WriteTx<'_> {
                     // case's full save, without saving the document again.
                     let doc = Automerge::load(bytes).map_err(|err| invalid(err.to_string()))?;
                     let heads = doc.get_heads();
-                    (CachedDoc::new(doc), heads, Cow::Borrowed(bytes))
+                    (Some(CachedDoc::new(doc)), heads, Cow::Borrowed(bytes))
                 }
                 (Some(record), source) => {
                     let bytes: Cow<'_, [u8]> = match source {
                         Source::Document(src) => Cow::Owned(src.save_after(&old_heads)),
                         Source::Saved(src, _) => Cow::Owned(src.save_after(&old_heads)),
-                        Source::Changes(bytes) => Cow::Borrowed(bytes),
+                        Source::Changes(bytes) | Source::Loaded(bytes, _) => Cow::Borrowed(bytes),
                     };
                     let working = self.working_doc(case, record)?;
                     let chunks = parse_chunks(&bytes).map_err(invalid)?;
-                    if chunks.has_document {
+                    let (working, heads, written) = if chunks.has_document {
                         merge_slow(case, working, &bytes, &old_heads)?
                     } else {
                         merge_changes(case, working, chunks.changes, &old_heads)?
-                    }
+                    };
+                    (Some(working), heads, written)
                 }
             };
         if old.is_none() && heads.is_empty() {
@@ -622,7 +654,15 @@ impl WriteTx<'_> {
         if changed {
             tracing::debug!(case = %case.short(), seq = record.seq, "case stored");
         }
-        self.working.insert(case.clone(), (record.seq, working));
+        match working {
+            Some(working) => {
+                self.working.insert(case.clone(), (record.seq, working));
+            }
+            // Nothing of an older state may stand for this one.
+            None => {
+                self.working.remove(case);
+            }
+        }
         Ok(CaseWrite {
             seq: record.seq,
             heads: record.heads,
@@ -931,4 +971,6 @@ enum Source<'a> {
     Document(&'a Automerge),
     /// A document, given, and its full save.
     Saved(Box<Automerge>, &'a [u8]),
+    /// A full save the caller loaded, and its heads.
+    Loaded(&'a [u8], Vec<ChangeHash>),
 }

@@ -77,6 +77,24 @@ pub enum StoreWrite {
         /// be the summary of `doc`.
         summary: Option<Box<CaseSummary>>,
     },
+    /// Store a document received whole and admitted, as [`StoreWrite::Case`]
+    /// does, from the bytes it arrived as: admission loaded them and read what
+    /// the store needs (heads, summary, materials), so the store need not load
+    /// them again, and no copy of the document travels to the store's thread.
+    Received {
+        /// The case.
+        case: CaseId,
+        /// Its route.
+        route: CaseRoute,
+        /// The document's full save, with no missing dependency.
+        saved: Vec<u8>,
+        /// Its heads.
+        heads: Vec<Hash32>,
+        /// The materials it lists ([`crate::material::referenced`]).
+        materials: Vec<crate::material::MaterialRef>,
+        /// What indexes need of it ([`CaseSummary::of`] its core).
+        summary: Box<CaseSummary>,
+    },
     /// Record how far this node has durably consumed `peer`'s change log.
     Cursor {
         /// The peer.
@@ -477,6 +495,29 @@ impl SyncStore for MemStore {
 
     fn commit(&mut self, writes: Vec<StoreWrite>) -> Result<(), Never> {
         self.commits += 1;
+        // A received document is stored as the document it loads as (bytes
+        // that do not load were never admitted: nothing to store).
+        let writes: Vec<StoreWrite> = writes
+            .into_iter()
+            .filter_map(|write| match write {
+                StoreWrite::Received {
+                    case,
+                    route,
+                    saved,
+                    materials,
+                    summary,
+                    ..
+                } => Automerge::load(&saved).ok().map(|doc| StoreWrite::Case {
+                    case,
+                    route,
+                    doc: Box::new(doc),
+                    saved: Some(saved),
+                    materials,
+                    summary: Some(summary),
+                }),
+                write => Some(write),
+            })
+            .collect();
         // The materials each written document references (the merged document's
         // are these and those recorded by earlier writes).
         for write in &writes {
@@ -545,6 +586,8 @@ impl SyncStore for MemStore {
                         },
                     );
                 }
+                // Turned into `Case` writes above.
+                StoreWrite::Received { .. } => {}
                 StoreWrite::Cursor { peer, cursor } => {
                     self.cursors.insert(peer, cursor);
                 }

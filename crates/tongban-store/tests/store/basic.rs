@@ -494,3 +494,31 @@ fn concurrent_readers_see_committed_states_only() {
     let reopened_heads = store.case_info(&case).unwrap().unwrap().heads;
     assert_eq!(reopened_heads, doc.get_heads());
 }
+
+#[test]
+fn a_loaded_save_is_stored_as_it_came_and_merged_into_a_held_case() {
+    let (_dir, store) = new_store();
+    let mut rng = Rng::new(7);
+    let case = case_id(7);
+    let mut doc = kit::case_doc(&mut rng, &case);
+    let saved = doc.save();
+    let w = store
+        .write(|tx| tx.put_loaded_save(&case, &saved, doc.get_heads(), &meta(7, Stage::Received)))
+        .unwrap();
+    assert!(w.changed);
+    assert_eq!(w.heads, doc.get_heads());
+    // Kept as the bytes it came as; read back from disk (nothing was cached).
+    assert_eq!(store.case_bytes(&case).unwrap().unwrap(), saved);
+    let loaded = store.load_case(&case).unwrap().unwrap();
+    assert_eq!(loaded.get_heads(), doc.get_heads());
+    // The same case again, with more: loaded and merged like any document.
+    kit::update_doc(&mut doc, &mut rng);
+    let newer = doc.save();
+    let w = store
+        .write(|tx| tx.put_loaded_save(&case, &newer, doc.get_heads(), &meta(7, Stage::Received)))
+        .unwrap();
+    assert!(w.changed);
+    assert_eq!(w.heads, doc.get_heads());
+    let loaded = store.load_case(&case).unwrap().unwrap();
+    assert_eq!(loaded.get_heads(), doc.get_heads());
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use automerge::sync;
-use automerge::{Automerge, ReadDoc, SaveOptions};
+use automerge::{Automerge, ChangeHash, ReadDoc, SaveOptions};
 use tongban_case::CaseSummary;
 use tongban_domain::calendar::Calendar;
 use tongban_domain::ids::{CaseId, Timestamp};
@@ -143,7 +143,7 @@ impl SyncNode {
                     // record that, so a later Automerge sync of this document
                     // starts from there.
                     let mut state = sync::State::new();
-                    state.shared_heads = admitted.doc.get_heads();
+                    state.shared_heads = admitted.body.heads();
                     let extra = vec![StoreWrite::SyncState {
                         peer: peer.clone(),
                         case: case.clone(),
@@ -233,10 +233,10 @@ impl SyncNode {
             now,
         };
         let admitted = match checker.check_changed(case, doc, old_heads.as_deref()) {
-            Ok(Changed::Admitted(admitted)) => admitted,
+            Ok(Changed::Admitted(admitted)) => *admitted,
             Ok(Changed::Unchanged(doc)) => {
                 self.case_settled(store, case, &doc)?;
-                return Ok(Some(doc));
+                return Ok(Some(*doc));
             }
             Ok(Changed::Empty) => return Ok(None),
             Err(refusal) => {
@@ -279,11 +279,12 @@ impl SyncNode {
             let Ready {
                 case,
                 admitted,
-                mut saved,
+                saved: sent,
                 extra,
             } = item;
+            let mut saved: Option<Vec<u8>>;
             let Admitted {
-                mut doc,
+                body,
                 route,
                 findings,
                 tips,
@@ -295,6 +296,43 @@ impl SyncNode {
                 tracing::warn!(case = case.short(), "case carries a fork");
                 self.events.push_back(Event::Forked { case: case.clone() });
             }
+            let mut doc = match (body, sent) {
+                (Body::Doc(doc), kept) => {
+                    saved = kept;
+                    *doc
+                }
+                // Admitted without its document (no receipt due): stored from
+                // the bytes it came as.
+                (
+                    Body::Heads {
+                        heads,
+                        changes,
+                        summary,
+                    },
+                    Some(bytes),
+                ) => {
+                    let held = self.pending_heads_in(&case, &|h| {
+                        changes.binary_search_by(|c| c.0.cmp(h)).is_ok()
+                    });
+                    writes.push(StoreWrite::Received {
+                        case: case.clone(),
+                        route,
+                        saved: bytes,
+                        heads: heads.into_iter().map(|h| h.0).collect(),
+                        materials: materials.clone(),
+                        summary,
+                    });
+                    writes.extend(extra);
+                    stored.push((case, route, materials, held));
+                    continue;
+                }
+                (Body::Heads { .. }, None) => {
+                    // Never made: admission keeps the document of one it
+                    // stripped. Left unstored; the protocol asks again.
+                    tracing::error!(case = case.short(), "admitted without its bytes");
+                    continue;
+                }
+            };
             if let Some(stage) = receipt_for(&self.place, &route, &tips) {
                 match self.sign_receipt(&doc, &case, stage, now) {
                     Ok(signed) => {
@@ -315,7 +353,7 @@ impl SyncNode {
             }
             // What the sessions and the material fetcher need of the document,
             // read before it moves into the write (no copy of it is kept).
-            let held = self.pending_heads_in(&case, &doc);
+            let held = self.pending_heads_in(&case, &|h| crate::store::has_change(&doc, h));
             if keep_docs {
                 docs.push(doc.clone());
             }
@@ -370,9 +408,34 @@ fn chunk_len(n: usize) -> usize {
         .clamp(MIN_VERIFY_BATCH, MAX_VERIFY_BATCH)
 }
 
+/// What admission keeps of a document it passed.
+enum Body {
+    /// The document itself (a receipt may be due, or it was merged or
+    /// stripped, or does not read as a case core).
+    Doc(Box<Automerge>),
+    /// Only what storing it needs beside the bytes it came as: its heads and
+    /// the hashes of its changes (for sessions waiting for some), sorted. The
+    /// document is dropped on the thread that loaded it.
+    Heads {
+        heads: Vec<ChangeHash>,
+        changes: Vec<ChangeHash>,
+        /// What the store's indexes need of it.
+        summary: Box<CaseSummary>,
+    },
+}
+
+impl Body {
+    fn heads(&self) -> Vec<ChangeHash> {
+        match self {
+            Body::Doc(doc) => doc.get_heads(),
+            Body::Heads { heads, .. } => heads.clone(),
+        }
+    }
+}
+
 /// A document that passed admission.
 struct Admitted {
-    doc: Automerge,
+    body: Body,
     route: CaseRoute,
     findings: admit::Findings,
     tips: Vec<Stage>,
@@ -380,7 +443,8 @@ struct Admitted {
     stripped: bool,
     /// The materials it lists.
     materials: Vec<MaterialRef>,
-    /// What the store's indexes need of it, read with its transitions.
+    /// What the store's indexes need of it, read with its transitions (in
+    /// the body when that is [`Body::Heads`]).
     summary: Option<CaseSummary>,
 }
 
@@ -421,9 +485,9 @@ struct Ready {
 
 /// What admission of a changed document found.
 enum Changed {
-    Admitted(Admitted),
+    Admitted(Box<Admitted>),
     /// The document holds nothing the store lacked.
-    Unchanged(Automerge),
+    Unchanged(Box<Automerge>),
     /// Nothing complete is left of it.
     Empty,
 }
@@ -614,9 +678,11 @@ impl Checker<'_> {
         doc: Automerge,
         old_heads: Option<&[Hash32]>,
     ) -> Result<Changed, Refusal> {
-        match self.prepare(case, doc, old_heads)? {
-            Prepared::Ready(ready) => self.finish(case, ready, None).map(Changed::Admitted),
-            Prepared::Unchanged(doc) => Ok(Changed::Unchanged(doc)),
+        match self.prepare(case, doc, old_heads, None)? {
+            Prepared::Ready(ready) => self
+                .finish(case, ready, None, false)
+                .map(|a| Changed::Admitted(Box::new(a))),
+            Prepared::Unchanged(doc) => Ok(Changed::Unchanged(Box::new(doc))),
             Prepared::Empty => Ok(Changed::Empty),
         }
     }
@@ -661,7 +727,7 @@ impl Checker<'_> {
             .map(|(case, bytes)| {
                 let prepared = Automerge::load(&bytes)
                     .map_err(|err| Refusal::Automerge(format!("document does not load: {err}")))
-                    .and_then(|doc| self.prepare(&case, doc, None));
+                    .and_then(|doc| self.prepare(&case, doc, None, Some(&bytes)));
                 (case, bytes, prepared)
             })
             .collect();
@@ -679,7 +745,7 @@ impl Checker<'_> {
             .map(|(case, bytes, prepared)| {
                 let checked = prepared.and_then(|p| match p {
                     Prepared::Ready(ready) => {
-                        self.finish(&case, ready, verified.as_ref()).map(Some)
+                        self.finish(&case, ready, verified.as_ref(), true).map(Some)
                     }
                     Prepared::Unchanged(_) | Prepared::Empty => Ok(None),
                 });
@@ -689,12 +755,15 @@ impl Checker<'_> {
     }
 
     /// The checks before signatures: complete history, something new, the route
-    /// from the document itself and this node on it.
+    /// from the document itself and this node on it. `saved` is the bytes `doc`
+    /// was loaded from, when it was: the authorship scan then reads the changes'
+    /// operations from them instead of having Automerge rebuild every change.
     fn prepare(
         &self,
         case: &CaseId,
         mut doc: Automerge,
         old_heads: Option<&[Hash32]>,
+        mut saved: Option<&[u8]>,
     ) -> Result<Prepared, Refusal> {
         let mut stripped = false;
         if !doc.get_missing_deps(&[]).is_empty() {
@@ -708,6 +777,7 @@ impl Checker<'_> {
             doc = Automerge::load(&complete)
                 .map_err(|err| Refusal::Automerge(format!("document does not reload: {err}")))?;
             stripped = true;
+            saved = None;
             if doc.get_heads().is_empty() {
                 return Ok(Prepared::Empty);
             }
@@ -724,7 +794,10 @@ impl Checker<'_> {
         if !on_route(&self.place, &route) {
             return Err(Refusal::OffRoute);
         }
-        let scan = Box::new(tongban_case::authorship::scan(&doc));
+        let scan = Box::new(match saved {
+            Some(saved) => tongban_case::authorship::scan_saved(&doc, saved),
+            None => tongban_case::authorship::scan(&doc),
+        });
         let facts = Box::new(facts);
         Ok(Prepared::Ready(ReadyToVerify {
             doc,
@@ -739,11 +812,16 @@ impl Checker<'_> {
 
     /// Every transition's authority verified (signatures in `verified` are not
     /// checked again), and what the store and the material fetcher need read.
+    /// With `received_whole` (the document was loaded from the bytes that are
+    /// to be stored), a document that needs nothing more of itself — no receipt
+    /// due, not stripped, read as a case core — is dropped here and admitted as
+    /// its heads ([`Body::Heads`]).
     fn finish(
         &self,
         case: &CaseId,
         ready: ReadyToVerify,
         verified: Option<&VerifiedSignatures>,
+        received_whole: bool,
     ) -> Result<Admitted, Refusal> {
         let ReadyToVerify {
             doc,
@@ -774,8 +852,27 @@ impl Checker<'_> {
             verified,
         )?;
         let materials = crate::material::referenced(&doc);
+        let (body, summary) = match summary {
+            Some(summary)
+                if received_whole
+                    && !stripped
+                    && receipt_for(&self.place, &route, &tips).is_none() =>
+            {
+                let mut changes: Vec<ChangeHash> = scan.change_hashes().collect();
+                changes.sort_unstable();
+                let heads = doc.get_heads();
+                drop(doc);
+                let body = Body::Heads {
+                    heads,
+                    changes,
+                    summary: Box::new(summary),
+                };
+                (body, None)
+            }
+            summary => (Body::Doc(Box::new(doc)), summary),
+        };
         Ok(Admitted {
-            doc,
+            body,
             route,
             findings,
             tips,

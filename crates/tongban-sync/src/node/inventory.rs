@@ -290,13 +290,17 @@ impl SyncNode {
     }
 
     /// The head sets sessions wait for on `case` that `doc` contains.
-    pub(super) fn pending_heads_in(&self, case: &CaseId, doc: &Automerge) -> Vec<Vec<Hash32>> {
+    pub(super) fn pending_heads_in(
+        &self,
+        case: &CaseId,
+        has_change: &dyn Fn(&Hash32) -> bool,
+    ) -> Vec<Vec<Hash32>> {
         let mut held: Vec<Vec<Hash32>> = Vec::new();
         for s in self.sessions.values() {
             for batch in s.batches.values() {
                 if let Some(heads) = batch.pending.get(case)
                     && !held.contains(heads)
-                    && heads.iter().all(|h| has_change(doc, h))
+                    && heads.iter().all(has_change)
                 {
                     held.push(heads.clone());
                 }

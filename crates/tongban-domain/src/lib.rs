@@ -26,6 +26,7 @@ pub mod policy;
 pub mod registry;
 pub mod rights;
 pub mod stage;
+pub mod supervision;
 
 /// Today's date in Beijing (UTC+8), from the system clock. Pure code takes dates as
 /// arguments; only the binary's edges call this.

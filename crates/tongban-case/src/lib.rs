@@ -18,6 +18,7 @@ pub mod duplicates;
 pub mod intake;
 mod ops;
 pub mod schema;
+pub mod supervision;
 
 pub use document::{
     CaseDocument, CaseError, CaseSummary, Chain, Due, Outcome, Payload, SigningOffice, due_of,

@@ -30,6 +30,7 @@ pub mod dataset;
 pub mod directory;
 pub mod encoding;
 pub mod keys;
+pub mod supervision;
 pub mod transition;
 pub mod verify;
 

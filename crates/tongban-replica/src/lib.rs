@@ -69,6 +69,12 @@ pub struct Replica {
     /// (role, division, office) of every certified office, for the route offices
     /// of the index metadata.
     offices: Vec<(Role, String, OfficeId)>,
+    /// On a supervisor's node, the directory its attestations are judged
+    /// against: each stored attestation also updates what the supervisor
+    /// makes of its case ([`supervised_of`]) in the same transaction.
+    supervisor: Option<tongban_ledger::Directory>,
+    /// Whether this is a supervisor's replica (its directory may be absent).
+    supervising: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -103,6 +109,39 @@ pub fn offices_of(directory: &[u8]) -> OfficeList {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What a supervisor makes of the attestations held of `case`
+/// (`tongban_ledger::supervision::supervise`, deadlines counted with
+/// `calendar`, the publicity period from the domicile province's policy), as
+/// the JSON of a `tongban_domain::supervision::SupervisedCase`; `None` when
+/// no attestation holds. Attestations that do not decode are skipped (they
+/// were checked before they were stored).
+pub fn supervised_of(
+    case: &CaseId,
+    attestations: &[Vec<u8>],
+    directory: &tongban_ledger::Directory,
+    calendar: &Calendar,
+) -> Option<Vec<u8>> {
+    use tongban_ledger::supervision::{SignedAttestation, supervise};
+    let decoded: Vec<SignedAttestation> = attestations
+        .iter()
+        .filter_map(|b| SignedAttestation::decode(b).ok())
+        .collect();
+    let publicity = |province: &str| {
+        tongban_domain::policy::Policy::for_province(province)
+            .map(|p| p.publicity_days)
+            .unwrap_or(tongban_ledger::verify::VerifyContext::DEFAULT_PUBLICITY_DAYS)
+    };
+    let supervised = supervise(
+        case,
+        &decoded,
+        directory,
+        calendar,
+        publicity,
+        tongban_domain::ids::Timestamp::now(),
+    )?;
+    serde_json::to_vec(&supervised).ok()
 }
 
 /// The keyed hash of a resident ID under a node's secret: duplicate detection
@@ -258,7 +297,20 @@ impl Replica {
             store,
             calendar,
             resident_secret,
+            supervisor: None,
+            supervising: false,
         })
+    }
+
+    /// Makes this the replica of a supervisor's node: every attestation it
+    /// stores updates the supervised case in the same transaction.
+    pub fn supervise(&mut self) -> Result<(), StoreError> {
+        let bytes = self.store.meta(META_DIRECTORY)?.unwrap_or_default();
+        self.supervising = true;
+        self.supervisor = SignedDirectory::decode(&bytes)
+            .map(|signed| signed.directory)
+            .ok();
+        Ok(())
     }
 
     /// Opens (creating if needed) a small-cache store in `dir`, as the simulator
@@ -295,6 +347,9 @@ impl Replica {
     pub fn refresh_directory(&mut self) -> Result<(), StoreError> {
         let bytes = self.store.meta(META_DIRECTORY)?.unwrap_or_default();
         self.offices = offices_of(&bytes);
+        if self.supervising {
+            self.supervise()?;
+        }
         Ok(())
     }
 
@@ -369,15 +424,29 @@ impl SyncStore for Replica {
             .changes_since(cursor, limit)?
             .into_iter()
             .map(|entry| {
-                let route = self.route(&entry.case)?;
+                let (route, attestation) = match entry.attestation {
+                    Some(logged) => {
+                        let route = DivisionCode::parse(entry.case.acceptance_township())
+                            .ok()
+                            .zip(DivisionCode::parse(&logged.domicile).ok())
+                            .and_then(|(a, d)| CaseRoute::new(a, d).ok());
+                        (route, OfficeId::parse(&logged.office).ok())
+                    }
+                    None => (self.route(&entry.case)?, None),
+                };
                 Ok(LogEntry {
                     seq: entry.seq,
                     heads: entry.heads.iter().map(|h| h.0).collect(),
                     case: entry.case,
                     route,
+                    attestation,
                 })
             })
             .collect()
+    }
+
+    fn attestation(&self, case: &CaseId, office: &OfficeId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.attestation(case, office.as_str())
     }
 
     fn route(&self, case: &CaseId) -> Result<Option<CaseRoute>, StoreError> {
@@ -559,6 +628,29 @@ impl SyncStore for Replica {
                     StoreWrite::Dataset { kind, scope, bytes } => {
                         tx.set_meta(&dataset_key(kind, &scope), &bytes)?;
                     }
+                    StoreWrite::Attestation {
+                        case,
+                        office,
+                        at,
+                        domicile,
+                        bytes,
+                    } => {
+                        let stored = tx.put_attestation(
+                            &case,
+                            office.as_str(),
+                            at.millis(),
+                            domicile.as_str(),
+                            &bytes,
+                        )?;
+                        if stored && let Some(directory) = &self.supervisor {
+                            let all = tx.attestations_of(&case)?;
+                            if let Some(bytes) =
+                                supervised_of(&case, &all, directory, &self.calendar)
+                            {
+                                tx.put_supervised(&case, &bytes)?;
+                            }
+                        }
+                    }
                     StoreWrite::Material { case, hash, bytes } => {
                         let put = tx.put_material(bytes.as_slice())?;
                         if put.hash.0 != hash {
@@ -579,6 +671,9 @@ impl SyncStore for Replica {
         })?;
         if let Some(bytes) = new_directory {
             self.offices = offices_of(&bytes);
+            if self.supervising {
+                self.supervise()?;
+            }
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ mod tag {
     pub const CASE_MATERIAL: u8 = 9;
     pub const PEER_CURSOR: u8 = 10;
     pub const SYNC_STATE: u8 = 11;
+    pub const ATTESTATION: u8 = 12;
     pub const END: u8 = 255;
 }
 
@@ -108,6 +109,12 @@ enum Record {
         case: CaseId,
         state: Vec<u8>,
     },
+    /// An attestation held (`attestations` row), with its log seq.
+    Attestation {
+        case: CaseId,
+        office: String,
+        row: codec::AttestationRow,
+    },
     End {
         records: u64,
         cases: u64,
@@ -129,7 +136,7 @@ impl Record {
             | Record::DocIncr { .. }
             | Record::CaseMaterial { .. } => 4,
             Record::PeerCursor { .. } => 5,
-            Record::SyncState { .. } => 6,
+            Record::SyncState { .. } | Record::Attestation { .. } => 6,
             Record::End { .. } => 7,
         }
     }
@@ -186,6 +193,12 @@ impl Record {
                 case: dec.case_id()?,
                 state: dec.bytes("sync state")?.to_vec(),
             },
+            tag::ATTESTATION => {
+                let case = dec.case_id()?;
+                let office = dec.str("office")?.to_string();
+                let row = codec::AttestationRow::decode(dec.bytes("attestation row")?)?;
+                Record::Attestation { case, office, row }
+            }
             tag::END => Record::End {
                 records: dec.u64("record count")?,
                 cases: dec.u64("case count")?,
@@ -374,6 +387,7 @@ impl Store {
             references: 0,
             peer_cursors: 0,
             sync_states: 0,
+            attestations: 0,
             file_bytes: 0,
         };
         w.raw(BACKUP_MAGIC)?;
@@ -524,6 +538,15 @@ impl Store {
             enc.str(peer).str(case).bytes(state.value());
             w.record(tag::SYNC_STATE, &enc.0)?;
             summary.sync_states += 1;
+        }
+        let attestations = open!(ATTESTATIONS);
+        for item in next!(attestations.iter()) {
+            let (key, value) = next!(item);
+            let (case, office) = key.value();
+            let mut enc = Enc::new();
+            enc.str(case).str(office).bytes(value.value());
+            w.record(tag::ATTESTATION, &enc.0)?;
+            summary.attestations += 1;
         }
 
         let file_hash = *w.whole.finalize().as_bytes();
@@ -705,6 +728,7 @@ impl Checker {
                 references: 0,
                 peer_cursors: 0,
                 sync_states: 0,
+                attestations: 0,
                 file_bytes: 0,
             },
             material: None,
@@ -914,6 +938,7 @@ impl Checker {
             }
             Record::PeerCursor { .. } => self.summary.peer_cursors += 1,
             Record::SyncState { .. } => self.summary.sync_states += 1,
+            Record::Attestation { .. } => self.summary.attestations += 1,
             Record::End {
                 records,
                 cases,
@@ -1217,6 +1242,16 @@ impl Importer<'_> {
                 self.txn()?
                     .open_table(SYNC_STATES)?
                     .insert((peer.as_str(), case.as_str()), state.as_slice())?;
+            }
+            Record::Attestation { case, office, row } => {
+                let txn = self.txn()?;
+                txn.open_table(ATTESTATIONS)?
+                    .insert((case.as_str(), office.as_str()), row.encode().as_slice())?;
+                let hash = *blake3::hash(&row.bytes).as_bytes();
+                txn.open_table(CHANGES)?.insert(
+                    row.seq,
+                    codec::encode_attestation_change(case, office, &row.domicile, &hash).as_slice(),
+                )?;
             }
         }
         self.pending_bytes += 64;

@@ -283,13 +283,93 @@ pub(crate) fn encode_change(case: &CaseId, heads: &[ChangeHash]) -> Vec<u8> {
     enc.0
 }
 
-pub(crate) fn decode_change(bytes: &[u8]) -> D<(CaseId, Vec<ChangeHash>)> {
+/// The first byte of a `changes` row that logs an attestation rather than a
+/// case document: a row version no case row has.
+const ATTESTATION_CHANGE: u8 = 0xA1;
+
+/// The value of a `changes` row that logs an attestation: the case, the
+/// attesting office, the case's domicile (its route) and the attestation's
+/// BLAKE3.
+pub(crate) fn encode_attestation_change(
+    case: &CaseId,
+    office: &str,
+    domicile: &str,
+    hash: &[u8; 32],
+) -> Vec<u8> {
+    let mut enc = Enc::new();
+    enc.u8(ATTESTATION_CHANGE)
+        .str(case.as_str())
+        .str(office)
+        .str(domicile)
+        .raw(hash);
+    enc.0
+}
+
+/// What a `changes` row logs.
+pub(crate) enum LogRow {
+    /// A case document and its heads.
+    Case(CaseId, Vec<ChangeHash>),
+    /// An attestation: case, office, domicile, hash.
+    Attestation(CaseId, String, String, [u8; 32]),
+}
+
+pub(crate) fn decode_change(bytes: &[u8]) -> D<LogRow> {
     let mut dec = Dec::new(bytes);
+    if bytes.first() == Some(&ATTESTATION_CHANGE) {
+        dec.u8("version")?;
+        let case = dec.case_id()?;
+        let office = dec.str("office")?.to_string();
+        let domicile = dec.str("domicile")?.to_string();
+        let hash = dec.hash32("attestation hash")?;
+        dec.finish()?;
+        return Ok(LogRow::Attestation(case, office, domicile, hash));
+    }
     dec.version()?;
     let case = dec.case_id()?;
     let heads = dec.heads()?;
     dec.finish()?;
-    Ok((case, heads))
+    Ok(LogRow::Case(case, heads))
+}
+
+/// The value of an `attestations` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttestationRow {
+    /// Its `changes` seq.
+    pub seq: u64,
+    /// The signed time, ms.
+    pub at_ms: i64,
+    /// The case's domicile township.
+    pub domicile: String,
+    /// The encoded signed attestation.
+    pub bytes: Vec<u8>,
+}
+
+impl AttestationRow {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut enc = Enc::new();
+        enc.u8(ROW_VERSION)
+            .u64(self.seq)
+            .i64(self.at_ms)
+            .str(&self.domicile)
+            .bytes(&self.bytes);
+        enc.0
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> D<AttestationRow> {
+        let mut dec = Dec::new(bytes);
+        dec.version()?;
+        let seq = dec.u64("seq")?;
+        let at_ms = dec.i64("at")?;
+        let domicile = dec.str("domicile")?.to_string();
+        let bytes = dec.bytes("attestation")?.to_vec();
+        dec.finish()?;
+        Ok(AttestationRow {
+            seq,
+            at_ms,
+            domicile,
+            bytes,
+        })
+    }
 }
 
 /// The value of a row of the `materials` table.

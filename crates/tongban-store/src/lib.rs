@@ -73,7 +73,7 @@ pub use store::{DB_FILE_NAME, Store};
 pub use tables::{CHUNK_SIZE, SCHEMA_VERSION};
 pub use types::{
     BackupSummary, CaseInfo, CaseMeta, CaseWrite, ChangeEntry, CompactionReport, DueCase,
-    MaterialHash, MaterialPut, MaterialRemoval, ResidentKey, StoreOptions, StoreStats, WriteOp,
-    WriteOutcome,
+    LoggedAttestation, MaterialHash, MaterialPut, MaterialRemoval, ResidentKey, StoreOptions,
+    StoreStats, WriteOp, WriteOutcome,
 };
 pub use write::WriteTx;

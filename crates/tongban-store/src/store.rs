@@ -20,8 +20,8 @@ use crate::codec::{self, CaseRecord, DecodeError, MaterialRecord};
 use crate::error::{Fail, R, StoreError, classify_io};
 use crate::tables::*;
 use crate::types::{
-    CaseInfo, CaseMeta, ChangeEntry, DueCase, MaterialHash, MaterialRemoval, ResidentKey,
-    StoreOptions, StoreStats,
+    CaseInfo, CaseMeta, ChangeEntry, DueCase, LoggedAttestation, MaterialHash, MaterialRemoval,
+    ResidentKey, StoreOptions, StoreStats,
 };
 
 /// The name of the database file inside the data directory.
@@ -307,6 +307,8 @@ impl Store {
             txn.open_table(PEER_CURSORS)?;
             txn.open_table(SYNC_STATES)?;
             txn.open_table(CASE_FLAGS)?;
+            txn.open_table(ATTESTATIONS)?;
+            txn.open_table(SUPERVISED)?;
 
             let schema = meta.get(META_SCHEMA)?.map(|v| v.value().to_vec());
             match schema {
@@ -581,13 +583,26 @@ impl Store {
             for item in changes.range(start..)?.take(limit) {
                 let (seq, value) = item?;
                 let seq = seq.value();
-                let (case, heads) = row(
+                let logged = row(
                     &self.db_file,
                     "changes",
                     seq,
                     codec::decode_change(value.value()),
                 )?;
-                out.push(ChangeEntry { seq, case, heads });
+                out.push(match logged {
+                    codec::LogRow::Case(case, heads) => ChangeEntry {
+                        seq,
+                        case,
+                        heads,
+                        attestation: None,
+                    },
+                    codec::LogRow::Attestation(case, office, domicile, hash) => ChangeEntry {
+                        seq,
+                        case,
+                        heads: vec![automerge::ChangeHash(hash)],
+                        attestation: Some(LoggedAttestation { office, domicile }),
+                    },
+                });
             }
             Ok(out)
         };
@@ -912,6 +927,95 @@ impl Store {
         inner().map_err(|f| self.fail(f))
     }
 
+    /// The attestation `office` made of `case`, when held.
+    pub fn attestation(&self, case: &CaseId, office: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = || -> R<Option<Vec<u8>>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(ATTESTATIONS)?;
+            let Some(value) = table.get((case.as_str(), office))? else {
+                return Ok(None);
+            };
+            let row = row(
+                &self.db_file,
+                "attestations",
+                format_args!("{case}/{office}"),
+                codec::AttestationRow::decode(value.value()),
+            )?;
+            Ok(Some(row.bytes))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Every attestation held of `case`, by office.
+    pub fn attestations_of(&self, case: &CaseId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let inner = || -> R<Vec<Vec<u8>>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(ATTESTATIONS)?;
+            attestations_in(&self.db_file, &table, case)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// The cases with attestations held, in case-id order, after `after`
+    /// (exclusive), at most `limit`.
+    pub fn attested_cases(
+        &self,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> Result<Vec<CaseId>, StoreError> {
+        let inner = || -> R<Vec<CaseId>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(ATTESTATIONS)?;
+            let mut out: Vec<CaseId> = Vec::new();
+            let start = after.map(CaseId::as_str).unwrap_or("");
+            for item in table.range((start, "")..)? {
+                let (key, _) = item?;
+                let case = key.value().0;
+                if Some(case) == after.map(CaseId::as_str)
+                    || out.last().is_some_and(|c| c.as_str() == case)
+                {
+                    continue;
+                }
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(row(&self.db_file, "attestations", case, parse_case(case))?);
+            }
+            Ok(out)
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// What a supervisor node made of `case`, when held.
+    pub fn supervised(&self, case: &CaseId) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = || -> R<Option<Vec<u8>>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(SUPERVISED)?;
+            Ok(table.get(case.as_str())?.map(|v| v.value().to_vec()))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
+    /// Calls `visit` with every supervised case's bytes, in case-id order, in
+    /// one read transaction; stops at the first error `visit` returns.
+    pub fn for_each_supervised<E>(
+        &self,
+        mut visit: impl FnMut(&str, &[u8]) -> Result<(), E>,
+    ) -> Result<Result<(), E>, StoreError> {
+        let mut inner = || -> R<Result<(), E>> {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(SUPERVISED)?;
+            for item in table.iter()? {
+                let (key, value) = item?;
+                if let Err(err) = visit(key.value(), value.value()) {
+                    return Ok(Err(err));
+                }
+            }
+            Ok(Ok(()))
+        };
+        inner().map_err(|f| self.fail(f))
+    }
+
     /// Counts for a status display. Reads table lengths only.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let inner = || -> R<StoreStats> {
@@ -927,6 +1031,30 @@ impl Store {
         };
         inner().map_err(|f| self.fail(f))
     }
+}
+
+/// Every attestation of `case` in `table`, by office.
+pub(crate) fn attestations_in<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+    db_file: &Path,
+    table: &T,
+    case: &CaseId,
+) -> R<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for item in table.range((case.as_str(), "")..)? {
+        let (key, value) = item?;
+        let (held, office) = key.value();
+        if held != case.as_str() {
+            break;
+        }
+        let decoded = row(
+            db_file,
+            "attestations",
+            format_args!("{held}/{office}"),
+            codec::AttestationRow::decode(value.value()),
+        )?;
+        out.push(decoded.bytes);
+    }
+    Ok(out)
 }
 
 pub(crate) fn parse_case(text: &str) -> Result<CaseId, DecodeError> {

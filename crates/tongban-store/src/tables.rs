@@ -65,3 +65,15 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 /// in backups; the node recomputes it.
 pub(crate) const CASE_FLAGS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("case_flags");
+
+// Supervision (issue #16): what offices attest of cases to supervisors.
+
+/// (case id, attesting office id) → the newest attestation that office made
+/// of the case: [`crate::codec::AttestationRow`] (its log seq, signed time,
+/// domicile, and the caller's bytes — a signed `TBSV` encoding). Held by the
+/// attesting office, the hubs that relay it and the supervisors; in backups.
+pub(crate) const ATTESTATIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("attestations");
+/// case id → what a supervisor node made of a case's attestations (the
+/// caller's bytes). Derived state: not in backups; the node recomputes it.
+pub(crate) const SUPERVISED: TableDefinition<&str, &[u8]> = TableDefinition::new("supervised");

@@ -158,8 +158,21 @@ pub struct ChangeEntry {
     pub seq: u64,
     /// The case that changed.
     pub case: CaseId,
-    /// Its heads after the change, sorted.
+    /// Its heads after the change, sorted; for an attestation, its BLAKE3.
     pub heads: Vec<ChangeHash>,
+    /// Set when the entry logs an attestation of the case rather than its
+    /// document.
+    pub attestation: Option<LoggedAttestation>,
+}
+
+/// An attestation the change log names: who made it, and the case's
+/// domicile township, which routes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedAttestation {
+    /// The attesting office.
+    pub office: String,
+    /// The case's domicile township.
+    pub domicile: String,
 }
 
 /// A case whose deadline has passed, from the due-date index.
@@ -351,6 +364,9 @@ pub struct BackupSummary {
     pub peer_cursors: u64,
     /// Number of stored sync states.
     pub sync_states: u64,
+    /// Number of attestations held (supervision).
+    #[serde(default)]
+    pub attestations: u64,
     /// Size of the backup file in bytes.
     pub file_bytes: u64,
 }

@@ -894,6 +894,93 @@ impl WriteTx<'_> {
         self.finish(result)
     }
 
+    /// Stores `bytes`, an attestation `office` signed of `case` at `at_ms`,
+    /// unless the store holds one of that office for that case signed at the
+    /// same time or later; a stored attestation replaces the office's earlier
+    /// one and is logged (a `changes` row naming the office and the case's
+    /// domicile, which routes it). Returns whether it was stored. The store
+    /// does not read the bytes: the caller has checked them.
+    pub fn put_attestation(
+        &mut self,
+        case: &CaseId,
+        office: &str,
+        at_ms: i64,
+        domicile: &str,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let result = (|| -> R<bool> {
+            if office.is_empty() || office.len() > MAX_SHORT_TEXT || domicile.len() > MAX_SHORT_TEXT
+            {
+                return Err(StoreError::InvalidArgument {
+                    detail: format!(
+                        "an attestation's office and domicile have 1-{MAX_SHORT_TEXT} bytes"
+                    ),
+                }
+                .into());
+            }
+            let old = {
+                let table = self.txn.open_table(ATTESTATIONS)?;
+                let value = table.get((case.as_str(), office))?;
+                match value {
+                    Some(v) => Some(row(
+                        &self.store.db_file,
+                        "attestations",
+                        format_args!("{case}/{office}"),
+                        codec::AttestationRow::decode(v.value()),
+                    )?),
+                    None => None,
+                }
+            };
+            if old.as_ref().is_some_and(|o| o.at_ms >= at_ms) {
+                return Ok(false);
+            }
+            let seq = self.next_seq()?;
+            let hash = *blake3::hash(bytes).as_bytes();
+            let mut changes = self.txn.open_table(CHANGES)?;
+            if let Some(old) = &old {
+                changes.remove(old.seq)?;
+            }
+            changes.insert(
+                seq,
+                codec::encode_attestation_change(case, office, domicile, &hash).as_slice(),
+            )?;
+            drop(changes);
+            let row = codec::AttestationRow {
+                seq,
+                at_ms,
+                domicile: domicile.to_string(),
+                bytes: bytes.to_vec(),
+            };
+            self.txn
+                .open_table(ATTESTATIONS)?
+                .insert((case.as_str(), office), row.encode().as_slice())?;
+            self.dirty = true;
+            Ok(true)
+        })();
+        self.finish(result)
+    }
+
+    /// Every attestation held of `case`, as of this transaction, by office.
+    pub fn attestations_of(&mut self, case: &CaseId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let result = (|| -> R<Vec<Vec<u8>>> {
+            let table = self.txn.open_table(ATTESTATIONS)?;
+            crate::store::attestations_in(&self.store.db_file, &table, case)
+        })();
+        self.finish(result)
+    }
+
+    /// Replaces what a supervisor node made of `case` (the caller's bytes).
+    pub fn put_supervised(&mut self, case: &CaseId, bytes: &[u8]) -> Result<(), StoreError> {
+        let result = (|| -> R<()> {
+            self.txn
+                .open_table(SUPERVISED)?
+                .insert(case.as_str(), bytes)?;
+            self.dirty = true;
+            Ok(())
+        })();
+        self.finish(result)
+    }
+
     /// Stores a value of the `meta` table (node identity, directory bytes, ...).
     /// Keys starting with `store.` are reserved for the store itself.
     pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {

@@ -42,6 +42,10 @@ pub enum Place {
     CountyOffice(DivisionCode, CountyOffice),
     /// A township or street office, under its county hub (9-digit code).
     Township(DivisionCode),
+    /// A supervisor (省级监管 under its province hub, 2-digit code; national,
+    /// `None`, under the national hub). It holds no case document, only the
+    /// attestations of the cases of its region ([`attestation_on_route`]).
+    Supervisor(Option<DivisionCode>),
 }
 
 /// Why a place or route cannot be made.
@@ -93,15 +97,19 @@ pub const NATIONAL_DIVISION: &str = "00";
 impl Place {
     /// The place an office certificate gives: a township window at its 9-digit
     /// division, a county DPF or civil affairs bureau at its 6-digit county, a hub at
-    /// its 6-digit county, 2-digit province or [`NATIONAL_DIVISION`]. Supervisors
-    /// hold no cases and have no place.
+    /// its 6-digit county, 2-digit province or [`NATIONAL_DIVISION`], a
+    /// supervisor at its 2-digit province or [`NATIONAL_DIVISION`].
     pub fn from_certificate(role: Role, division: &str) -> Result<Place, RouteError> {
         let none = || RouteError::NoPlace {
             role,
             division: division.to_string(),
         };
-        if role == Role::Hub && division == NATIONAL_DIVISION {
-            return Ok(Place::National);
+        if division == NATIONAL_DIVISION {
+            return match role {
+                Role::Hub => Ok(Place::National),
+                Role::Supervisor => Ok(Place::Supervisor(None)),
+                _ => Err(none()),
+            };
         }
         let code = DivisionCode::parse(division).map_err(|_| none())?;
         match (role, code.level()) {
@@ -114,6 +122,7 @@ impl Place {
             }
             (Role::Hub, DivisionLevel::County) => Ok(Place::CountyHub(code)),
             (Role::Hub, DivisionLevel::Province) => Ok(Place::ProvinceHub(code)),
+            (Role::Supervisor, DivisionLevel::Province) => Ok(Place::Supervisor(Some(code))),
             _ => Err(none()),
         }
     }
@@ -126,6 +135,8 @@ impl Place {
             Place::CountyHub(code) => Some(Place::ProvinceHub(code.province())),
             Place::CountyOffice(county, _) => Some(Place::CountyHub(*county)),
             Place::Township(code) => code.county().map(Place::CountyHub),
+            Place::Supervisor(None) => Some(Place::National),
+            Place::Supervisor(Some(province)) => Some(Place::ProvinceHub(*province)),
         }
     }
 
@@ -158,6 +169,8 @@ impl fmt::Display for Place {
             Place::CountyOffice(code, CountyOffice::Dpf) => write!(f, "{code}-dpf"),
             Place::CountyOffice(code, CountyOffice::CivilAffairs) => write!(f, "{code}-ca"),
             Place::Township(code) => write!(f, "{code}"),
+            Place::Supervisor(None) => f.write_str("supervisor-cn"),
+            Place::Supervisor(Some(code)) => write!(f, "supervisor-{code}"),
         }
     }
 }
@@ -297,6 +310,27 @@ pub fn on_route(node: &Place, route: &CaseRoute) -> bool {
                 && acceptance_county != domicile_county
         }
         Place::National => acceptance_county.province() != domicile_county.province(),
+        // A supervisor holds no case document.
+        Place::Supervisor(_) => false,
+    }
+}
+
+/// Whether the node at `node` holds the attestations of a case with this
+/// route (`tongban_ledger::supervision`): every hub and supervisor whose
+/// region holds the acceptance office or the domicile, up to the national
+/// hub and the national supervisor, whether or not the case itself travels
+/// there — a local application's attestations climb to the province and the
+/// country though the case stays in its county. An office holds only those
+/// it makes. Attestations carry no personal data; they travel from
+/// `accepted` on, before the case itself is released.
+pub fn attestation_on_route(node: &Place, route: &CaseRoute) -> bool {
+    let covers =
+        |region: &DivisionCode| region.covers(&route.acceptance) || region.covers(&route.domicile);
+    match node {
+        Place::National | Place::Supervisor(None) => true,
+        Place::ProvinceHub(province) | Place::Supervisor(Some(province)) => covers(province),
+        Place::CountyHub(county) => covers(county),
+        Place::CountyOffice(..) | Place::Township(_) => false,
     }
 }
 
@@ -475,8 +509,42 @@ mod tests {
                     }
                     Place::CountyOffice(c, _) => prop_assert!(c.covers(&route.domicile())),
                     Place::National => {}
+                    Place::Supervisor(_) => prop_assert!(false, "a supervisor holds a case"),
                 }
             }
+        }
+
+        /// Attestations climb from any office of a case to the national hub
+        /// through hubs that hold them, and reach exactly the supervisors of
+        /// the two provinces and the country: following `attestation_on_route`
+        /// from each member's parent upward and from there down to supervisors
+        /// reaches every place that holds them, and no office.
+        #[test]
+        fn attestations_reach_the_supervisors_of_both_ends_and_no_office(route in arb_route()) {
+            let (a, d) = (route.acceptance(), route.domicile());
+            let supervisors = [Place::Supervisor(None), Place::Supervisor(Some(a.province())),
+                Place::Supervisor(Some(d.province()))];
+            for place in universe().into_iter().chain(supervisors) {
+                let holds = attestation_on_route(&place, &route);
+                match place {
+                    Place::Township(_) | Place::CountyOffice(..) => prop_assert!(!holds),
+                    Place::Supervisor(None) | Place::National => prop_assert!(holds),
+                    Place::Supervisor(Some(p)) | Place::ProvinceHub(p) => {
+                        prop_assert_eq!(holds, p == a.province() || p == d.province())
+                    }
+                    Place::CountyHub(c) => prop_assert_eq!(
+                        holds,
+                        c.covers(&a) || c.covers(&d)
+                    ),
+                }
+                // Every holder's parent holds them too (the path up is unbroken).
+                if holds && let Some(parent) = place.parent() {
+                    prop_assert!(attestation_on_route(&parent, &route));
+                }
+            }
+            // A province supervisor elsewhere holds none.
+            prop_assert!(!attestation_on_route(&Place::Supervisor(Some(code("11"))), &route)
+                || a.province() == code("11") || d.province() == code("11"));
         }
 
         #[test]
@@ -534,6 +602,15 @@ mod tests {
             Place::CountyOffice(code("440106"), CountyOffice::Dpf)
         );
         assert!(Place::from_certificate(Role::Township, "440106").is_err());
-        assert!(Place::from_certificate(Role::Supervisor, "44").is_err());
+        assert_eq!(
+            Place::from_certificate(Role::Supervisor, "44").unwrap(),
+            Place::Supervisor(Some(code("44")))
+        );
+        assert_eq!(
+            Place::from_certificate(Role::Supervisor, "00").unwrap(),
+            Place::Supervisor(None)
+        );
+        assert!(Place::from_certificate(Role::Supervisor, "440106").is_err());
+        assert!(Place::from_certificate(Role::Township, "00").is_err());
     }
 }

@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use tongban_case::CaseSummary;
+use tongban_domain::division::DivisionCode;
+use tongban_domain::ids::Timestamp;
 use tongban_domain::ids::{CaseId, OfficeId};
 
 use crate::route::CaseRoute;
@@ -45,6 +47,11 @@ pub struct LogEntry {
     /// The case's route; `None` when the store has no route for it (it is then
     /// never sent).
     pub route: Option<CaseRoute>,
+    /// Set when the entry logs an attestation of the case by this office
+    /// rather than the document: `heads` then holds the attestation's BLAKE3,
+    /// and `route` is the case's whole route (attestations travel by
+    /// [`crate::route::attestation_on_route`]).
+    pub attestation: Option<OfficeId>,
 }
 
 /// One write of a [`SyncStore::commit`] batch.
@@ -94,6 +101,21 @@ pub enum StoreWrite {
         materials: Vec<crate::material::MaterialRef>,
         /// What indexes need of it ([`CaseSummary::of`] its core).
         summary: Box<CaseSummary>,
+    },
+    /// Store an attestation (`tongban_ledger::supervision`, already checked)
+    /// unless one of the same office for the case, signed as late or later,
+    /// is held; a stored one is logged, so that it travels on.
+    Attestation {
+        /// The case.
+        case: CaseId,
+        /// The attesting office.
+        office: OfficeId,
+        /// Its signed time.
+        at: Timestamp,
+        /// The case's domicile township.
+        domicile: DivisionCode,
+        /// The encoded signed attestation.
+        bytes: Vec<u8>,
     },
     /// Record how far this node has durably consumed `peer`'s change log.
     Cursor {
@@ -222,6 +244,10 @@ pub trait SyncStore {
     /// The stored signed directory.
     fn directory(&self) -> Result<Option<Vec<u8>>, Self::Error>;
 
+    /// The attestation `office` made of `case`, when held.
+    fn attestation(&self, case: &CaseId, office: &OfficeId)
+    -> Result<Option<Vec<u8>>, Self::Error>;
+
     /// Every stored signed dataset (`SignedDataset::encode` output), one per
     /// kind and scope.
     fn datasets(&self) -> Result<Vec<Vec<u8>>, Self::Error>;
@@ -325,7 +351,9 @@ impl MemCase {
 pub struct MemStore {
     incarnation: Incarnation,
     cases: HashMap<CaseId, MemCase>,
-    log: BTreeMap<u64, CaseId>,
+    log: BTreeMap<u64, (CaseId, Option<OfficeId>)>,
+    /// (case, office) → (seq, signed time, domicile, bytes).
+    attestations: BTreeMap<(CaseId, OfficeId), (u64, Timestamp, DivisionCode, Vec<u8>)>,
     next_seq: u64,
     cursors: HashMap<OfficeId, Cursor>,
     sync_states: HashMap<(OfficeId, CaseId), Vec<u8>>,
@@ -415,13 +443,26 @@ impl SyncStore for MemStore {
             .log
             .range(start..)
             .take(limit)
-            .filter_map(|(seq, case)| {
+            .filter_map(|(seq, (case, office))| {
+                if let Some(office) = office {
+                    let (_, _, domicile, bytes) =
+                        self.attestations.get(&(case.clone(), office.clone()))?;
+                    let acceptance = DivisionCode::parse(case.acceptance_township()).ok()?;
+                    return Some(LogEntry {
+                        seq: *seq,
+                        case: case.clone(),
+                        heads: vec![*blake3::hash(bytes).as_bytes()],
+                        route: CaseRoute::new(acceptance, *domicile).ok(),
+                        attestation: Some(office.clone()),
+                    });
+                }
                 let held = self.cases.get(case)?;
                 Some(LogEntry {
                     seq: *seq,
                     case: case.clone(),
                     heads: held.heads.clone(),
                     route: Some(held.route),
+                    attestation: None,
                 })
             })
             .collect())
@@ -454,6 +495,13 @@ impl SyncStore for MemStore {
 
     fn sync_state(&self, peer: &OfficeId, case: &CaseId) -> Result<Option<Vec<u8>>, Never> {
         Ok(self.sync_states.get(&(peer.clone(), case.clone())).cloned())
+    }
+
+    fn attestation(&self, case: &CaseId, office: &OfficeId) -> Result<Option<Vec<u8>>, Never> {
+        Ok(self
+            .attestations
+            .get(&(case.clone(), office.clone()))
+            .map(|(.., bytes)| bytes.clone()))
     }
 
     fn directory(&self) -> Result<Option<Vec<u8>>, Never> {
@@ -560,13 +608,13 @@ impl SyncStore for MemStore {
                             self.log.remove(&old_seq);
                             let seq = self.next_seq;
                             self.next_seq += 1;
-                            self.log.insert(seq, case.clone());
+                            self.log.insert(seq, (case.clone(), None));
                             seq
                         }
                         None => {
                             let seq = self.next_seq.max(1);
                             self.next_seq = seq + 1;
-                            self.log.insert(seq, case.clone());
+                            self.log.insert(seq, (case.clone(), None));
                             seq
                         }
                     };
@@ -595,6 +643,26 @@ impl SyncStore for MemStore {
                     self.sync_states.insert((peer, case), state);
                 }
                 StoreWrite::Directory { bytes } => self.directory = Some(bytes),
+                StoreWrite::Attestation {
+                    case,
+                    office,
+                    at,
+                    domicile,
+                    bytes,
+                } => {
+                    let key = (case.clone(), office.clone());
+                    let old = self.attestations.get(&key).map(|(seq, at, ..)| (*seq, *at));
+                    if old.is_some_and(|(_, held)| held >= at) {
+                        continue;
+                    }
+                    if let Some((seq, _)) = old {
+                        self.log.remove(&seq);
+                    }
+                    let seq = self.next_seq.max(1);
+                    self.next_seq = seq + 1;
+                    self.log.insert(seq, (case, Some(office)));
+                    self.attestations.insert(key, (seq, at, domicile, bytes));
+                }
                 StoreWrite::Dataset { kind, scope, bytes } => {
                     self.datasets.insert((kind, scope), bytes);
                 }

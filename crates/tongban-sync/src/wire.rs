@@ -42,6 +42,9 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_PAYLOAD: usize = 16 << 20;
 /// Most entries in one inventory.
 pub const MAX_INVENTORY_ENTRIES: usize = 4096;
+/// Longest attestation an inventory carries
+/// (`tongban_ledger::supervision::MAX_ATTESTATION_BYTES`).
+pub const MAX_ATTESTATION: usize = 1 << 20;
 /// Most Automerge heads one inventory entry may name.
 pub const MAX_HEADS: usize = 256;
 /// Most cases one [`Message::WantDocs`] may name.
@@ -114,6 +117,12 @@ pub struct Inventory {
     pub upto: u64,
     /// The cases of that range on the receiver's route.
     pub entries: Vec<InventoryEntry>,
+    /// The attestations of that range that reach the receiver
+    /// (`tongban_ledger::supervision`, signed `TBSV` encodings), sent whole:
+    /// they are small and a supervisor holds no document to sync them against.
+    /// On the wire after the entries, only when there is at least one, so a
+    /// frame without any is the frame of version 1.
+    pub attestations: Vec<Vec<u8>>,
 }
 
 /// Every message of the protocol.
@@ -508,6 +517,16 @@ impl Message {
                         w.raw(head);
                     }
                 }
+                if !inv.attestations.is_empty() {
+                    w.count(
+                        "attestations",
+                        inv.attestations.len(),
+                        MAX_INVENTORY_ENTRIES,
+                    )?;
+                    for bytes in &inv.attestations {
+                        w.blob("attestation", bytes, MAX_ATTESTATION)?;
+                    }
+                }
             }
             Message::WantDocs { cases } => {
                 w.count("cases", cases.len(), MAX_WANTS)?;
@@ -671,11 +690,27 @@ impl Message {
                         heads,
                     });
                 }
+                let mut attestations = Vec::new();
+                if r.pos < r.bytes.len() {
+                    let at = r.pos;
+                    let n = r.count("attestations", MAX_INVENTORY_ENTRIES, 4)?;
+                    if n == 0 {
+                        return Err(WireError::InvalidValue {
+                            field: "attestations",
+                            offset: at,
+                            reason: "an empty list is written as none".into(),
+                        });
+                    }
+                    for _ in 0..n {
+                        attestations.push(r.blob("attestation", MAX_ATTESTATION)?.to_vec());
+                    }
+                }
                 Message::Inventory(Inventory {
                     incarnation,
                     from,
                     upto,
                     entries,
+                    attestations,
                 })
             }
             Kind::WantDocs => {
@@ -1097,13 +1132,15 @@ mod tests {
             any::<u32>(),
             any::<u32>(),
             proptest::collection::vec(entry, 0..5),
+            proptest::collection::vec(arb_bytes(200), 0..3),
         )
-            .prop_map(|(incarnation, from, len, entries)| {
+            .prop_map(|(incarnation, from, len, entries, attestations)| {
                 Message::Inventory(Inventory {
                     incarnation,
                     from: u64::from(from),
                     upto: u64::from(from) + u64::from(len),
                     entries,
+                    attestations,
                 })
             });
         prop_oneof![

@@ -10,7 +10,7 @@ use tongban_domain::division::DivisionCode;
 use tongban_domain::ids::{CaseId, Timestamp};
 
 use super::{InBatch, SessionId, SyncError, SyncNode, Work, store_err};
-use crate::route::{CaseRoute, on_route};
+use crate::route::{CaseRoute, attestation_on_route, on_route};
 use crate::store::{StoreWrite, SyncStore, has_change};
 use crate::wire::{
     Cursor, Hash32, Incarnation, Inventory, InventoryEntry, MAX_DOCS, MAX_HEADS, MAX_PAYLOAD,
@@ -20,6 +20,11 @@ use crate::wire::{
 /// Bytes a document adds to a `Docs` frame besides its save: the case id with its
 /// length byte, and the blob length.
 const DOC_ENTRY_OVERHEAD: usize = 1 + 64 + 4;
+
+/// Attestation bytes after which an inventory ends (the log's next entries go
+/// in the next one): far below the frame limit, so a frame stays quick to
+/// send and check.
+const ATTESTATION_FRAME_BYTES: usize = 512 << 10;
 
 /// The route a case id and a domicile give.
 fn route_from(case: &CaseId, domicile: DivisionCode) -> Option<CaseRoute> {
@@ -47,12 +52,37 @@ impl SyncNode {
             let log = store
                 .changes_since(s.out_sent, self.limits.batch_entries)
                 .map_err(store_err)?;
-            let Some(upto) = log.last().map(|e| e.seq) else {
+            if log.is_empty() {
                 return Ok(());
-            };
+            }
+            let mut upto = s.out_sent;
             let mut entries = Vec::new();
+            let mut attestations = Vec::new();
+            let mut attestation_bytes = 0usize;
             for entry in log {
+                if attestation_bytes >= ATTESTATION_FRAME_BYTES {
+                    // The rest goes in the next inventory.
+                    break;
+                }
+                upto = entry.seq;
                 let Some(route) = entry.route else { continue };
+                if let Some(office) = &entry.attestation {
+                    if !attestation_on_route(&s.peer_place, &route)
+                        || entry
+                            .heads
+                            .first()
+                            .is_some_and(|h| s.peer_has_attestation.remove(h))
+                    {
+                        continue;
+                    }
+                    if let Some(bytes) =
+                        store.attestation(&entry.case, office).map_err(store_err)?
+                    {
+                        attestation_bytes += bytes.len() + 4;
+                        attestations.push(bytes);
+                    }
+                    continue;
+                }
                 if !on_route(&s.peer_place, &route) || entry.heads.len() > MAX_HEADS {
                     continue;
                 }
@@ -71,6 +101,7 @@ impl SyncNode {
                 from: s.out_sent,
                 upto,
                 entries,
+                attestations,
             };
             if s.inflight.is_empty() {
                 s.out_progress_at = now;
@@ -143,6 +174,13 @@ impl SyncNode {
             let _ = self.send(session, &ack);
             return Ok(());
         }
+        let attested = self.admit_attestations(session, inventory.attestations);
+        if !attested.is_empty() {
+            store.commit(attested).map_err(store_err)?;
+        }
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Ok(());
+        };
         let mut pending = BTreeMap::new();
         let mut wants = Vec::new();
         let mut syncs = Vec::new();
@@ -198,6 +236,62 @@ impl SyncNode {
             self.start_sync(store, session, &case)?;
         }
         self.advance_cursor(store, session)
+    }
+
+    /// The attestations of an inventory this node keeps: each decoded, on its
+    /// way here ([`attestation_on_route`]) and made by an office of its case
+    /// with a valid signature and key (`check_attestation`). Every other one is
+    /// refused and logged; none of them holds the inventory up.
+    fn admit_attestations(&mut self, session: SessionId, items: Vec<Vec<u8>>) -> Vec<StoreWrite> {
+        use tongban_ledger::supervision::{SignedAttestation, check_attestation};
+        let mut writes = Vec::new();
+        let mut refusals = Vec::new();
+        for bytes in items {
+            let signed = match SignedAttestation::decode(&bytes) {
+                Ok(signed) => signed,
+                Err(err) => {
+                    refusals.push((None, format!("attestation does not decode: {err}")));
+                    continue;
+                }
+            };
+            let a = &signed.attestation;
+            let route = DivisionCode::parse(&a.domicile)
+                .ok()
+                .and_then(|d| route_from(&a.case, d));
+            let Some(route) = route else {
+                refusals.push((
+                    Some(a.case.clone()),
+                    "attestation has no valid route".into(),
+                ));
+                continue;
+            };
+            if !attestation_on_route(&self.place, &route) {
+                refusals.push((
+                    Some(a.case.clone()),
+                    "attestation of a case off this node's region".into(),
+                ));
+                continue;
+            }
+            if let Err(reason) = check_attestation(&self.directory, &signed) {
+                refusals.push((Some(a.case.clone()), reason));
+                continue;
+            }
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.peer_has_attestation
+                    .insert(*blake3::hash(&bytes).as_bytes());
+            }
+            writes.push(StoreWrite::Attestation {
+                case: a.case.clone(),
+                office: a.office.clone(),
+                at: a.at,
+                domicile: route.domicile(),
+                bytes,
+            });
+        }
+        for (case, reason) in refusals {
+            self.refused(session, case, reason);
+        }
+        writes
     }
 
     /// Asks again for documents still missing: their saves when nothing is held

@@ -287,6 +287,8 @@ struct Session {
     out_progress_at: Timestamp,
     /// Heads the peer is known to hold, so its own changes are not echoed back.
     peer_has: BTreeMap<CaseId, Vec<Hash32>>,
+    /// Attestations (by BLAKE3) this peer sent us: not sent back to it.
+    peer_has_attestation: std::collections::HashSet<Hash32>,
     // Inbound: the peer's log towards this node.
     stored_cursor: Option<Cursor>,
     in_seq: u64,
@@ -510,6 +512,7 @@ impl SyncNode {
                 inflight: VecDeque::new(),
                 out_progress_at: now,
                 peer_has: BTreeMap::new(),
+                peer_has_attestation: std::collections::HashSet::new(),
                 stored_cursor,
                 in_seq: 0,
                 batches: BTreeMap::new(),

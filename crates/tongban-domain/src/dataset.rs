@@ -41,6 +41,11 @@ pub enum DatasetKind {
     /// ([`crate::payroll::PayrollRecord`]), signed by its civil affairs bureau
     /// so that the next month knows.
     Payroll,
+    /// 补贴发放汇总: a county's payroll month without any person in it
+    /// ([`crate::supervision::PayrollSummary`]: totals by kind), signed by
+    /// its civil affairs bureau with the record; it reaches the hubs and the
+    /// supervisors above the county, for the disbursement report.
+    PayrollSummary,
 }
 
 /// Who signs a dataset.
@@ -69,13 +74,14 @@ pub enum ScopeLevel {
 
 impl DatasetKind {
     /// Every kind.
-    pub const ALL: [DatasetKind; 6] = [
+    pub const ALL: [DatasetKind; 7] = [
         DatasetKind::Calendar,
         DatasetKind::Policy,
         DatasetKind::Certificates,
         DatasetKind::Dibao,
         DatasetKind::Deaths,
         DatasetKind::Payroll,
+        DatasetKind::PayrollSummary,
     ];
 
     /// The byte on the wire and in signed encodings. Stable forever.
@@ -87,6 +93,7 @@ impl DatasetKind {
             DatasetKind::Dibao => 4,
             DatasetKind::Deaths => 5,
             DatasetKind::Payroll => 6,
+            DatasetKind::PayrollSummary => 7,
         }
     }
 
@@ -104,6 +111,7 @@ impl DatasetKind {
             DatasetKind::Dibao => "dibao",
             DatasetKind::Deaths => "deaths",
             DatasetKind::Payroll => "payroll",
+            DatasetKind::PayrollSummary => "payroll_summary",
         }
     }
 
@@ -121,6 +129,7 @@ impl DatasetKind {
             DatasetKind::Dibao => "低保对象名单",
             DatasetKind::Deaths => "死亡登记信息",
             DatasetKind::Payroll => "补贴发放记录",
+            DatasetKind::PayrollSummary => "补贴发放汇总",
         }
     }
 
@@ -129,9 +138,10 @@ impl DatasetKind {
         match self {
             DatasetKind::Calendar | DatasetKind::Policy => Issuer::Authority,
             DatasetKind::Certificates => Issuer::Office(Role::CountyDpf),
-            DatasetKind::Dibao | DatasetKind::Deaths | DatasetKind::Payroll => {
-                Issuer::Office(Role::CountyCivilAffairs)
-            }
+            DatasetKind::Dibao
+            | DatasetKind::Deaths
+            | DatasetKind::Payroll
+            | DatasetKind::PayrollSummary => Issuer::Office(Role::CountyCivilAffairs),
         }
     }
 
@@ -143,7 +153,7 @@ impl DatasetKind {
             DatasetKind::Certificates | DatasetKind::Dibao | DatasetKind::Deaths => {
                 ScopeLevel::County
             }
-            DatasetKind::Payroll => ScopeLevel::CountyMonth,
+            DatasetKind::Payroll | DatasetKind::PayrollSummary => ScopeLevel::CountyMonth,
         }
     }
 
@@ -151,8 +161,11 @@ impl DatasetKind {
     /// reaches a supervisor or an office outside its county.
     pub fn personal(self) -> bool {
         matches!(
-            self.scope_level(),
-            ScopeLevel::County | ScopeLevel::CountyMonth
+            self,
+            DatasetKind::Certificates
+                | DatasetKind::Dibao
+                | DatasetKind::Deaths
+                | DatasetKind::Payroll
         )
     }
 
@@ -260,8 +273,16 @@ pub fn check_scope(kind: DatasetKind, scope: &str) -> Result<(), ScopeError> {
 /// a county whose offices link only to their province still gets them — never
 /// the national hub, another county, another province or a supervisor. A
 /// county's payroll records stay in the county: the province hub would hold
-/// every county's every month, and no office outside the county pays.
+/// every county's every month, and no office outside the county pays. Its
+/// payroll summaries, which name no one, reach the county's offices and
+/// every hub and supervisor above it, up to the national ones.
 pub fn reaches(kind: DatasetKind, scope: &str, role: Role, division: &str) -> bool {
+    if kind == DatasetKind::PayrollSummary {
+        let county = region(scope);
+        return division.starts_with(county)
+            || (matches!(role, Role::Hub | Role::Supervisor)
+                && (division == "00" || county.starts_with(division)));
+    }
     match kind.scope_level() {
         // Every acceptance office tells applicants of any province what to
         // bring, and every node checks decisions by the domicile's policy.
@@ -313,6 +334,21 @@ pub fn check_payload(kind: DatasetKind, scope: &str, payload: &[u8]) -> Result<S
                 ));
             }
             Ok(format!("{}, {} amounts", policy.name, policy.amounts.len()))
+        }
+        DatasetKind::PayrollSummary => {
+            let summary: crate::supervision::PayrollSummary = serde_json::from_slice(payload)
+                .map_err(|e| format!("the payroll summary does not decode: {e}"))?;
+            if payroll_scope(&summary.county, summary.month) != scope {
+                return Err(format!(
+                    "the summary is of {} {}, signed as {scope}",
+                    summary.county, summary.month
+                ));
+            }
+            Ok(format!(
+                "{} people, {} yuan",
+                summary.living.people + summary.nursing.people,
+                summary.living.yuan + summary.nursing.yuan
+            ))
         }
         DatasetKind::Payroll => {
             let record =

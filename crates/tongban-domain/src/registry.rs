@@ -141,7 +141,10 @@ impl Feed {
             ]),
             DatasetKind::Dibao => Some(&["holder_id", "status", "since"]),
             DatasetKind::Deaths => Some(&["holder_id", "date_of_death"]),
-            DatasetKind::Calendar | DatasetKind::Policy | DatasetKind::Payroll => None,
+            DatasetKind::Calendar
+            | DatasetKind::Policy
+            | DatasetKind::Payroll
+            | DatasetKind::PayrollSummary => None,
         }
     }
 
@@ -489,7 +492,10 @@ impl Feed {
                 }
                 Feed::Deaths(rows)
             }
-            DatasetKind::Calendar | DatasetKind::Policy | DatasetKind::Payroll => {
+            DatasetKind::Calendar
+            | DatasetKind::Policy
+            | DatasetKind::Payroll
+            | DatasetKind::PayrollSummary => {
                 return Err(r.fail(
                     "kind",
                     5,
@@ -830,7 +836,10 @@ impl FeedKind {
             DatasetKind::Certificates => Some(FeedKind::Certificates),
             DatasetKind::Dibao => Some(FeedKind::Dibao),
             DatasetKind::Deaths => Some(FeedKind::Deaths),
-            DatasetKind::Calendar | DatasetKind::Policy | DatasetKind::Payroll => None,
+            DatasetKind::Calendar
+            | DatasetKind::Policy
+            | DatasetKind::Payroll
+            | DatasetKind::PayrollSummary => None,
         }
     }
 }

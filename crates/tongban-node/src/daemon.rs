@@ -265,13 +265,23 @@ impl Daemon {
             ),
             Err(err) => tracing::warn!(error = %err, "duplicate flags not checked"),
         }
-        let replica = Replica::new(
+        let mut replica = Replica::new(
             store.clone(),
             Arc::new(local.calendar().clone()),
             local.resident_secret(),
             None,
         )
         .map_err(NodeError::from)?;
+        if crate::supervision::is_supervisor(&local) {
+            // A supervisor's replica keeps each case's supervised row in step
+            // with the attestations it stores; rows a restore left out are
+            // made before sync starts.
+            replica.supervise().map_err(NodeError::from)?;
+            match tokio::task::block_in_place(|| crate::supervision::reconcile(&local)) {
+                Ok(written) => tracing::info!(written, "supervised cases checked"),
+                Err(err) => tracing::warn!(error = %err, "supervised cases not checked"),
+            }
+        }
         let key: OfficeKey = local.key().clone();
         let sync_config = SyncConfig {
             office: local.office().clone(),

@@ -468,6 +468,7 @@ impl Engine {
             }
         }
         let mut stored = Vec::new();
+        let mut receipts = Vec::new();
         while let Some(event) = self.sync.poll_event() {
             self.dirty = true;
             match event {
@@ -478,6 +479,7 @@ impl Engine {
                 }
                 Event::ReceiptSigned { case, stage } => {
                     tracing::info!(case = case.short(), stage = stage.code(), "receipt signed");
+                    receipts.push(case.clone());
                     stored.push(case);
                 }
                 Event::Forked { case } => {
@@ -548,6 +550,28 @@ impl Engine {
             // offices (`crate::duplicates`).
             let local = &self.local;
             tokio::task::block_in_place(|| local.refresh_duplicates(&stored));
+        }
+        if !receipts.is_empty() {
+            // A receipt is this office's write: it attests the case anew to
+            // supervisors (the node's commands attest as they save).
+            let local = &self.local;
+            let mut attested = false;
+            for case in &receipts {
+                match tokio::task::block_in_place(|| local.attest(case)) {
+                    Ok(done) => attested |= done,
+                    Err(err) => {
+                        tracing::warn!(case = case.short(), error = %err, "attestation not signed")
+                    }
+                }
+            }
+            if attested {
+                let now = self.clock.now();
+                if let Err(err) = tokio::task::block_in_place(|| {
+                    self.sync.handle_local_change(&mut self.replica, now)
+                }) {
+                    tracing::warn!(error = %err, "attestations not announced");
+                }
+            }
         }
     }
 
@@ -808,11 +832,13 @@ impl DaemonHandle {
             })?;
             match prepared {
                 crate::payroll::Prepared::Held(run) => Ok(run),
-                crate::payroll::Prepared::New(bytes, run) => {
-                    tokio::task::block_in_place(|| {
-                        engine.sync.adopt_dataset(&mut engine.replica, bytes, now)
-                    })
-                    .map_err(crate::datasets::refused)?;
+                crate::payroll::Prepared::New(datasets, run) => {
+                    for bytes in datasets {
+                        tokio::task::block_in_place(|| {
+                            engine.sync.adopt_dataset(&mut engine.replica, bytes, now)
+                        })
+                        .map_err(crate::datasets::refused)?;
+                    }
                     Ok(run)
                 }
             }

@@ -26,6 +26,8 @@
 //! local      LocalNode, NodeError, node.toml
 //! materials  a case's materials for reviewers: who may be handed them
 //! datasets   signed calendar and registry feeds held (over local)
+//! payroll    a county's monthly payroll, signed as a dataset (over datasets)
+//! supervision a supervisor's supervised cases (over local)
 //! archive    signed case archives (over local)
 //! authority  the directory authority's files (over files)
 //! provision  certified nodes for tests and the demo (over local)
@@ -54,6 +56,7 @@ pub mod materials;
 
 pub mod datasets;
 pub mod payroll;
+pub mod supervision;
 
 pub mod archive;
 pub mod authority;

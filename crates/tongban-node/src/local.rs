@@ -680,11 +680,110 @@ impl LocalNode {
                 "case {case} has no valid route (acceptance, domicile)"
             ))
         })?;
+        let attestation = self.attestation_for(case, doc)?;
         let am = doc.automerge_mut().document();
-        self.store
-            .write(|tx| tongban_replica::put_case(tx, case, am, &meta, &route))?;
+        self.store.write(|tx| {
+            tongban_replica::put_case(tx, case, am, &meta, &route)?;
+            if let Some(a) = &attestation {
+                let at = a.attestation.at.millis();
+                tx.put_attestation(
+                    case,
+                    a.attestation.office.as_str(),
+                    at,
+                    &a.attestation.domicile,
+                    &a.encode(),
+                )?;
+            }
+            Ok(())
+        })?;
         self.refresh_duplicates(std::slice::from_ref(case));
         Ok(())
+    }
+
+    /// Signs anew what this office attests of `case` to supervisors
+    /// (`tongban_case::supervision::attest`) and stores it, when it differs
+    /// from what the office attested last: after a receipt the sync engine
+    /// signed (the node's own writes attest in [`LocalNode::save`]).
+    pub fn attest(&self, case: &CaseId) -> Result<bool, NodeError> {
+        let Some(bytes) = self.store.case_bytes(case)? else {
+            return Ok(false);
+        };
+        let doc = CaseDocument::load(&bytes)?;
+        let Some(a) = self.attestation_for(case, &doc)? else {
+            return Ok(false);
+        };
+        let at = a.attestation.at.millis();
+        Ok(self.store.write(|tx| {
+            tx.put_attestation(
+                case,
+                a.attestation.office.as_str(),
+                at,
+                &a.attestation.domicile,
+                &a.encode(),
+            )
+        })?)
+    }
+
+    /// What this office attests of a case now, when it is an office of the
+    /// case (acceptance office, domicile township, domicile county DPF or
+    /// civil affairs), the case has left the draft stage other than by
+    /// withdrawal — a draft never leaves the window, not even as an
+    /// attestation — and the attestation would say something its last one
+    /// does not.
+    fn attestation_for(
+        &self,
+        case: &CaseId,
+        doc: &CaseDocument,
+    ) -> Result<Option<tongban_ledger::supervision::SignedAttestation>, NodeError> {
+        use tongban_ledger::supervision::SignedAttestation;
+        let Some(facts) = self.office_facts() else {
+            return Ok(None);
+        };
+        let read = doc.read()?;
+        let domicile = read.applicant.hukou_township.as_str();
+        let member = match facts.role {
+            Role::Township => {
+                facts.division == case.acceptance_township() || facts.division == domicile
+            }
+            Role::CountyDpf | Role::CountyCivilAffairs => {
+                domicile.get(..6) == Some(facts.division.as_str())
+            }
+            Role::Hub | Role::Supervisor => false,
+        };
+        let core = doc.read_core()?;
+        let chain = core.chain();
+        let left_draft = chain
+            .links
+            .iter()
+            .any(|l| !matches!(l.signed.transition.to, Stage::Draft | Stage::Withdrawn));
+        if !member || !left_draft {
+            return Ok(None);
+        }
+        let signed = tongban_case::supervision::attest(
+            &read,
+            &self.file.office,
+            &self.key,
+            Timestamp::now(),
+        )?;
+        if let Some(held) = self.store.attestation(case, self.file.office.as_str())?
+            && let Ok(held) = SignedAttestation::decode(&held)
+        {
+            let mut same = held.attestation.clone();
+            same.at = signed.attestation.at;
+            if same == signed.attestation {
+                return Ok(None);
+            }
+            if held.attestation.at >= signed.attestation.at {
+                // A clock set back: sign after the last one, so it replaces it.
+                let mut later = signed.attestation.clone();
+                later.at = Timestamp(held.attestation.at.millis() + 1);
+                return Ok(Some(
+                    SignedAttestation::sign(later, &self.key)
+                        .map_err(|e| NodeError::Rejected(e.to_string()))?,
+                ));
+            }
+        }
+        Ok(Some(signed))
     }
 
     /// This office's role and division, from its certificate in the directory

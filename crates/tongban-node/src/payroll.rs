@@ -50,8 +50,10 @@ impl PayrollRun {
 pub enum Prepared {
     /// The month was recorded before: nothing new is signed.
     Held(PayrollRun),
-    /// A new record: the signed dataset bytes to adopt, and the run.
-    New(Vec<u8>, PayrollRun),
+    /// A new record: the signed datasets to adopt — the record, then its
+    /// summary for supervisors (`payroll_summary`, no person in it) — and
+    /// the run.
+    New(Vec<Vec<u8>>, PayrollRun),
 }
 
 /// The award histories of one case: each kind its decision awarded, with the
@@ -225,7 +227,34 @@ impl LocalNode {
             payload,
         };
         let bytes = dataset.sign(self.key()).encode();
-        Ok(Prepared::New(bytes, PayrollRun::of(record, 1, true)))
+        let totals = record.totals();
+        let summary = tongban_domain::supervision::PayrollSummary {
+            county: county.to_string(),
+            month,
+            living: totals
+                .get(&tongban_domain::policy::SubsidyKind::Living)
+                .copied()
+                .unwrap_or_default(),
+            nursing: totals
+                .get(&tongban_domain::policy::SubsidyKind::Nursing)
+                .copied()
+                .unwrap_or_default(),
+        };
+        let summary = Dataset {
+            kind: DatasetKind::PayrollSummary,
+            scope: payroll_scope(county, month),
+            version: 1,
+            issued_at: now,
+            issuer: Some(self.office().clone()),
+            public_key: self.public_key(),
+            payload: serde_json::to_vec(&summary)
+                .map_err(|e| NodeError::Rejected(format!("payroll summary: {e}")))?,
+        };
+        let summary = summary.sign(self.key()).encode();
+        Ok(Prepared::New(
+            vec![bytes, summary],
+            PayrollRun::of(record, 1, true),
+        ))
     }
 
     /// `tongban payroll` on a stopped node: prepares the payroll and keeps a
@@ -240,8 +269,10 @@ impl LocalNode {
     ) -> Result<PayrollRun, NodeError> {
         match self.prepare_payroll(county, month, operator, now)? {
             Prepared::Held(run) => Ok(run),
-            Prepared::New(bytes, run) => {
-                self.import_dataset(&bytes)?;
+            Prepared::New(datasets, run) => {
+                for bytes in &datasets {
+                    self.import_dataset(bytes)?;
+                }
                 tracing::info!(county, %month, lines = run.record.lines.len(), "payroll signed");
                 Ok(run)
             }

@@ -432,7 +432,12 @@ impl Engine {
             cursor = last.seq;
             waiting += batch
                 .iter()
-                .filter(|e| e.route.as_ref().is_some_and(|r| on_route(&place, r)))
+                .filter(|e| {
+                    e.route.as_ref().is_some_and(|r| match e.attestation {
+                        Some(_) => tongban_sync::route::attestation_on_route(&place, r),
+                        None => on_route(&place, r),
+                    })
+                })
                 .count() as u64;
         }
     }

@@ -350,7 +350,12 @@ impl Office for LocalNode {
             let batch = self.store().changes_since(cursor, 1000)?;
             let Some(last) = batch.last() else { break };
             cursor = last.seq;
-            ids.extend(batch.into_iter().map(|c| c.case));
+            ids.extend(
+                batch
+                    .into_iter()
+                    .filter(|c| c.attestation.is_none())
+                    .map(|c| c.case),
+            );
         }
         ids.sort();
         ids.dedup();

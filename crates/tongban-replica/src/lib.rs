@@ -385,6 +385,7 @@ impl Replica {
             .store
             .changes_since(0, usize::MAX)?
             .into_iter()
+            .filter(|e| e.attestation.is_none())
             .map(|e| e.case)
             .collect();
         out.sort();

@@ -14,6 +14,12 @@
 //!    the right BLAKE3, and attached to the case.
 //! 8. No node holds a material of a case off its route (unless a case on its route
 //!    references the same content).
+//! 9. Every supervisor whose region holds a case's acceptance office or
+//!    domicile holds what the case's offices attested, and its own reading of
+//!    the case shows the stage the route's copies reached, with no problem.
+//! 10. No supervisor holds a case document or a material, and nothing a
+//!    supervisor holds — attestations, supervised rows — contains a byte
+//!    string of any applicant's personal data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -206,6 +212,127 @@ pub fn check(sim: &Sim) -> Vec<String> {
                         track.id
                     ));
                 }
+            }
+        }
+    }
+    out.extend(check_supervisors(sim));
+    out
+}
+
+/// Invariants 9 and 10: what supervisors hold.
+fn check_supervisors(sim: &Sim) -> Vec<String> {
+    use tongban_domain::supervision::SupervisedCase;
+    use tongban_sync::route::{Place, attestation_on_route};
+    let mut out = Vec::new();
+    let personal: Vec<&[u8]> = sim
+        .cases
+        .iter()
+        .flat_map(|t| t.personal.iter())
+        .filter(|p| p.len() >= 4)
+        .map(|p| p.as_bytes())
+        .collect();
+    let leaks = |bytes: &[u8]| {
+        personal
+            .iter()
+            .any(|p| bytes.windows(p.len()).any(|w| w == *p))
+    };
+    for idx in sim.nodes() {
+        let office = sim.office(idx);
+        if !matches!(office.place, Place::Supervisor(_)) {
+            continue;
+        }
+        let Some(store) = sim.store(idx) else {
+            continue;
+        };
+        match store.all_cases() {
+            Ok(cases) if !cases.is_empty() => out.push(format!(
+                "supervisor {} holds {} case document(s)",
+                office.id,
+                cases.len()
+            )),
+            Ok(_) => {}
+            Err(err) => out.push(format!("{}: store: {err}", office.id)),
+        }
+        for track in &sim.cases {
+            for hash in &track.materials {
+                if store.has_material(hash).unwrap_or(false) {
+                    out.push(format!(
+                        "supervisor {} holds a material of {}",
+                        office.id, track.id
+                    ));
+                }
+            }
+            let attested = store.inner().attestations_of(&track.id).unwrap_or_default();
+            if attested.iter().any(|b| leaks(b)) {
+                out.push(format!(
+                    "supervisor {} holds personal data in an attestation of {}",
+                    office.id, track.id
+                ));
+            }
+            let supervised = store.inner().supervised(&track.id).ok().flatten();
+            if supervised.as_deref().is_some_and(leaks) {
+                out.push(format!(
+                    "supervisor {} holds personal data in its reading of {}",
+                    office.id, track.id
+                ));
+            }
+            // 9: what the route attested reaches the supervisors of its region.
+            let route = sim.effective_route(track);
+            if !attestation_on_route(&office.place, &route) {
+                if !attested.is_empty() {
+                    out.push(format!(
+                        "supervisor {} holds attestations of {}, outside its region",
+                        office.id, track.id
+                    ));
+                }
+                continue;
+            }
+            let expected = route
+                .members()
+                .iter()
+                .filter_map(|p| sim.world.at(p))
+                .filter_map(|i| sim.store(i)?.inner().attestations_of(&track.id).ok())
+                .flatten()
+                .count();
+            if attested.len() < expected {
+                out.push(format!(
+                    "supervisor {} holds {} of the {expected} attestations of {}",
+                    office.id,
+                    attested.len(),
+                    track.id
+                ));
+            }
+            if expected == 0 {
+                continue;
+            }
+            let Some(bytes) = supervised else {
+                out.push(format!(
+                    "supervisor {} has no reading of {}",
+                    office.id, track.id
+                ));
+                continue;
+            };
+            match serde_json::from_slice::<SupervisedCase>(&bytes) {
+                Ok(seen) => {
+                    if !seen.problems.is_empty() {
+                        out.push(format!(
+                            "supervisor {} finds problems in {}: {}",
+                            office.id,
+                            track.id,
+                            seen.problems.join("; ")
+                        ));
+                    }
+                    if seen.steps.is_empty() {
+                        out.push(format!(
+                            "supervisor {} reads no signed step of {}",
+                            office.id, track.id
+                        ));
+                    }
+                }
+                Err(err) => out.push(format!(
+                    "supervisor {}: reading of {} does not decode: {err}",
+                    office.id, track.id
+                )),
             }
         }
     }

@@ -138,6 +138,10 @@ pub struct CaseTrack {
     pub made: BTreeSet<[u8; 32]>,
     /// BLAKE3 hashes of the materials the acceptance office attached.
     pub materials: Vec<[u8; 32]>,
+    /// The applicant's personal data as written at intake (name, ID number,
+    /// certificate number, phone, address): what must never reach a
+    /// supervisor (invariant 10).
+    pub personal: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -376,6 +380,10 @@ impl Sim {
                 material_retry_ms: 2_000,
             },
         };
+        let mut store = store;
+        if matches!(slot.office.place, tongban_sync::route::Place::Supervisor(_)) {
+            store.supervise()?;
+        }
         let node = SyncNode::new(config, &store)?;
         let slot = &mut self.slots[idx];
         slot.store = Some(store);
@@ -700,6 +708,19 @@ impl Sim {
                 .iter()
                 .map(|bytes| *blake3::hash(bytes).as_bytes())
                 .collect(),
+            personal: document
+                .read()
+                .map(|c| {
+                    let mut personal = vec![
+                        c.applicant.name,
+                        c.applicant.resident_id,
+                        c.applicant.phone,
+                        c.applicant.address,
+                    ];
+                    personal.extend(c.certificate.map(|cert| cert.number));
+                    personal
+                })
+                .unwrap_or_default(),
         };
         track.made.insert(signed.hash());
         self.cases.push(track);
@@ -745,12 +766,39 @@ impl Sim {
             &tongban_sync::admit::transitions_of(&doc),
         ));
         let now = self.local(idx);
+        // An office of the case attests it to supervisors with every write
+        // once it left the draft stage, as a node's `LocalNode::save` does.
+        let office = &self.world.offices[idx];
+        let left_draft = tongban_sync::admit::transitions_of(&doc).iter().any(|t| {
+            tongban_ledger::SignedTransition::decode(t).is_ok_and(|t| {
+                !matches!(
+                    t.transition.to,
+                    tongban_domain::stage::Stage::Draft | tongban_domain::stage::Stage::Withdrawn
+                )
+            })
+        });
+        let mut writes = Vec::new();
+        if left_draft
+            && route.released(true).members().contains(&office.place)
+            && let Ok(read) = document.read()
+            && let Ok(signed) =
+                tongban_case::supervision::attest(&read, &office.id, &office.key, now)
+        {
+            writes.push(StoreWrite::Attestation {
+                case: case.clone(),
+                office: office.id.clone(),
+                at: now,
+                domicile: route.domicile(),
+                bytes: signed.encode(),
+            });
+        }
+        writes.insert(0, StoreWrite::case(case.clone(), route, doc, None));
         let slot = &mut self.slots[idx];
         let (Some(node), Some(store)) = (slot.node.as_mut(), slot.store.as_mut()) else {
             return;
         };
         let result = store
-            .commit(vec![StoreWrite::case(case.clone(), route, doc, None)])
+            .commit(writes)
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 node.handle_local_change(store, now)

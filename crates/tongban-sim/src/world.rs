@@ -152,11 +152,23 @@ impl World {
             Role::Hub,
             NATIONAL_DIVISION.into(),
         ));
+        specs.push((
+            "supervisor-cn".into(),
+            Place::Supervisor(None),
+            Role::Supervisor,
+            NATIONAL_DIVISION.into(),
+        ));
         for province in ["13", "44"] {
             specs.push((
                 format!("hub-{province}"),
                 Place::ProvinceHub(code(province)),
                 Role::Hub,
+                province.into(),
+            ));
+            specs.push((
+                format!("supervisor-{province}"),
+                Place::Supervisor(Some(code(province))),
+                Role::Supervisor,
                 province.into(),
             ));
         }

@@ -208,3 +208,93 @@ fn a_case_planted_at_a_route_node_before_its_push_is_caught() {
         "{violations:?}"
     );
 }
+
+/// The supervisors of a healed world each hold the attestations of their
+/// region's cases; a case document planted at one, personal data planted in
+/// its reading of a case, or an attestation it lost are each caught.
+#[test]
+fn supervisors_hold_attestations_and_no_personal_data_or_it_is_caught() {
+    use tongban_sync::route::{Place, attestation_on_route};
+    let sim = healed_with_a_travelling_case();
+    let track = sim
+        .cases
+        .iter()
+        .find(|t| t.route.acceptance() != t.route.domicile())
+        .unwrap()
+        .clone();
+    let national = sim.world.at(&Place::Supervisor(None)).unwrap();
+    let province = sim
+        .world
+        .at(&Place::Supervisor(Some(track.route.domicile().province())))
+        .unwrap();
+    for idx in [national, province] {
+        assert!(attestation_on_route(&sim.office(idx).place, &track.route));
+        assert!(
+            !sim.store(idx)
+                .unwrap()
+                .inner()
+                .attestations_of(&track.id)
+                .unwrap()
+                .is_empty(),
+            "{} holds no attestation of {}",
+            sim.office(idx).id,
+            track.id
+        );
+    }
+
+    // A case document planted at the national supervisor.
+    let mut planted = healed_with_a_travelling_case();
+    let holder = planted
+        .world
+        .at(&Place::Township(track.route.acceptance()))
+        .unwrap();
+    let doc = planted
+        .store(holder)
+        .unwrap()
+        .load(&track.id)
+        .unwrap()
+        .unwrap();
+    planted
+        .store_mut(national)
+        .unwrap()
+        .commit(vec![StoreWrite::case(
+            track.id.clone(),
+            track.route,
+            doc,
+            None,
+        )])
+        .unwrap();
+    let violations = check(&planted);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("supervisor-cn") && v.contains("case document")),
+        "{violations:?}"
+    );
+
+    // The applicant's ID number planted in the province supervisor's reading.
+    let mut leaked = healed_with_a_travelling_case();
+    let id_number = track.personal[1].clone();
+    let row = leaked
+        .store(province)
+        .unwrap()
+        .inner()
+        .supervised(&track.id)
+        .unwrap()
+        .unwrap();
+    let mut row: serde_json::Value = serde_json::from_slice(&row).unwrap();
+    row["problems"] = serde_json::json!([format!("note {id_number}")]);
+    leaked
+        .store(province)
+        .unwrap()
+        .inner()
+        .write(|tx| tx.put_supervised(&track.id, &serde_json::to_vec(&row).unwrap()))
+        .unwrap();
+    let violations = check(&leaked);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("personal data") && v.contains(&track.id.to_string())),
+        "{violations:?}"
+    );
+}

@@ -177,6 +177,8 @@ impl SyncNode {
         let attested = self.admit_attestations(session, inventory.attestations);
         if !attested.is_empty() {
             store.commit(attested).map_err(store_err)?;
+            // What was stored is logged here: offer it on.
+            self.pump_all(store, now)?;
         }
         let Some(s) = self.sessions.get_mut(&session) else {
             return Ok(());

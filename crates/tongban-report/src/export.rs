@@ -320,7 +320,7 @@ fn batch(
 /// The schema of `steps` files.
 pub fn steps_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        utf8("case", false),
+        utf8("case_id", false),
         Field::new("seq", DataType::UInt32, false),
         utf8("from_stage", true),
         utf8("to_stage", false),
@@ -384,7 +384,7 @@ fn steps_batch(path: &Path, rows: &[(&SupervisedCase, usize)]) -> Result<RecordB
 /// The schema of `cases` files.
 pub fn cases_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        utf8("case", false),
+        utf8("case_id", false),
         utf8("acceptance_office", false),
         utf8("acceptance", false),
         utf8("domicile", false),
@@ -408,6 +408,7 @@ pub fn cases_schema() -> SchemaRef {
         Field::new("evaluation_score", DataType::UInt8, true),
         utf8("evaluation_office", true),
         timestamp("evaluation_at", true),
+        Field::new("evaluation_date", DataType::Date32, true),
         Field::new("problems", DataType::UInt32, false),
     ]))
 }
@@ -500,6 +501,11 @@ fn cases_batch(path: &Path, cases: &[&SupervisedCase]) -> Result<RecordBatch, Re
             )
             .with_timezone("UTC"),
         ),
+        Arc::new(Date32Array::from_iter(
+            cases
+                .iter()
+                .map(|c| c.evaluation.as_ref().map(|e| days(e.at.china_date()))),
+        )),
         Arc::new(UInt32Array::from_iter_values(
             cases
                 .iter()

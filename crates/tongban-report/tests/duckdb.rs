@@ -1,5 +1,6 @@
-//! The DuckDB reading of an export gives the same push and review tables as
-//! the Rust reports: an export of 2,000 generated cases is queried by
+//! The DuckDB reading of an export gives the same tables as the Rust
+//! reports — push and review timeliness, and backlog, disbursement and
+//! satisfaction: an export of 2,000 generated cases is queried by
 //! `tests/duckdb/push.py` (the SQL of docs/analytics.md) and compared row by
 //! row.
 //!
@@ -15,7 +16,10 @@ use std::process::Command;
 use chrono::NaiveDate;
 use serde_json::Value;
 use tongban_domain::payroll::YearMonth;
-use tongban_report::{Period, Region, Scope, export_parquet, push_report, review_report, sample};
+use tongban_report::{
+    Period, Region, Scope, backlog_report, disbursement_report, export_parquet, push_report,
+    review_report, sample, satisfaction_report,
+};
 
 fn d(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
@@ -81,7 +85,7 @@ fn same_rate(a: Option<f64>, b: Option<f64>) -> bool {
 }
 
 #[test]
-fn duckdb_computes_the_same_push_and_review_tables() {
+fn duckdb_computes_the_same_reports() {
     let start = d("2026-06-01");
     let end = d("2026-12-31");
     let cases = sample::cases(2000, 2026, start, end);
@@ -103,6 +107,12 @@ fn duckdb_computes_the_same_push_and_review_tables() {
         Scope::new(
             Region::parse("4402").unwrap(),
             Period::new(d("2026-10-01"), d("2026-12-31")).unwrap(),
+            d("2026-12-31"),
+        ),
+        // A township: payroll is its county's.
+        Scope::new(
+            Region::parse("320101002").unwrap(),
+            Period::new(d("2026-07-15"), d("2026-12-31")).unwrap(),
             d("2026-12-31"),
         ),
     ];
@@ -185,11 +195,127 @@ fn duckdb_computes_the_same_push_and_review_tables() {
             );
             assert!(same_rate(rust.on_time_rate, rate(duck)), "{rust:?} {duck}");
         }
+        let backlog = backlog_report(&cases, scope);
+        let sql_backlog = sql["backlog"].as_array().unwrap();
+        assert!(!backlog.rows.is_empty());
+        assert_eq!(
+            backlog.rows.len(),
+            sql_backlog.len(),
+            "backlog rows in {}",
+            scope.region
+        );
+        for (rust, duck) in backlog.rows.iter().zip(sql_backlog) {
+            assert_eq!(rust.stage.code(), duck["stage"].as_str().unwrap());
+            assert_eq!(
+                [rust.cases, rust.overdue],
+                [count(duck, "cases"), count(duck, "overdue")],
+                "{}",
+                rust.stage
+            );
+            assert_eq!(
+                rust.oldest_entered.map(|d| d.to_string()).as_deref(),
+                duck["oldest_entered"].as_str()
+            );
+            assert_eq!(rust.oldest_case.as_deref(), duck["oldest_case"].as_str());
+        }
+
+        let disbursement = disbursement_report(&cases, &summaries, scope);
+        let sql_disbursement = sql["disbursement"].as_array().unwrap();
+        assert!(!disbursement.rows.is_empty());
+        assert_eq!(
+            disbursement.rows.len(),
+            sql_disbursement.len(),
+            "disbursement rows in {}",
+            scope.region
+        );
+        for (rust, duck) in disbursement.rows.iter().zip(sql_disbursement) {
+            let key = (
+                rust.county.as_str(),
+                rust.month.to_string(),
+                rust.kind.code(),
+            );
+            assert_eq!(
+                key,
+                (
+                    duck["county"].as_str().unwrap(),
+                    duck["month"].as_str().unwrap().to_string(),
+                    duck["kind"].as_str().unwrap()
+                )
+            );
+            assert_eq!(
+                rust.reported,
+                duck["reported"].as_bool().unwrap(),
+                "{key:?}"
+            );
+            let counts = [
+                rust.entitled,
+                rust.paid_people,
+                rust.paid_months,
+                rust.paid_yuan,
+                rust.back_months,
+                rust.back_yuan,
+            ];
+            let sql_counts = [
+                "entitled",
+                "paid_people",
+                "paid_months",
+                "paid_yuan",
+                "back_months",
+                "back_yuan",
+            ]
+            .map(|f| {
+                duck[f]
+                    .as_u64()
+                    .or_else(|| duck[f].as_f64().map(|v| v as u64))
+                    .unwrap()
+            });
+            assert_eq!(counts, sql_counts, "disbursement {key:?}");
+            let progress = duck["progress"].as_f64();
+            assert!(same_rate(rust.progress, progress), "{rust:?} {duck}");
+        }
+
+        let satisfaction = satisfaction_report(&cases, scope);
+        let sql_satisfaction = sql["satisfaction"].as_array().unwrap();
+        assert!(!satisfaction.rows.is_empty());
+        assert_eq!(satisfaction.rows.len(), sql_satisfaction.len());
+        for (rust, duck) in satisfaction.rows.iter().zip(sql_satisfaction) {
+            assert_eq!(rust.office, duck["office"].as_str().unwrap());
+            let counts = [
+                rust.evaluations,
+                rust.score_1,
+                rust.score_2,
+                rust.score_3,
+                rust.score_4,
+                rust.score_5,
+            ];
+            let sql_counts = [
+                "evaluations",
+                "score_1",
+                "score_2",
+                "score_3",
+                "score_4",
+                "score_5",
+            ]
+            .map(|f| count(duck, f));
+            assert_eq!(counts, sql_counts, "satisfaction {}", rust.office);
+            assert!(
+                same_rate(rust.mean_score, duck["mean_score"].as_f64()),
+                "{rust:?} {duck}"
+            );
+            assert!(
+                same_rate(rust.satisfied_rate, duck["satisfied_rate"].as_f64()),
+                "{rust:?} {duck}"
+            );
+        }
+
         eprintln!(
-            "region {}: {} push rows and {} review rows agree with DuckDB",
+            "region {}: {} push, {} review, {} backlog, {} disbursement and {} satisfaction rows agree with DuckDB",
             scope.region,
             push.rows.len(),
-            review.rows.len()
+            review.rows.len(),
+            backlog.rows.len(),
+            disbursement.rows.len(),
+            satisfaction.rows.len()
         );
     }
 }

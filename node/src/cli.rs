@@ -110,6 +110,12 @@ pub enum Command {
     Check(CheckCommand),
     /// 补贴发放 The monthly payroll of a county, at its civil affairs bureau.
     Payroll(PayrollArgs),
+    /// 监督报表 Supervision reports from signed timestamps: push and review timeliness,
+    /// backlog, disbursement, satisfaction — at a supervisor (or a hub) node.
+    Report(ReportArgs),
+    /// 数据导出 Export the signed chains and non-personal facts as Apache Parquet,
+    /// partitioned by province and month, for DuckDB, Spark or Trino (docs/analytics.md).
+    Export(ExportArgs),
     /// 比对数据 Registry feeds (certificates, dibao, deaths) this node holds or its office publishes.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -362,6 +368,63 @@ pub struct PayrollArgs {
     pub csv: Option<PathBuf>,
     #[command(flatten)]
     pub operator: OperatorArg,
+    /// 输出 JSON Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `tongban report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// 报表 push (推送及时率), review (审核及时率), backlog (积压), disbursement (发放进度),
+    /// satisfaction (满意度).
+    pub kind: String,
+    /// 地区 The region: a division code prefix — 00 the country, 13 a province,
+    /// 1301 a city, 130102 a county, 130102001 a township.
+    #[arg(long, default_value = "00")]
+    pub region: String,
+    /// 月份 The period as one month, YYYY-MM (instead of --from/--to).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub month: Option<String>,
+    /// 起始日期 First day of the period, YYYY-MM-DD (default: the first of this month).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// 截止日期 Last day of the period, YYYY-MM-DD (default: today).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// 统计日 The day waiting cases are judged overdue on, YYYY-MM-DD (default: today).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// 明细 List the cases behind one row: an office id (push, satisfaction),
+    /// ROLE:OFFICE as township:130102001 or county_dpf:130102 (review), a stage
+    /// code (backlog), COUNTY:YYYY-MM:KIND (disbursement).
+    #[arg(long)]
+    pub drill: Option<String>,
+    /// Write the report as CSV (English header) to this file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// 输出 JSON Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `tongban export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// 格式 The format: parquet.
+    #[arg(long, default_value = "parquet")]
+    pub format: String,
+    /// 输出目录 The directory to write (new, empty, or an earlier export, which
+    /// is replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// 地区 The region: a division code prefix, 00 for the country.
+    #[arg(long, default_value = "00")]
+    pub region: String,
     /// 输出 JSON Print JSON.
     #[arg(long)]
     pub json: bool,

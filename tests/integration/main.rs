@@ -23,4 +23,5 @@ mod office;
 mod package;
 mod paths;
 mod payroll;
+mod supervision;
 mod support;

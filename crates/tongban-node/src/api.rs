@@ -107,6 +107,16 @@ pub struct BackupRequest {
     pub out: std::path::PathBuf,
 }
 
+/// `POST /v1/export` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportRequest {
+    /// The directory the node writes the export into (an absolute path on
+    /// the node's machine: new, empty, or an earlier export).
+    pub out: std::path::PathBuf,
+    /// The region: a division code prefix, `00` for the country.
+    pub region: String,
+}
+
 /// `POST /v1/directory` query.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DirectoryQuery {

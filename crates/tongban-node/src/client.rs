@@ -743,6 +743,27 @@ impl Office for Client {
         Client::json(&self.post_json("/v1/backup", &BackupRequest { out })?)
     }
 
+    fn report(
+        &self,
+        request: &crate::supervision::ReportRequest,
+    ) -> Result<crate::supervision::ReportAnswer, NodeError> {
+        Client::json(&self.post_json("/v1/report", request)?)
+    }
+
+    fn export(&self, dir: &Path, region: &str) -> Result<tongban_report::ExportSummary, NodeError> {
+        let out = std::path::absolute(dir).map_err(|source| NodeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Client::json(&self.post_json(
+            "/v1/export",
+            &crate::api::ExportRequest {
+                out,
+                region: region.to_string(),
+            },
+        )?)
+    }
+
     fn rehash_materials(&self, _cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
         // The node checks every case it holds; `verify --all` asks for all.
         Client::json(&self.get("/v1/materials/check")?)

@@ -512,6 +512,44 @@ async fn backup(
     Ok(axum::Json(summary).into_response())
 }
 
+async fn report(
+    State(api): State<Api>,
+    axum::Json(request): axum::Json<crate::supervision::ReportRequest>,
+) -> Result<Response, Failure> {
+    // A report reads every supervised case of its region: it runs beside the
+    // engine on its own read transaction, like a backup.
+    let held = api
+        .node
+        .exec(|node, _| crate::supervision::Holdings::of(node))
+        .await??;
+    let answer = tokio::task::spawn_blocking(move || crate::supervision::report(&held, &request))
+        .await
+        .map_err(|e| Failure::from(DaemonError::Control(e.to_string())))??;
+    Ok(axum::Json(answer).into_response())
+}
+
+async fn export(
+    State(api): State<Api>,
+    axum::Json(request): axum::Json<crate::api::ExportRequest>,
+) -> Result<Response, Failure> {
+    if !request.out.is_absolute() {
+        return Err(bad_request(format!(
+            "out {}: give an absolute path",
+            request.out.display()
+        )));
+    }
+    let held = api
+        .node
+        .exec(|node, _| crate::supervision::Holdings::of(node))
+        .await??;
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::supervision::export(&held, &request.out, &request.region)
+    })
+    .await
+    .map_err(|e| Failure::from(DaemonError::Control(e.to_string())))??;
+    Ok(axum::Json(summary).into_response())
+}
+
 async fn check_materials(State(api): State<Api>) -> Result<Response, Failure> {
     // Reading every material back is one long read: it runs beside the engine
     // on its own read transactions, like a backup.
@@ -654,6 +692,8 @@ fn router(api: Api) -> Router {
         .route("/v1/checks", post(checks).layer(json))
         .route("/v1/payroll", post(payroll).layer(json))
         .route("/v1/backup", post(backup).layer(json))
+        .route("/v1/report", post(report).layer(json))
+        .route("/v1/export", post(export).layer(json))
         .route("/v1/materials/check", get(check_materials))
         .route("/v1/cases", get(list).post(new_case).layer(json))
         .route("/v1/cases/{id}", get(document))

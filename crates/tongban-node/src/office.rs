@@ -25,6 +25,7 @@ use crate::local::{CaseRow, LocalNode, MaterialCheck, NewCase, NodeError};
 use crate::materials::{MaterialError, MaterialRow};
 use crate::payroll::PayrollRun;
 use crate::status::NodeStatus;
+use crate::supervision::{Holdings, ReportAnswer, ReportRequest};
 use tongban_domain::payroll::YearMonth;
 
 /// One office node, as the commands see it: on the store directly, or through
@@ -172,6 +173,14 @@ pub trait Office {
     /// Every stored material of `cases` read back and rehashed (a running node
     /// checks every case it holds).
     fn rehash_materials(&self, cases: &[CaseId]) -> Result<MaterialCheck, NodeError>;
+
+    /// A supervision report (or one row's cases) from what the node holds
+    /// ([`crate::supervision::report`]).
+    fn report(&self, request: &ReportRequest) -> Result<ReportAnswer, NodeError>;
+
+    /// The Parquet export of what the node holds of `region` into `dir`
+    /// (written by the running node when there is one).
+    fn export(&self, dir: &Path, region: &str) -> Result<tongban_report::ExportSummary, NodeError>;
 
     /// Every case the node holds, sorted.
     fn case_ids(&self) -> Result<Vec<CaseId>, NodeError>;
@@ -341,6 +350,14 @@ impl Office for LocalNode {
 
     fn rehash_materials(&self, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {
         LocalNode::rehash_materials(self, cases)
+    }
+
+    fn report(&self, request: &ReportRequest) -> Result<ReportAnswer, NodeError> {
+        crate::supervision::report(&Holdings::of(self)?, request)
+    }
+
+    fn export(&self, dir: &Path, region: &str) -> Result<tongban_report::ExportSummary, NodeError> {
+        crate::supervision::export(&Holdings::of(self)?, dir, region)
     }
 
     fn case_ids(&self) -> Result<Vec<CaseId>, NodeError> {

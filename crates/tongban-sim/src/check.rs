@@ -18,8 +18,8 @@
 //!    domicile holds what the case's offices attested, and its own reading of
 //!    the case shows the stage the route's copies reached, with no problem.
 //! 10. No supervisor holds a case document or a material, and nothing a
-//!    supervisor holds — attestations, supervised rows — contains a byte
-//!    string of any applicant's personal data.
+//!     supervisor holds — attestations, supervised rows — contains a byte
+//!     string of any applicant's personal data.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -345,6 +345,10 @@ impl MemCase {
     }
 }
 
+/// An attestation a [`MemStore`] holds: its log seq, signed time, the case's
+/// domicile and its bytes.
+type MemAttestation = (u64, Timestamp, DivisionCode, Vec<u8>);
+
 /// A [`SyncStore`] in memory, for tests and benchmarks: the same contract as the
 /// real store, without durability (dropping it is losing everything).
 #[derive(Debug, Clone, Default)]
@@ -353,7 +357,7 @@ pub struct MemStore {
     cases: HashMap<CaseId, MemCase>,
     log: BTreeMap<u64, (CaseId, Option<OfficeId>)>,
     /// (case, office) → (seq, signed time, domicile, bytes).
-    attestations: BTreeMap<(CaseId, OfficeId), (u64, Timestamp, DivisionCode, Vec<u8>)>,
+    attestations: BTreeMap<(CaseId, OfficeId), MemAttestation>,
     next_seq: u64,
     cursors: HashMap<OfficeId, Cursor>,
     sync_states: HashMap<(OfficeId, CaseId), Vec<u8>>,

@@ -13,6 +13,7 @@ mod material;
 mod node;
 mod payroll;
 mod policy;
+mod report;
 mod verify;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(cmd) => check::run(cmd),
         Command::Feed(cmd) => feed::run(cmd),
         Command::Payroll(args) => payroll::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Export(args) => report::export(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::History { case, json, data } => verify::history(&case, json, &data),

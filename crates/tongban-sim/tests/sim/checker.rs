@@ -273,7 +273,7 @@ fn supervisors_hold_attestations_and_no_personal_data_or_it_is_caught() {
     );
 
     // The applicant's ID number planted in the province supervisor's reading.
-    let mut leaked = healed_with_a_travelling_case();
+    let leaked = healed_with_a_travelling_case();
     let id_number = track.personal[1].clone();
     let row = leaked
         .store(province)

@@ -9,4 +9,5 @@ mod fixture;
 mod mutation;
 mod roundtrip;
 mod strict;
+mod supervision;
 mod verify;

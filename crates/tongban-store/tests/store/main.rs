@@ -4,6 +4,7 @@
 #[path = "../kit/mod.rs"]
 mod kit;
 
+mod attestations;
 mod backup;
 mod basic;
 mod crash;

@@ -503,7 +503,7 @@ pub enum DirectoryCommand {
         /// Role: township, county_dpf, county_civil_affairs, hub, supervisor.
         #[arg(long)]
         role: String,
-        /// Division code (2, 6 or 9 digits; 00 for the national hub).
+        /// Division code (2, 6 or 9 digits; 00 for the national hub or the national supervisor).
         #[arg(long)]
         division: String,
         /// The office's public key (hex, as `tongban node init` printed it).

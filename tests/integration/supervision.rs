@@ -1,8 +1,8 @@
 //! Supervision by the commands, over real `tongban node run` processes on
 //! loopback QUIC: a Guangzhou street office takes applications of Chang'an
-//! residents, Chang'an's offices review and decide, and three supervisors —
-//! Hebei's, Guangdong's and the national one — run their own nodes beside the
-//! hubs. Each gets the signed chains and non-personal facts of its region's
+//! residents, Chang'an's offices review and decide, and four supervisors —
+//! Hebei's, Guangdong's, Beijing's and the national one — run their own nodes
+//! beside the hubs. Each gets the signed chains and non-personal facts of its region's
 //! cases and nothing else: its reports count what happened, a Beijing
 //! supervisor sees nothing, the disbursement report shows the county's
 //! payroll summary, the Parquet export holds the steps, and the supervisor's

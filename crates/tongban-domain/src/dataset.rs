@@ -383,7 +383,50 @@ mod tests {
         }
         assert_eq!(DatasetKind::from_wire(2), Some(DatasetKind::Policy));
         assert_eq!(DatasetKind::from_wire(0), None);
-        assert_eq!(DatasetKind::from_wire(7), None);
+        assert_eq!(DatasetKind::from_wire(7), Some(DatasetKind::PayrollSummary));
+        assert_eq!(DatasetKind::from_wire(8), None);
+    }
+
+    #[test]
+    fn payroll_summaries_name_no_one_and_climb_to_every_supervisor_above_the_county() {
+        let scope = "130102:2026-11";
+        let summary = DatasetKind::PayrollSummary;
+        assert!(!summary.personal());
+        assert!(DatasetKind::Payroll.personal());
+        for (role, division) in [
+            (Role::CountyCivilAffairs, "130102"),
+            (Role::Township, "130102001"),
+            (Role::Hub, "130102"),
+            (Role::Hub, "13"),
+            (Role::Hub, "00"),
+            (Role::Supervisor, "13"),
+            (Role::Supervisor, "00"),
+        ] {
+            assert!(
+                reaches(summary, scope, role, division),
+                "{role:?} {division}"
+            );
+        }
+        for (role, division) in [
+            (Role::Supervisor, "44"),
+            (Role::Hub, "44"),
+            (Role::Hub, "130104"),
+            (Role::Township, "130104001"),
+            (Role::CountyCivilAffairs, "440106"),
+        ] {
+            assert!(
+                !reaches(summary, scope, role, division),
+                "{role:?} {division}"
+            );
+        }
+        // The record itself stays in the county.
+        assert!(!reaches(
+            DatasetKind::Payroll,
+            scope,
+            Role::Supervisor,
+            "13"
+        ));
+        assert!(!reaches(DatasetKind::Payroll, scope, Role::Hub, "13"));
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Role {
             Role::CountyDpf => "县级残联",
             Role::CountyCivilAffairs => "县级民政部门",
             Role::Hub => "中继枢纽",
-            Role::Supervisor => "省级监管",
+            Role::Supervisor => "监管部门",
         }
     }
 

@@ -55,8 +55,9 @@ pub struct Pending {
     pub provisional: bool,
     /// The role of the office that must take the next step.
     pub role: Role,
-    /// That office's id, when the chain names it (the acceptance office, the
-    /// domicile township); empty for a county office the chain has not reached.
+    /// That office's id: the acceptance office from the chain, else the one
+    /// office of that role the directory certifies at the domicile (empty
+    /// when it certifies none or several).
     pub office: String,
 }
 

@@ -517,9 +517,17 @@ pub fn supervise(
     let mut ctx = VerifyContext::new(directory, calendar, now, &has_head);
     ctx.publicity_days = publicity_days(domicile.get(..2).unwrap_or("00"));
     let report = verify_case(&history, &ctx);
-    for v in report.errors() {
+    // A late step is a fact the reports count, not a flaw of the chain; any
+    // other error is, and the chain counts only up to the first step it
+    // touches (a step its signer had no authority for is no step).
+    let flaws: Vec<&crate::verify::Violation> = report
+        .errors()
+        .filter(|v| v.kind != crate::verify::ViolationKind::DeadlineMissed)
+        .collect();
+    for v in &flaws {
         problems.push(format!("{}: {}", v.kind.code(), v.reason));
     }
+    let flawed: BTreeSet<usize> = flaws.iter().filter_map(|v| v.index).collect();
     let roles: BTreeMap<&str, Role> = directory
         .certificates
         .iter()
@@ -530,6 +538,7 @@ pub fn supervise(
         .map(|b| {
             b.entries
                 .iter()
+                .take_while(|e| !flawed.contains(&e.index))
                 .map(|e| Step {
                     seq: e.seq,
                     from: e.from,
@@ -553,28 +562,33 @@ pub fn supervise(
         .or_else(|| latest_of(Member::Acceptance).map(|a| a.office.as_str().to_string()))
         .unwrap_or_default();
     let county = domicile.get(..6).unwrap_or("").to_string();
-    let pending = branch.and_then(|b| b.next_deadline.as_ref()).and_then(|p| {
-        let next = *p.next.first()?;
-        let rule = stage::TRANSITIONS
-            .iter()
-            .find(|r| r.from == Some(p.stage) && r.to == next)?;
-        let role = rule.signer.role();
-        let office = match rule.signer {
-            stage::Signer::Acceptance => acceptance_office.clone(),
-            stage::Signer::DomicileTownship => office_at(directory, Role::Township, &domicile),
-            stage::Signer::DomicileCountyDpf => office_at(directory, Role::CountyDpf, &county),
-            stage::Signer::DomicileCountyCivilAffairs => {
-                office_at(directory, Role::CountyCivilAffairs, &county)
-            }
-        };
-        Some(Pending {
-            next: p.next.clone(),
-            deadline: p.date,
-            provisional: p.provisional,
-            role,
-            office,
-        })
-    });
+    // The branch's next deadline is its tip's: none when the chain was cut.
+    let cut = branch.is_some_and(|b| steps.len() < b.entries.len());
+    let pending = branch
+        .filter(|_| !cut)
+        .and_then(|b| b.next_deadline.as_ref())
+        .and_then(|p| {
+            let next = *p.next.first()?;
+            let rule = stage::TRANSITIONS
+                .iter()
+                .find(|r| r.from == Some(p.stage) && r.to == next)?;
+            let role = rule.signer.role();
+            let office = match rule.signer {
+                stage::Signer::Acceptance => acceptance_office.clone(),
+                stage::Signer::DomicileTownship => office_at(directory, Role::Township, &domicile),
+                stage::Signer::DomicileCountyDpf => office_at(directory, Role::CountyDpf, &county),
+                stage::Signer::DomicileCountyCivilAffairs => {
+                    office_at(directory, Role::CountyCivilAffairs, &county)
+                }
+            };
+            Some(Pending {
+                next: p.next.clone(),
+                deadline: p.date,
+                provisional: p.provisional,
+                role,
+                office,
+            })
+        });
     // The facts, each from the office whose write it is.
     let decided = steps.iter().any(|s| s.to == Stage::Decided);
     let decider = latest_of(Member::CivilAffairs).filter(|_| decided);

@@ -1224,6 +1224,36 @@ pub fn check_backup_destination(out: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Refuses an export directory inside a node's data directory (an export
+/// replaces files it wrote before, and must never mix with a node's own):
+/// judged from its nearest existing ancestor, before anything is created.
+pub fn check_export_destination(out: &Path) -> Result<(), NodeError> {
+    let absolute = std::path::absolute(out).map_err(io(out))?;
+    let Some(existing) = absolute.ancestors().find(|a| a.exists()) else {
+        return Ok(());
+    };
+    let existing = std::fs::canonicalize(existing).map_err(io(existing))?;
+    for ancestor in existing.ancestors() {
+        if ancestor.join(NODE_FILE).exists() || ancestor.join(tongban_store::DB_FILE_NAME).exists()
+        {
+            return Err(NodeError::Rejected(format!(
+                "--out {}: inside the node data directory {}; export elsewhere                  导出目录不能在节点数据目录内",
+                out.display(),
+                ancestor.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl LocalNode {
+    /// Stores what a supervisor's node made of `case` (the replica does it as
+    /// attestations arrive; `supervision::reconcile` for rows missing).
+    pub fn put_supervised(&self, case: &CaseId, bytes: &[u8]) -> Result<(), NodeError> {
+        Ok(self.store.write(|tx| tx.put_supervised(case, bytes))?)
+    }
+}
+
 /// [`LocalNode::rehash_materials`] on a store (the daemon runs it beside its
 /// engine).
 pub fn rehash_in(store: &Store, cases: &[CaseId]) -> Result<MaterialCheck, NodeError> {

@@ -41,7 +41,7 @@ pub fn reconcile(local: &LocalNode) -> Result<usize, NodeError> {
             if let Some(bytes) =
                 tongban_replica::supervised_of(case, &all, &directory, local.calendar())
             {
-                store.write(|tx| tx.put_supervised(case, &bytes))?;
+                local.put_supervised(case, &bytes)?;
                 written += 1;
             }
         }
@@ -110,7 +110,13 @@ pub fn payroll_summaries(
     let Some(authority) = held.authority else {
         return Ok(Vec::new());
     };
-    let region = if region == "00" { "" } else { region };
+    // Summaries are kept by county (`COUNTY:MONTH`): a township region reads
+    // its county's.
+    let region = match region.len() {
+        2 if region == "00" => "",
+        9 => region.get(..6).unwrap_or(region),
+        _ => region,
+    };
     let prefix = tongban_replica::dataset_key(DatasetKind::PayrollSummary.wire(), region);
     let mut out = Vec::new();
     for (_, bytes) in held.store.meta_with_prefix(&prefix)? {
@@ -365,6 +371,7 @@ pub fn export(
     region: &str,
 ) -> Result<tongban_report::ExportSummary, NodeError> {
     tongban_report::Region::parse(region).map_err(|e| bad("--region", e))?;
+    crate::local::check_export_destination(dir)?;
     let (cases, _) = cases_for_report(held, region)?;
     let summaries = payroll_summaries(held, region)?;
     tongban_report::export_parquet(dir, &cases, &summaries)

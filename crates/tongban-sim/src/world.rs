@@ -4,8 +4,8 @@
 //! The tree is 2 provinces × 2 counties × 3 townships: Hebei (13) with Chang'an
 //! (130102) and Qiaoxi (130104) of Shijiazhuang, Guangdong (44) with Yuexiu
 //! (440104) and Tianhe (440106) of Guangzhou. Each county has a hub, a DPF and a
-//! civil affairs bureau; each province a hub; and there is the national hub: 27
-//! nodes.
+//! civil affairs bureau; each province a hub and a supervisor; and there are
+//! the national hub and the national supervisor: 30 nodes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

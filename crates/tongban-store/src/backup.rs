@@ -938,7 +938,31 @@ impl Checker {
             }
             Record::PeerCursor { .. } => self.summary.peer_cursors += 1,
             Record::SyncState { .. } => self.summary.sync_states += 1,
-            Record::Attestation { .. } => self.summary.attestations += 1,
+            Record::Attestation { case, office, row } => {
+                // Its change-log row must not take another's place.
+                if !self.seqs.insert(row.seq) {
+                    return Err(format!(
+                        "the attestation of {case} by {office} repeats seq {}",
+                        row.seq
+                    ));
+                }
+                if row.seq == 0 || row.seq > self.summary.latest_seq {
+                    return Err(format!(
+                        "the attestation of {case} by {office} has seq {} beyond the snapshot's {}",
+                        row.seq, self.summary.latest_seq
+                    ));
+                }
+                if office.is_empty()
+                    || office.len() > crate::write::MAX_SHORT_TEXT
+                    || row.domicile.len() > crate::write::MAX_SHORT_TEXT
+                    || row.bytes.is_empty()
+                {
+                    return Err(format!(
+                        "the attestation of {case} by {office} is malformed"
+                    ));
+                }
+                self.summary.attestations += 1;
+            }
             Record::End {
                 records,
                 cases,

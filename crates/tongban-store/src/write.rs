@@ -20,7 +20,7 @@ use crate::types::{
 /// Limits on caller-given values, so that a row always fits its length prefixes.
 const MAX_OFFICES: usize = 64;
 const MAX_SUBSIDY_KINDS: usize = 16;
-const MAX_SHORT_TEXT: usize = 256;
+pub(crate) const MAX_SHORT_TEXT: usize = 256;
 
 /// One write transaction: the operations called on it commit together, durably,
 /// when the closure given to [`Store::write`] returns `Ok`, or not at all.

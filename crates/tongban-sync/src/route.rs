@@ -42,7 +42,7 @@ pub enum Place {
     CountyOffice(DivisionCode, CountyOffice),
     /// A township or street office, under its county hub (9-digit code).
     Township(DivisionCode),
-    /// A supervisor (省级监管 under its province hub, 2-digit code; national,
+    /// A supervisor (监管部门: a province's under its province hub, 2-digit code; national,
     /// `None`, under the national hub). It holds no case document, only the
     /// attestations of the cases of its region ([`attestation_on_route`]).
     Supervisor(Option<DivisionCode>),

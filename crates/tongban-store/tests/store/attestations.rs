@@ -562,11 +562,10 @@ fn rewrite(magic: &[u8], records: &[(u8, Vec<u8>)]) -> Vec<u8> {
     file
 }
 
-#[test]
-#[ignore = "bug: verify_backup checks case records for repeated seqs and seqs beyond the snapshot, not attestation records; restore then overwrites a case's change-log row (backup.rs, Record::Attestation in the scan's checks)"]
-fn a_backup_whose_attestation_takes_a_case_seq_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let source = Store::open(root.path().join("source"), &create()).unwrap();
+/// A backup of one case (seq 1) and one attestation (seq 2), with the
+/// attestation's seq rewritten to `seq` and every checksum made anew.
+fn backup_with_attestation_seq(root: &std::path::Path, seq: u64) -> std::path::PathBuf {
+    let source = Store::open(root.join("source"), &create()).unwrap();
     let mut rng = Rng::new(9);
     let case = case_id(1);
     let w = source
@@ -578,12 +577,17 @@ fn a_backup_whose_attestation_takes_a_case_seq_is_refused() {
         .unwrap();
     assert_eq!(w.seq, 1);
     assert!(put(&source, &case_id(2), "130102-ca", 1)); // seq 2
-    let file = root.path().join("backup.tbk");
+    let file = root.join("backup.tbk");
     source.backup_to(&file).unwrap();
     let bytes = std::fs::read(&file).unwrap();
+    // The rewriting itself is sound: the unchanged records verify.
+    let same = root.join("same.tbk");
+    std::fs::write(&same, rewrite(&bytes[..16], &records(&bytes))).unwrap();
+    verify_backup(&same).unwrap();
+
     let mut recs = records(&bytes);
     let attestation = recs.iter_mut().find(|(tag, _)| *tag == 12).unwrap();
-    // case str, office str, then the row: version byte, seq.
+    // case str, office str, then the row: its length, version byte, seq.
     let case_len = u32::from_le_bytes(attestation.1[..4].try_into().unwrap()) as usize;
     let at = 4 + case_len;
     let office_len = u32::from_le_bytes(attestation.1[at..at + 4].try_into().unwrap()) as usize;
@@ -592,23 +596,32 @@ fn a_backup_whose_attestation_takes_a_case_seq_is_refused() {
         u64::from_le_bytes(attestation.1[seq_at..seq_at + 8].try_into().unwrap()),
         2
     );
-    attestation.1[seq_at..seq_at + 8].copy_from_slice(&1u64.to_le_bytes());
-    let forged = root.path().join("forged.tbk");
+    attestation.1[seq_at..seq_at + 8].copy_from_slice(&seq.to_le_bytes());
+    let forged = root.join(format!("seq-{seq}.tbk"));
     std::fs::write(&forged, rewrite(&bytes[..16], &recs)).unwrap();
-    // The rewriting itself is sound: the unchanged records verify.
-    let same = root.path().join("same.tbk");
-    std::fs::write(&same, rewrite(&bytes[..16], &records(&bytes))).unwrap();
-    verify_backup(&same).unwrap();
+    forged
+}
 
-    let verified = verify_backup(&forged);
-    if verified.is_ok() {
-        // What restoring it does: the case's log entry is gone.
-        let target = root.path().join("restored");
-        restore(&forged, &target).unwrap();
-        let restored = open(&target);
-        let log = restored.changes_since(0, 100).unwrap();
-        panic!(
-            "a backup whose attestation repeats the case's seq 1 verified; restored log: {log:?}"
-        );
+#[test]
+fn a_backup_whose_attestation_takes_a_case_seq_is_refused() {
+    // Before 22929c6 it verified, and restoring it overwrote the case's
+    // change-log row with the attestation's.
+    let root = tempfile::tempdir().unwrap();
+    let forged = backup_with_attestation_seq(root.path(), 1);
+    let err = verify_backup(&forged).unwrap_err().to_string();
+    assert!(err.contains("repeats seq 1"), "{err}");
+    let target = root.path().join("restored");
+    assert!(restore(&forged, &target).is_err());
+}
+
+#[test]
+fn a_backup_whose_attestation_seq_is_beyond_the_snapshot_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    for seq in [0, 3, u64::MAX] {
+        let dir = root.path().join(format!("run-{seq}"));
+        std::fs::create_dir(&dir).unwrap();
+        let forged = backup_with_attestation_seq(&dir, seq);
+        let err = verify_backup(&forged).unwrap_err().to_string();
+        assert!(err.contains("beyond the snapshot"), "seq {seq}: {err}");
     }
 }

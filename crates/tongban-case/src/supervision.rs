@@ -60,7 +60,7 @@ pub fn attest(
             Timestamp(e.at),
         ))
     });
-    SignedAttestation::sign(
+    let signed = SignedAttestation::sign(
         Attestation {
             case: case_id,
             office: office.clone(),
@@ -75,5 +75,13 @@ pub fn attest(
         },
         key,
     )
-    .map_err(|e| CaseError::Payload(e.to_string()))
+    .map_err(|e| CaseError::Payload(e.to_string()))?;
+    // What does not decode would be refused at the first hub: say so here.
+    SignedAttestation::decode(&signed.encode()).map_err(|e| {
+        CaseError::Payload(format!(
+            "the attestation of {} would not decode: {e}",
+            case.case_id
+        ))
+    })?;
+    Ok(signed)
 }

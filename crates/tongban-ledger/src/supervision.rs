@@ -528,6 +528,31 @@ pub fn supervise(
         problems.push(format!("{}: {}", v.kind.code(), v.reason));
     }
     let flawed: BTreeSet<usize> = flaws.iter().filter_map(|v| v.index).collect();
+    // The chain the reports count is the history without its flawed steps,
+    // verified again: what follows a flawed step hangs from nothing and
+    // drops out, and the last sound step's deadline stays pending — so an
+    // office cannot hide an overdue step by slipping in a forged one.
+    let report = if flawed.is_empty() {
+        report
+    } else {
+        let sound = CaseHistory {
+            case: history.case.clone(),
+            transitions: history
+                .transitions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !flawed.contains(i))
+                .map(|(_, t)| t.clone())
+                .collect(),
+            domicile_township: history.domicile_township.clone(),
+        };
+        verify_case(&sound, &ctx)
+    };
+    let flawed: BTreeSet<usize> = report
+        .errors()
+        .filter(|v| v.kind != crate::verify::ViolationKind::DeadlineMissed)
+        .filter_map(|v| v.index)
+        .collect();
     let roles: BTreeMap<&str, Role> = directory
         .certificates
         .iter()

@@ -80,22 +80,43 @@ impl Holdings {
 }
 
 /// Every supervised case this node holds that concerns `region` (a division
-/// code prefix, `00` for all), read in one pass. A row that does not decode
-/// is an error naming the case: the store is damaged.
+/// code prefix, `00` for all), read in one pass: rows are taken from redb in
+/// one read transaction and decoded on all cores a batch at a time. A row
+/// that does not decode is an error naming the case: the store is damaged.
 pub fn supervised_cases(held: &Holdings, region: &str) -> Result<Vec<SupervisedCase>, NodeError> {
+    use rayon::prelude::*;
+    const BATCH: usize = 1 << 14;
+    let decode = |batch: &mut Vec<(String, Vec<u8>)>,
+                  out: &mut Vec<SupervisedCase>|
+     -> Result<(), NodeError> {
+        let decoded: Result<Vec<Option<SupervisedCase>>, NodeError> = batch
+            .par_iter()
+            .map(|(case, bytes)| {
+                let supervised = SupervisedCase::from_row(bytes).map_err(|e| {
+                    NodeError::Store(tongban_store::StoreError::InvalidArgument {
+                        detail: format!(
+                            "the supervised row of case {case} does not decode (the store is damaged; `tongban node restore` a backup, whose attestations rebuild it): {e}"
+                        ),
+                    })
+                })?;
+                Ok(supervised.in_region(region).then_some(supervised))
+            })
+            .collect();
+        out.extend(decoded?.into_iter().flatten());
+        batch.clear();
+        Ok(())
+    };
     let mut out = Vec::new();
+    let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(BATCH);
     let visited = held.store.for_each_supervised(|case, bytes| {
-        let supervised: SupervisedCase = serde_json::from_slice(bytes).map_err(|e| {
-            NodeError::Rejected(format!(
-                "supervised row of case {case} does not decode: {e}"
-            ))
-        })?;
-        if supervised.in_region(region) {
-            out.push(supervised);
+        batch.push((case.to_string(), bytes.to_vec()));
+        if batch.len() == BATCH {
+            decode(&mut batch, &mut out)?;
         }
         Ok::<(), NodeError>(())
     })?;
     visited?;
+    decode(&mut batch, &mut out)?;
     Ok(out)
 }
 
@@ -260,7 +281,7 @@ pub fn cases_for_report(
             let all = store.attestations_of(case)?;
             if let Some(bytes) =
                 tongban_replica::supervised_of(case, &all, directory, &held.calendar)
-                && let Ok(seen) = serde_json::from_slice::<SupervisedCase>(&bytes)
+                && let Ok(seen) = SupervisedCase::from_row(&bytes)
                 && seen.in_region(region)
             {
                 out.push(seen);

@@ -114,7 +114,7 @@ pub fn offices_of(directory: &[u8]) -> OfficeList {
 /// What a supervisor makes of the attestations held of `case`
 /// (`tongban_ledger::supervision::supervise`, deadlines counted with
 /// `calendar`, the publicity period from the domicile province's policy), as
-/// the JSON of a `tongban_domain::supervision::SupervisedCase`; `None` when
+/// a `tongban_domain::supervision::SupervisedCase` row (`to_row`); `None` when
 /// no attestation holds. Attestations that do not decode are skipped (they
 /// were checked before they were stored).
 pub fn supervised_of(
@@ -141,7 +141,7 @@ pub fn supervised_of(
         publicity,
         tongban_domain::ids::Timestamp::now(),
     )?;
-    serde_json::to_vec(&supervised).ok()
+    Some(supervised.to_row())
 }
 
 /// The keyed hash of a resident ID under a node's secret: duplicate detection

@@ -312,7 +312,7 @@ fn check_supervisors(sim: &Sim) -> Vec<String> {
                 ));
                 continue;
             };
-            match serde_json::from_slice::<SupervisedCase>(&bytes) {
+            match SupervisedCase::from_row(&bytes) {
                 Ok(seen) => {
                     if !seen.problems.is_empty() {
                         out.push(format!(

@@ -745,6 +745,10 @@ fn a_transition_signed_without_authority_is_no_step_of_the_chain() {
         case.steps.last()
     );
     assert_eq!(case.stage(), Some(Stage::DpfReviewed));
+    // The forged step hides nothing: the decision stays pending, with its
+    // deadline, as in the sound chain.
+    assert!(clean.pending.is_some());
+    assert_eq!(case.pending, clean.pending);
 }
 
 #[test]

@@ -282,13 +282,13 @@ fn supervisors_hold_attestations_and_no_personal_data_or_it_is_caught() {
         .supervised(&track.id)
         .unwrap()
         .unwrap();
-    let mut row: serde_json::Value = serde_json::from_slice(&row).unwrap();
-    row["problems"] = serde_json::json!([format!("note {id_number}")]);
+    let mut row = tongban_domain::supervision::SupervisedCase::from_row(&row).unwrap();
+    row.problems = vec![format!("note {id_number}")];
     leaked
         .store(province)
         .unwrap()
         .inner()
-        .write(|tx| tx.put_supervised(&track.id, &serde_json::to_vec(&row).unwrap()))
+        .write(|tx| tx.put_supervised(&track.id, &row.to_row()))
         .unwrap();
     let violations = check(&leaked);
     assert!(

@@ -34,6 +34,14 @@ fn the_demo_carries_a_case_through_every_stage_and_verifies() {
         "{text}"
     );
     assert!(text.contains("全部验证通过"), "{text}");
+    // Hebei's supervisor checked the chain itself, every step on time.
+    assert!(text.contains("省级监管 supervision"), "{text}");
+    let supervised = &text[text.find("省级监管 supervision").unwrap()..];
+    assert!(
+        supervised.contains("初审 initial_reviewed") && supervised.contains("时限至"),
+        "{text}"
+    );
+    assert!(!supervised.contains("✘ 超时"), "{text}");
     assert!(keep.join("authority.pub").is_file());
     // Each node's data directory is kept, and verifies with the CLI afterwards.
     for office in [

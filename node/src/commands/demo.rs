@@ -6,7 +6,9 @@
 //! tree of docs/design.md §5: the national hub, the Guangdong and Hebei province hubs,
 //! the Tianhe and Chang'an county hubs, the Tianhe street office (acceptance), the
 //! Chang'an street office (domicile), and the Chang'an DPF and civil affairs
-//! bureau. The domicile office reaches its county hub through a UDP relay that
+//! bureau — and a tenth, Hebei's supervisor under its province hub, which
+//! holds no case: it receives what the offices attest and checks every
+//! signature and deadline itself. The domicile office reaches its county hub through a UDP relay that
 //! the demo partitions for part of the run. Every step is signed at the office the
 //! stage machine names and travels by the sync protocol; the receipts are signed
 //! by the receiving nodes themselves.
@@ -50,7 +52,7 @@ type DemoOffice = (
 );
 
 /// The offices, from the root of the hub tree down.
-const OFFICES: [DemoOffice; 9] = [
+const OFFICES: [DemoOffice; 10] = [
     ("hub-cn", Some("全国枢纽"), Role::Hub, "00", None),
     (
         "hub-44",
@@ -108,13 +110,30 @@ const OFFICES: [DemoOffice; 9] = [
         "130102001",
         Some("hub-130102"),
     ),
+    (
+        SUPERVISOR,
+        Some("河北省民政厅（监管）"),
+        Role::Supervisor,
+        "13",
+        Some("hub-13"),
+    ),
 ];
+
+/// The offices that hold the case (every node but the supervisor, which
+/// holds only what the case's offices attest).
+fn case_offices() -> impl Iterator<Item = &'static str> {
+    OFFICES
+        .iter()
+        .filter(|(_, _, role, ..)| *role != Role::Supervisor)
+        .map(|(id, ..)| *id)
+}
 
 const HUB_CN: &str = "hub-cn";
 const ACCEPTANCE: &str = "440106001";
 const DOMICILE: &str = "130102001";
 const DPF: &str = "130102-dpf";
 const CIVIL: &str = "130102-ca";
+const SUPERVISOR: &str = "supervisor-13";
 
 /// How long one hop of sync may take before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -179,7 +198,7 @@ impl Demo {
         let start = Instant::now();
         loop {
             let mut counts = BTreeMap::new();
-            for (id, ..) in OFFICES {
+            for id in case_offices() {
                 let case = case.clone();
                 let count = self
                     .handle(id)?
@@ -397,7 +416,12 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let relay = relay.context("the domicile relay")?;
     let result = walk(&demo, &relay, &calendar, &directory, day0, &name_of).await;
     let mut stopped_ok = true;
-    for (id, (_, daemon)) in std::mem::take(&mut demo.nodes) {
+    // Leaves first, so that no node sees its hub go away.
+    let mut nodes = std::mem::take(&mut demo.nodes);
+    for (id, ..) in OFFICES.iter().rev() {
+        let Some((_, daemon)) = nodes.remove(id) else {
+            continue;
+        };
         if let Err(err) = daemon.shutdown().await {
             println!("  节点 {id} 停止时出错 error at shutdown: {err}");
             stopped_ok = false;
@@ -729,11 +753,11 @@ async fn walk(
         Payload::default(),
     )
     .await?;
-    for (id, ..) in OFFICES {
+    for id in case_offices() {
         demo.wait_for(id, &case_id, Stage::Active).await?;
     }
     println!(
-        "  {:>6.2}s  九个节点均已收到 active（发放中）",
+        "  {:>6.2}s  九个办理及枢纽节点均已收到 active（发放中）",
         demo.started.elapsed().as_secs_f64()
     );
 
@@ -785,7 +809,7 @@ async fn walk(
     // of its route (hubs relay them), fetched and checked by their hashes.
     let materials = demo.wait_for_materials(&case_id).await?;
     println!("\n逐节点验证 verification on every node:");
-    for (id, ..) in OFFICES {
+    for id in case_offices() {
         let case = case_id.clone();
         let dir2 = directory.clone();
         let cal2 = calendar.clone();
@@ -826,5 +850,72 @@ async fn walk(
         }
         all_ok &= ok;
     }
+    all_ok &= supervision(&demo, &case_id).await?;
     Ok(all_ok)
+}
+
+/// The Hebei supervisor's own reading of the case: what the offices
+/// attested, every signature and deadline checked on the supervisor's node,
+/// and no personal data there.
+async fn supervision(demo: &Demo, case_id: &CaseId) -> anyhow::Result<bool> {
+    let start = Instant::now();
+    let reading = loop {
+        let case = case_id.clone();
+        let held = demo
+            .handle(SUPERVISOR)?
+            .exec(move |node, _| -> anyhow::Result<_> {
+                Ok(match node.store().supervised(&case)? {
+                    Some(row) => Some(
+                        tongban_domain::supervision::SupervisedCase::from_row(&row)
+                            .map_err(anyhow::Error::msg)?,
+                    ),
+                    None => None,
+                })
+            })
+            .await??;
+        if let Some(reading) = held
+            && reading.stage() == Some(Stage::Active)
+        {
+            break reading;
+        }
+        if start.elapsed() > STEP_TIMEOUT {
+            bail!("the supervisor did not see the case reach active");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "\n省级监管 supervision: {} 据各经办机关签署的报送自行核验签名与时限 (no case document, no personal data there)",
+        demo.name(SUPERVISOR)
+    );
+    for step in reading.steps.iter().filter(|s| s.deadline.is_some()) {
+        println!(
+            "  {:<26} {:<12} 时限至 {} {}",
+            format!("{} {}", step.to.zh(), step.to.code()),
+            step.office,
+            step.deadline.map(|d| d.to_string()).unwrap_or_default(),
+            if step.late {
+                "✘ 超时"
+            } else {
+                "✔ 按时"
+            }
+        );
+    }
+    let awarded: Vec<String> = reading
+        .awards
+        .iter()
+        .map(|a| format!("{} {} 元/月", a.kind.zh(), a.monthly_yuan))
+        .collect();
+    println!(
+        "  审定 awards: {}；评价 evaluation: {}",
+        awarded.join("，"),
+        reading
+            .evaluation
+            .as_ref()
+            .map_or("—".to_string(), |e| format!("{} 分", e.score))
+    );
+    let ok = reading.problems.is_empty() && reading.steps.iter().all(|s| !s.late);
+    for problem in &reading.problems {
+        println!("      {problem}");
+    }
+    Ok(ok)
 }

@@ -850,7 +850,7 @@ async fn walk(
         }
         all_ok &= ok;
     }
-    all_ok &= supervision(&demo, &case_id).await?;
+    all_ok &= supervision(demo, &case_id).await?;
     Ok(all_ok)
 }
 

@@ -6,6 +6,8 @@
 //! processes and the control API are tested in `tests/integration`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -85,19 +87,7 @@ fn pushed(w: &World, office: &str, id: &str, kinds: &[&str], at: Timestamp) -> C
         ..Default::default()
     };
     let made = node.new_case(&form, &op(), at).unwrap();
-    for (code, _) in &made.notice {
-        let scan = format!("scan of {code} for {}", made.case_id);
-        node.attach_reader(
-            &made.case_id,
-            scan.as_bytes(),
-            &format!("{code}.jpg"),
-            code,
-            "image/jpeg",
-            &op(),
-            at,
-        )
-        .unwrap();
-    }
+    common::attach_notice(node, &made, &op(), at);
     for to in [Stage::Accepted, Stage::Pushed] {
         node.act(&made.case_id, to, &Payload::default(), &op(), at)
             .unwrap();

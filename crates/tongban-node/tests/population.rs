@@ -23,6 +23,8 @@
 //! docs/performance.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -35,6 +37,8 @@ use tongban_domain::payroll::YearMonth;
 use tongban_domain::stage::{Role, Stage};
 use tongban_node::local::{LocalNode, NodeError};
 use tongban_node::provision::{OfficeSpec, provision};
+
+use common::Rng;
 
 /// (county, township) of each province: Hebei, Guangdong, Beijing.
 const PROVINCES: [(&str, &str); 3] = [
@@ -105,23 +109,6 @@ impl Person {
     }
 }
 
-/// A small deterministic generator (splitmix64): the population is the same
-/// in every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn population(n: usize) -> Vec<Person> {
     let mut rng = Rng(0x7453_2026);
     (0..n)
@@ -177,16 +164,8 @@ struct World {
 
 impl World {
     fn new() -> World {
-        // Memory-backed where the machine has it: this test is about the
-        // rules over thousands of cases, not about durability (the store's
-        // own tests are), and each of its ~100,000 commits would wait for the
-        // disk.
-        let shm = Path::new("/dev/shm");
-        let tmp = if shm.is_dir() {
-            tempfile::tempdir_in(shm).unwrap_or_else(|_| tempfile::tempdir().unwrap())
-        } else {
-            tempfile::tempdir().unwrap()
-        };
+        // Memory-backed where the machine has it (~100,000 commits).
+        let tmp = common::memory_tempdir();
         let mut specs = Vec::new();
         for (county, township) in PROVINCES {
             specs.push(OfficeSpec::new(township, Role::Township, township));
@@ -279,19 +258,7 @@ fn advance(w: &World, people: &[Person], app: &mut Application, today: NaiveDate
             };
             let node = w.node(app.office);
             let made = node.new_case(&form, &op(), at(today)).unwrap();
-            for (code, _) in &made.notice {
-                let scan = format!("{code} of {}", made.case_id);
-                node.attach_reader(
-                    &made.case_id,
-                    scan.as_bytes(),
-                    &format!("{code}.jpg"),
-                    code,
-                    "image/jpeg",
-                    &op(),
-                    at(today),
-                )
-                .unwrap();
-            }
+            common::attach_notice(node, &made, &op(), at(today));
             let case = made.case_id;
             w.act(
                 app.office,

@@ -17,8 +17,11 @@
 //! (docs/performance.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
+
+use common::Rng;
 
 use chrono::{Duration, NaiveDate};
 use tongban_case::document::policy_awards;
@@ -93,21 +96,6 @@ impl Plan {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn plans(n: usize) -> Vec<Plan> {
     let mut rng = Rng(0x5u64 << 40 | 2026);
     (0..n)
@@ -161,12 +149,7 @@ fn ca(county: &str) -> String {
 
 impl World {
     fn new() -> World {
-        let shm = Path::new("/dev/shm");
-        let tmp = if shm.is_dir() {
-            tempfile::tempdir_in(shm).unwrap_or_else(|_| tempfile::tempdir().unwrap())
-        } else {
-            tempfile::tempdir().unwrap()
-        };
+        let tmp = common::memory_tempdir();
         let mut specs = Vec::new();
         for (county, township) in PROVINCES {
             specs.push(OfficeSpec::new(township, Role::Township, township));
@@ -240,19 +223,7 @@ fn run(w: &World, p: &Plan) -> CaseId {
     };
     let node = w.node(office);
     let made = node.new_case(&form, &op(), at(today)).unwrap();
-    for (code, _) in &made.notice {
-        let scan = format!("{code} of {}", made.case_id);
-        node.attach_reader(
-            &made.case_id,
-            scan.as_bytes(),
-            &format!("{code}.jpg"),
-            code,
-            "image/jpeg",
-            &op(),
-            at(today),
-        )
-        .unwrap();
-    }
+    common::attach_notice(node, &made, &op(), at(today));
     let case = made.case_id;
     w.act(office, &case, Stage::Accepted, Payload::default(), today);
     let steps = p.steps();

@@ -22,7 +22,36 @@ use tongban_ledger::keys::PublicKey;
 
 use super::{Event, SessionId, SyncError, SyncNode, store_err};
 use crate::store::{StoreWrite, SyncStore};
-use crate::wire::{DatasetVersion, Message};
+use crate::wire::{DatasetVersion, MAX_DATASETS, Message};
+
+/// A node's list of held datasets as frames of at most `per_frame` entries:
+/// every frame full but the last, which is shorter — empty when the list
+/// fills its frames exactly — so the receiver knows where the list ends.
+/// (A national hub holds every county's monthly payroll summaries: far more
+/// than one frame's [`MAX_DATASETS`].)
+pub(crate) fn list_frames(held: Vec<DatasetVersion>, per_frame: usize) -> Vec<Vec<DatasetVersion>> {
+    let per_frame = per_frame.max(1);
+    let mut frames: Vec<Vec<DatasetVersion>> = held
+        .chunks(per_frame)
+        .map(<[DatasetVersion]>::to_vec)
+        .collect();
+    if frames.last().is_none_or(|f| f.len() == per_frame) {
+        frames.push(Vec::new());
+    }
+    frames
+}
+
+/// Takes one frame of a peer's list into what arrived so far; the whole list
+/// once its last (shorter) frame is in.
+pub(crate) fn assemble_list(
+    incoming: &mut Vec<DatasetVersion>,
+    frame: Vec<DatasetVersion>,
+    per_frame: usize,
+) -> Option<Vec<DatasetVersion>> {
+    let last = frame.len() < per_frame.max(1);
+    incoming.extend(frame);
+    last.then(|| std::mem::take(incoming))
+}
 
 /// A dataset this node holds, verified.
 #[derive(Debug, Clone)]
@@ -144,12 +173,21 @@ impl SyncNode {
                 version: d.version,
             })
             .collect();
-        let _ = self.send(session, &Message::Datasets { held });
+        for held in list_frames(held, MAX_DATASETS) {
+            if let Err(err) = self.send(session, &Message::Datasets { held }) {
+                tracing::warn!(%peer, %err, "the list of datasets held was not sent");
+                return;
+            }
+        }
     }
 
     /// The peer's list: send it what this node holds newer.
     pub(super) fn on_datasets(&mut self, session: SessionId, held: Vec<DatasetVersion>) {
         let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let Some(held) = assemble_list(&mut s.datasets_incoming, held, MAX_DATASETS) else {
+            // More of the list is on its way.
             return;
         };
         // The peer's list is what it holds now: a dataset sent before and
@@ -304,5 +342,48 @@ impl SyncNode {
     /// calendar's years over it.
     pub fn calendar(&self) -> &Arc<tongban_domain::calendar::Calendar> {
         &self.calendar
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn list(n: usize) -> Vec<DatasetVersion> {
+        (0..n)
+            .map(|i| DatasetVersion {
+                kind: 7,
+                scope: format!("130102:{}", 2000 + i),
+                version: 1,
+            })
+            .collect()
+    }
+
+    /// A list of any length goes in frames the receiver puts back together
+    /// whole, exactly once, at its last frame.
+    #[test]
+    fn a_long_list_of_datasets_goes_in_frames_and_arrives_whole() {
+        for n in [0, 1, 2, 3, 4, 6, 7, 10] {
+            let frames = list_frames(list(n), 3);
+            assert!(frames.iter().all(|f| f.len() <= 3), "{n}");
+            assert!(
+                frames.last().unwrap().len() < 3,
+                "{n}: the last frame is shorter"
+            );
+            let mut incoming = Vec::new();
+            let mut whole = None;
+            for (i, frame) in frames.iter().enumerate() {
+                let got = assemble_list(&mut incoming, frame.clone(), 3);
+                assert_eq!(got.is_some(), i + 1 == frames.len(), "{n}: frame {i}");
+                whole = whole.or(got);
+            }
+            assert_eq!(whole.unwrap(), list(n), "{n}");
+            assert!(incoming.is_empty());
+        }
+        // At the wire's limit: 4,096 entries take two frames, the second empty.
+        let frames = list_frames(list(MAX_DATASETS), MAX_DATASETS);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].is_empty());
     }
 }

@@ -303,6 +303,9 @@ struct Session {
     whole: std::collections::BTreeSet<CaseId>,
     /// The version of each dataset the peer holds or was sent.
     datasets_known: BTreeMap<(tongban_domain::dataset::DatasetKind, String), u64>,
+    /// The peer's list of datasets as far as it arrived: a list longer than
+    /// one frame holds comes in full frames and ends with a shorter one.
+    datasets_incoming: Vec<crate::wire::DatasetVersion>,
 }
 
 /// The sync protocol of one node: its sessions with peers, routing, admission of
@@ -520,6 +523,7 @@ impl SyncNode {
                 retry: BTreeMap::new(),
                 sync_states: BTreeMap::new(),
                 datasets_known: BTreeMap::new(),
+                datasets_incoming: Vec::new(),
                 whole: std::collections::BTreeSet::new(),
             },
         );

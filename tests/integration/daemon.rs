@@ -712,3 +712,24 @@ async fn sync_survives_loss_delay_and_a_partition() {
         daemon.shutdown().await.unwrap();
     }
 }
+
+/// Waits (up to 60 s) until `done`, naming `what` when it times out.
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The stage code of `case` at the node in `data`, empty while it holds none.
+pub(crate) fn stage_at(data: &Path, auth: &Path, case: &str) -> String {
+    let out = tongban(Some(data), auth, &["case", "show", case, "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["stage"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}

@@ -5,9 +5,8 @@
 //! tampered one are refused and change nothing held.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::daemon::{NodeProcess, offices, ok, tongban};
+use crate::daemon::{NodeProcess, offices, ok, tongban, wait_until};
 use crate::support::{stderr, stdout};
 
 const ACCEPTANCE: &str = "440106001";
@@ -61,17 +60,6 @@ fn held(data: &Path, auth: &Path) -> Vec<(String, String, u64)> {
             )
         })
         .collect()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -7,9 +7,10 @@
 //! — once. The signed records reach the county's offices and no other.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::daemon::{NodeProcess, case_new_ok, offices, ok, push_cli, resident, tongban};
+use crate::daemon::{
+    NodeProcess, case_new_ok, offices, ok, push_cli, resident, stage_at, tongban, wait_until,
+};
 use crate::support::{stderr, stdout};
 use tongban_domain::payroll::YearMonth;
 
@@ -30,25 +31,6 @@ fn published_policy() -> String {
     include_str!("../../crates/tongban-domain/data/policies/13.toml").to_string()
         + "\n[[amounts]]\nkind = \"living\"\nlevels = [1, 2, 3, 4]\nmonthly_yuan = 130\n\
            effective_from = \"2026-01-01\"\ndivisions = [\"130102\"]\n"
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stage_at(data: &Path, auth: &Path, case: &str) -> String {
-    let out = tongban(Some(data), auth, &["case", "show", case, "--json"]);
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v["stage"].as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The kinds of the datasets `feed show` lists at `data`, with their scopes

@@ -9,9 +9,10 @@
 //! store file holds no applicant's name, ID number or certificate number.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::daemon::{NodeProcess, case_new_ok, offices, ok, push_cli, resident, tongban};
+use crate::daemon::{
+    NodeProcess, case_new_ok, offices, ok, push_cli, resident, stage_at, tongban, wait_until,
+};
 use crate::support::stderr;
 
 const ACCEPTANCE: &str = "440106001";
@@ -23,25 +24,6 @@ const SUP_HEBEI: &str = "supervisor-13";
 const SUP_GUANGDONG: &str = "supervisor-44";
 const SUP_BEIJING: &str = "supervisor-11";
 const SUP_NATION: &str = "supervisor-cn";
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stage_at(data: &Path, auth: &Path, case: &str) -> String {
-    let out = tongban(Some(data), auth, &["case", "show", case, "--json"]);
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v["stage"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
 
 /// `tongban report KIND --json` at `data` for `region` over this month.
 fn report(

@@ -26,47 +26,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use tongban_case::document::policy_awards;
 use tongban_case::{IntakeForm, Outcome, Payload};
 use tongban_domain::dataset::DatasetKind;
-use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
+use tongban_domain::ids::{CaseId, Timestamp, resident_id_check_char};
 use tongban_domain::payroll::YearMonth;
-use tongban_domain::stage::{Role, Stage};
-use tongban_node::local::{LocalNode, NodeError};
-use tongban_node::provision::{OfficeSpec, provision};
+use tongban_domain::stage::Stage;
+use tongban_node::local::NodeError;
 
-use common::Rng;
-
-/// (county, township) of each province: Hebei, Guangdong, Beijing.
-const PROVINCES: [(&str, &str); 3] = [
-    ("130102", "130102001"),
-    ("440106", "440106001"),
-    ("110101", "110101001"),
-];
-
-fn dpf(county: &str) -> String {
-    format!("{county}-dpf")
-}
-
-fn ca(county: &str) -> String {
-    format!("{county}-ca")
-}
-
-fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-/// Ten in the morning, Beijing time.
-fn at(date: NaiveDate) -> Timestamp {
-    Timestamp(Timestamp::start_of_china_date(date).0 + 10 * 3_600_000)
-}
-
-fn op() -> Operator {
-    Operator::parse("经办01").unwrap()
-}
+use common::{PROVINCES, Rng, World, approve, at, ca, day, dpf, op};
 
 /// What happens to a person's award after it is active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,76 +125,6 @@ fn population(n: usize) -> Vec<Person> {
             }
         })
         .collect()
-}
-
-struct World {
-    _tmp: tempfile::TempDir,
-    nodes: BTreeMap<String, LocalNode>,
-}
-
-impl World {
-    fn new() -> World {
-        // Memory-backed where the machine has it (~100,000 commits).
-        let tmp = common::memory_tempdir();
-        let mut specs = Vec::new();
-        for (county, township) in PROVINCES {
-            specs.push(OfficeSpec::new(township, Role::Township, township));
-            specs.push(OfficeSpec::new(&dpf(county), Role::CountyDpf, county));
-            specs.push(OfficeSpec::new(
-                &ca(county),
-                Role::CountyCivilAffairs,
-                county,
-            ));
-        }
-        provision_at(tmp.path(), &specs);
-        let nodes = specs
-            .iter()
-            .map(|s| {
-                (
-                    s.office.clone(),
-                    LocalNode::open(&tmp.path().join(&s.office)).unwrap(),
-                )
-            })
-            .collect();
-        World { _tmp: tmp, nodes }
-    }
-
-    fn node(&self, office: &str) -> &LocalNode {
-        &self.nodes[office]
-    }
-
-    fn node_mut(&mut self, office: &str) -> &mut LocalNode {
-        self.nodes.get_mut(office).unwrap()
-    }
-
-    fn carry(&self, case: &CaseId, from: &str, to: &str) {
-        let mut doc = self.node(from).case(case).unwrap();
-        self.node(to).save(case, &mut doc).unwrap();
-    }
-
-    fn act(&self, office: &str, case: &CaseId, to: Stage, payload: Payload, when: NaiveDate) {
-        self.node(office)
-            .act(case, to, &payload, &op(), at(when))
-            .unwrap_or_else(|e| panic!("{office} {case} → {to}: {e}"));
-    }
-}
-
-fn provision_at(root: &Path, specs: &[OfficeSpec]) {
-    provision(
-        root,
-        specs,
-        at(day("2025-12-01")),
-        Timestamp(Timestamp::now().0 + 400 * 86_400_000),
-    )
-    .unwrap();
-}
-
-fn approve(opinion: &str) -> Payload {
-    Payload {
-        opinion: opinion.into(),
-        outcome: Some(Outcome::Approve),
-        ..Payload::default()
-    }
 }
 
 /// One application of `p` at `office`, on its way through every stage;
@@ -483,7 +383,7 @@ fn a_seeded_population_is_paid_once_and_right_through_every_correction() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
     let people = population(n);
-    let mut w = World::new();
+    let mut w = World::new(&[]);
     let mut apps: Vec<Application> = Vec::new();
     for (i, p) in people.iter().enumerate() {
         apps.push(Application {

@@ -21,39 +21,20 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::Rng;
+use common::{PROVINCES, Rng, World, approve, at, ca, day, dpf, op};
 
 use chrono::{Duration, NaiveDate};
 use tongban_case::document::policy_awards;
 use tongban_case::{IntakeForm, Outcome, Payload};
-use tongban_domain::ids::{CaseId, Operator, Timestamp, resident_id_check_char};
+use tongban_domain::ids::{CaseId, Timestamp, resident_id_check_char};
 use tongban_domain::payroll::YearMonth;
 use tongban_domain::stage::{Role, Stage};
 use tongban_ledger::supervision::SignedAttestation;
-use tongban_node::local::LocalNode;
-use tongban_node::provision::{OfficeSpec, provision};
+use tongban_node::provision::OfficeSpec;
 use tongban_node::supervision::{Holdings, ReportKind, ReportRequest, report};
 use tongban_sync::store::{StoreWrite, SyncStore};
 
-/// (county, township) of each province: Hebei, Guangdong, Beijing.
-const PROVINCES: [(&str, &str); 3] = [
-    ("130102", "130102001"),
-    ("440106", "440106001"),
-    ("110101", "110101001"),
-];
 const LATE: i64 = 15;
-
-fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-fn at(date: NaiveDate) -> Timestamp {
-    Timestamp(Timestamp::start_of_china_date(date).0 + 10 * 3_600_000)
-}
-
-fn op() -> Operator {
-    Operator::parse("经办01").unwrap()
-}
 
 /// The steps with a deadline, in order, and the stage a case waits at
 /// before each.
@@ -132,77 +113,6 @@ fn plans(n: usize) -> Vec<Plan> {
             }
         })
         .collect()
-}
-
-struct World {
-    _tmp: tempfile::TempDir,
-    nodes: BTreeMap<String, LocalNode>,
-}
-
-fn dpf(county: &str) -> String {
-    format!("{county}-dpf")
-}
-
-fn ca(county: &str) -> String {
-    format!("{county}-ca")
-}
-
-impl World {
-    fn new() -> World {
-        let tmp = common::memory_tempdir();
-        let mut specs = Vec::new();
-        for (county, township) in PROVINCES {
-            specs.push(OfficeSpec::new(township, Role::Township, township));
-            specs.push(OfficeSpec::new(&dpf(county), Role::CountyDpf, county));
-            specs.push(OfficeSpec::new(
-                &ca(county),
-                Role::CountyCivilAffairs,
-                county,
-            ));
-        }
-        specs.push(OfficeSpec::new("supervisor-cn", Role::Supervisor, "00"));
-        specs.push(OfficeSpec::new("supervisor-13", Role::Supervisor, "13"));
-        provision(
-            tmp.path(),
-            &specs,
-            at(day("2025-12-01")),
-            Timestamp(Timestamp::now().0 + 400 * 86_400_000),
-        )
-        .unwrap();
-        let nodes = specs
-            .iter()
-            .map(|s| {
-                (
-                    s.office.clone(),
-                    LocalNode::open(&tmp.path().join(&s.office)).unwrap(),
-                )
-            })
-            .collect();
-        World { _tmp: tmp, nodes }
-    }
-
-    fn node(&self, office: &str) -> &LocalNode {
-        &self.nodes[office]
-    }
-
-    fn carry(&self, case: &CaseId, from: &str, to: &str) {
-        let mut doc = self.node(from).case(case).unwrap();
-        self.node(to).save(case, &mut doc).unwrap();
-    }
-
-    fn act(&self, office: &str, case: &CaseId, to: Stage, payload: Payload, when: NaiveDate) {
-        self.node(office)
-            .act(case, to, &payload, &op(), at(when))
-            .unwrap_or_else(|e| panic!("{office} {case} → {to}: {e}"));
-    }
-}
-
-fn approve(opinion: &str) -> Payload {
-    Payload {
-        opinion: opinion.into(),
-        outcome: Some(Outcome::Approve),
-        ..Payload::default()
-    }
 }
 
 /// Runs one case's whole plan; returns its id.
@@ -394,7 +304,10 @@ fn every_report_equals_an_independent_count_of_the_seeded_plan() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     let plans = plans(n);
-    let mut w = World::new();
+    let mut w = World::new(&[
+        OfficeSpec::new("supervisor-cn", Role::Supervisor, "00"),
+        OfficeSpec::new("supervisor-13", Role::Supervisor, "13"),
+    ]);
     let started = std::time::Instant::now();
     // Two threads, the machine's two cores; each case is one thread's.
     let half = plans.len().div_ceil(2).max(1);

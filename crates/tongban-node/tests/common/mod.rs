@@ -54,3 +54,111 @@ pub fn attach_notice(node: &LocalNode, made: &NewCase, op: &Operator, at: Timest
         .unwrap();
     }
 }
+
+/// (county, township) of each province of the seeded tests: Hebei,
+/// Guangdong, Beijing.
+pub const PROVINCES: [(&str, &str); 3] = [
+    ("130102", "130102001"),
+    ("440106", "440106001"),
+    ("110101", "110101001"),
+];
+
+pub fn dpf(county: &str) -> String {
+    format!("{county}-dpf")
+}
+
+pub fn ca(county: &str) -> String {
+    format!("{county}-ca")
+}
+
+pub fn day(s: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// Ten in the morning, Beijing time.
+pub fn at(date: chrono::NaiveDate) -> Timestamp {
+    Timestamp(Timestamp::start_of_china_date(date).0 + 10 * 3_600_000)
+}
+
+pub fn op() -> Operator {
+    Operator::parse("经办01").unwrap()
+}
+
+pub fn approve(opinion: &str) -> tongban_case::Payload {
+    tongban_case::Payload {
+        opinion: opinion.into(),
+        outcome: Some(tongban_case::Outcome::Approve),
+        ..tongban_case::Payload::default()
+    }
+}
+
+/// The offices of the three provinces' counties (a township, the DPF and
+/// civil affairs each) and any `extra`, certified from 2025-12-01, each a
+/// `LocalNode` over its own store in memory. Documents are carried between
+/// them as sync stores them (`LocalNode::save`).
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub nodes: std::collections::BTreeMap<String, LocalNode>,
+}
+
+impl World {
+    pub fn new(extra: &[tongban_node::provision::OfficeSpec]) -> World {
+        use tongban_domain::stage::Role;
+        use tongban_node::provision::{OfficeSpec, provision};
+        let tmp = memory_tempdir();
+        let mut specs = Vec::new();
+        for (county, township) in PROVINCES {
+            specs.push(OfficeSpec::new(township, Role::Township, township));
+            specs.push(OfficeSpec::new(&dpf(county), Role::CountyDpf, county));
+            specs.push(OfficeSpec::new(
+                &ca(county),
+                Role::CountyCivilAffairs,
+                county,
+            ));
+        }
+        specs.extend(extra.iter().cloned());
+        provision(
+            tmp.path(),
+            &specs,
+            at(day("2025-12-01")),
+            Timestamp(Timestamp::now().0 + 400 * 86_400_000),
+        )
+        .unwrap();
+        let nodes = specs
+            .iter()
+            .map(|s| {
+                (
+                    s.office.clone(),
+                    LocalNode::open(&tmp.path().join(&s.office)).unwrap(),
+                )
+            })
+            .collect();
+        World { tmp, nodes }
+    }
+
+    pub fn node(&self, office: &str) -> &LocalNode {
+        &self.nodes[office]
+    }
+
+    pub fn node_mut(&mut self, office: &str) -> &mut LocalNode {
+        self.nodes.get_mut(office).unwrap()
+    }
+
+    pub fn carry(&self, case: &tongban_domain::ids::CaseId, from: &str, to: &str) {
+        let mut doc = self.node(from).case(case).unwrap();
+        self.node(to).save(case, &mut doc).unwrap();
+    }
+
+    pub fn act(
+        &self,
+        office: &str,
+        case: &tongban_domain::ids::CaseId,
+        to: tongban_domain::stage::Stage,
+        payload: tongban_case::Payload,
+        when: chrono::NaiveDate,
+    ) {
+        self.node(office)
+            .act(case, to, &payload, &op(), at(when))
+            .unwrap_or_else(|e| panic!("{office} {case} → {to}: {e}"));
+    }
+}

@@ -739,6 +739,10 @@ impl LocalNode {
         let Some(facts) = self.office_facts() else {
             return Ok(None);
         };
+        if matches!(facts.role, Role::Hub | Role::Supervisor) {
+            // They attest nothing: no need to read the document.
+            return Ok(None);
+        }
         let read = doc.read()?;
         let domicile = read.applicant.hukou_township.as_str();
         let member = match facts.role {

@@ -31,6 +31,7 @@
 //! archive    signed case archives (over local)
 //! authority  the directory authority's files (over files)
 //! provision  certified nodes for tests and the demo (over local)
+//! fixture    realistic finished cases for benchmarks (over provision)
 //! status     what `node status` shows (over local)
 //! api        the control API's protocol: files, bodies, queries
 //! office     the Office trait; LocalNode's implementation
@@ -61,6 +62,8 @@ pub mod supervision;
 pub mod archive;
 pub mod authority;
 pub mod provision;
+
+pub mod fixture;
 pub mod status;
 
 pub mod api;

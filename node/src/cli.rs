@@ -94,6 +94,9 @@ pub enum Command {
     Calendar(CalendarCommand),
     /// 演示 Carry a cross-province case through every stage and verify its signed history.
     Demo(DemoArgs),
+    /// 性能测试 Measure this machine as a hub: real nodes, QUIC on loopback and redb
+    /// in a temporary directory, each figure beside a floor measured in the same run.
+    Bench(BenchArgs),
     /// 备份以供查阅 Take a consistent backup of a node's store, or verify one.
     Backup(BackupArgs),
     /// 节点 Set up, run and inspect this office's node.
@@ -271,7 +274,63 @@ pub enum CalendarCommand {
     },
 }
 
-/// `tongban demo`
+/// `tongban bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The scenario: `initial` (a hub to a fresh node), `resume` (K changed since
+    /// the last sync), `fanout` (one hub serving 20 children at once), `verify`
+    /// (`verify --all`), `open` (start time and memory holding N), `hop` (one
+    /// transition through the demo's chain of hubs), or `all` (each at the sizes
+    /// of docs/performance.md, writing the table).
+    #[arg(value_enum)]
+    pub scenario: BenchScenario,
+    /// Documents the serving hub holds (each scenario has its default).
+    #[arg(long)]
+    pub docs: Option<u64>,
+    /// `resume`: documents changed since the last sync (default 100).
+    #[arg(long)]
+    pub changed: Option<u64>,
+    /// `fanout`: children served at once (default 20).
+    #[arg(long)]
+    pub children: Option<usize>,
+    /// Build the nodes under this directory (kept) instead of a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// `all`: also write the Markdown table to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where built data sets are kept for later runs (default
+    /// `$XDG_CACHE_HOME/tongban/bench`, else `~/.cache/tongban/bench`).
+    #[arg(long, value_name = "DIR")]
+    pub data_sets: Option<PathBuf>,
+    /// Build every data set anew and keep none.
+    #[arg(long, conflicts_with = "data_sets")]
+    pub fresh: bool,
+    /// 输出 JSON Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The scenarios of `tongban bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchScenario {
+    /// A hub to a fresh node.
+    Initial,
+    /// K documents changed since the last sync.
+    Resume,
+    /// One hub serving many children at once.
+    Fanout,
+    /// `verify --all` over the store.
+    Verify,
+    /// Start time and resident memory, idle and serving.
+    Open,
+    /// One transition through the chain of hubs.
+    Hop,
+    /// Every scenario at its documented sizes.
+    All,
+}
+
+/// `tongban demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.

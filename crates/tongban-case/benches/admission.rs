@@ -1,9 +1,10 @@
 //! Where a document's admission time goes, per document, in one process: loading
 //! the bytes a peer sent, the authorship scan (the change graph read, each
 //! change's ops expanded; from Automerge's rebuilt changes, and from the saved
-//! document chunk as admission reads it) and reading the case core. The same documents as the
-//! node's QUIC benchmark (`node/benches/quic.rs`): intake, signed `draft`,
-//! `accepted`, `pushed`, and the applicant's evaluation as a signed commit.
+//! document chunk as admission reads it) and reading the case core. The documents of the
+//! node's QUIC benchmark before `tongban bench` (whose fixture is a finished
+//! case, `tongban_node::fixture`): intake, signed `draft`, `accepted`,
+//! `pushed`, and the applicant's evaluation as a signed commit.
 //!
 //! ```sh
 //! cargo bench -p tongban-case --bench admission        # 2,000 documents

@@ -23,7 +23,7 @@ use tongban_ledger::commit::{Commit, SignedCommit};
 use tongban_ledger::keys::OfficeKey;
 use tongban_ledger::transition::{SignedTransition, Transition};
 use tongban_ledger::verify::{
-    CaseHistory, Report, VerifyContext, Violation, ViolationKind, verify_case,
+    CaseHistory, Report, VerifiedSignatures, VerifyContext, Violation, ViolationKind, verify_case,
 };
 
 use crate::intake::Intake;
@@ -499,20 +499,36 @@ impl CaseDocument {
         at: Timestamp,
         material: schema::Material,
     ) -> Result<Option<SignedCommit>, CaseError> {
-        tongban_domain::material::check_material_meta(
-            &material.file_name,
-            &material.media_type,
-            material.size,
-        )
-        .map_err(|e| CaseError::Payload(e.to_string()))?;
-        if material.kind.is_empty() || material.hash.len() != 64 {
-            return Err(CaseError::Payload(
-                "a material needs its checklist kind and its 64-digit BLAKE3 hash".into(),
-            ));
+        self.add_materials(office, operator, at, vec![material])
+    }
+
+    /// Several materials recorded in one signed write (scans uploaded
+    /// together), each checked as [`CaseDocument::add_material`] checks one.
+    pub fn add_materials(
+        &mut self,
+        office: &SigningOffice<'_>,
+        operator: &Operator,
+        at: Timestamp,
+        materials: Vec<schema::Material>,
+    ) -> Result<Option<SignedCommit>, CaseError> {
+        for material in &materials {
+            tongban_domain::material::check_material_meta(
+                &material.file_name,
+                &material.media_type,
+                material.size,
+            )
+            .map_err(|e| CaseError::Payload(e.to_string()))?;
+            if material.kind.is_empty() || material.hash.len() != 64 {
+                return Err(CaseError::Payload(
+                    "a material needs its checklist kind and its 64-digit BLAKE3 hash".into(),
+                ));
+            }
         }
-        let key = schema::material_key(&material.kind, &material.hash);
         self.write(office, operator, at, "attach material", move |case| {
-            case.materials.insert(key, material);
+            for material in materials {
+                let key = schema::material_key(&material.kind, &material.hash);
+                case.materials.insert(key, material);
+            }
             Ok(())
         })
     }
@@ -1082,6 +1098,38 @@ impl CaseDocument {
         calendar: &Calendar,
         now: Timestamp,
     ) -> Result<Report, CaseError> {
+        self.verify_inner(directory, calendar, now, None)
+    }
+
+    /// [`CaseDocument::verify`] of a document loaded from `saved` (its bytes
+    /// as stored): the change graph is read from the saved chunk
+    /// ([`crate::authorship::scan_saved`]) and every signed record is checked
+    /// in one batch, as admission does — the same findings, at a fraction of
+    /// the cost, for `verify --all` over a whole store.
+    pub fn verify_saved(
+        &mut self,
+        saved: &[u8],
+        directory: &tongban_ledger::directory::Directory,
+        calendar: &Calendar,
+        now: Timestamp,
+    ) -> Result<Report, CaseError> {
+        self.verify_inner(directory, calendar, now, Some(saved))
+    }
+
+    fn verify_inner(
+        &mut self,
+        directory: &tongban_ledger::directory::Directory,
+        calendar: &Calendar,
+        now: Timestamp,
+        saved: Option<&[u8]>,
+    ) -> Result<Report, CaseError> {
+        let scan = match saved {
+            Some(saved) => crate::authorship::scan_saved(self.doc.document(), saved),
+            None => crate::authorship::scan(self.doc.document()),
+        };
+        // A failed batch (some signature is bad) leaves every record to be
+        // checked alone, which names the failing one.
+        let verified = saved.and_then(|_| VerifiedSignatures::batch(scan.record_bytes()));
         let case = self.read()?;
         let records: Vec<TransitionRecord> = case.transitions.values().cloned().collect();
         // The verifier asks whether each vouched head is in the document's history;
@@ -1101,6 +1149,9 @@ impl CaseDocument {
         let policy = Policy::for_province(domicile.get(..2).unwrap_or("00"))
             .map_err(|e| CaseError::Payload(e.to_string()))?;
         let mut ctx = VerifyContext::new(directory, calendar, now, &has_head);
+        if let Some(verified) = &verified {
+            ctx = ctx.with_verified(verified);
+        }
         ctx.publicity_days = policy.publicity_days;
         let case_id = CaseId::parse(&case.case_id).map_err(|e| CaseError::Schema(e.to_string()))?;
         let history = CaseHistory {
@@ -1133,9 +1184,7 @@ impl CaseDocument {
                 .map(|r| (r.signed.as_slice(), r.payload.as_slice())),
         );
         let facts = facts_of(&case, &chain);
-        for finding in
-            crate::authorship::check(self.doc.document(), &history.case, &facts, directory)
-        {
+        for finding in scan.check(&history.case, &facts, directory, verified.as_ref()) {
             let kind = match finding.kind {
                 crate::authorship::FindingKind::Unsigned => ViolationKind::UnsignedChange,
                 crate::authorship::FindingKind::BadSignature => ViolationKind::BadSignature,
@@ -1162,9 +1211,24 @@ impl CaseDocument {
             if heads.iter().any(|h| !present.contains(&h.0)) {
                 continue; // reported as a missing head
             }
-            let then = self.doc.fork_at(&heads).ok();
-            let Some(then) = then.as_ref().and_then(|d| read_case(d).ok()) else {
-                continue;
+            // Only acceptance (the materials then), the decision (the
+            // applicant's facts then), the end of publicity (the domicile's
+            // policy then) and an approval without an opinion (the registry
+            // findings then) judge the case as it stood (`check_guards`);
+            // every other guard reads only the signed payload. Rebuilding the
+            // document at a transition's heads is most of what verifying
+            // costs, so only those do.
+            let needs_then = matches!(t.to, Stage::Accepted | Stage::Decided)
+                || t.from == Some(Stage::Publicized)
+                || (matches!(t.to, Stage::InitialReviewed | Stage::DpfReviewed)
+                    && payload.opinion.trim().is_empty());
+            let then = if needs_then {
+                let Ok(then) = guard_view_at(self.doc.document(), &heads, &case) else {
+                    continue;
+                };
+                std::borrow::Cow::Owned(then)
+            } else {
+                std::borrow::Cow::Borrowed(&case)
             };
             let before = Chain {
                 links: chain.links[..position].to_vec(),
@@ -1268,6 +1332,11 @@ pub struct Due {
 ///   eligible under the domicile province's policy — or a signed override
 ///   reason;
 /// - `notified` needs the method.
+///
+/// [`CaseDocument::verify`] reads the case as it stood only for the guards
+/// that read it (`needs_then` there), and only the parts `guard_view_at`
+/// reads: a guard that starts reading the case, or another part of it, must
+/// be added to both.
 pub fn check_guards(
     case: &CaseDoc,
     chain: &Chain,
@@ -1596,4 +1665,117 @@ pub fn policy_awards(
         });
     }
     Ok((awards, first.format("%Y-%m").to_string()))
+}
+
+/// A document as it stood at `heads`, for hydrating without rebuilding it
+/// (`Automerge::fork_at` replays every change up to the heads; Automerge's
+/// `*_at` reads filter the same op set by the heads' clock instead). Written
+/// here because autosurgeon hydrates from any [`autosurgeon::ReadDoc`] but
+/// ships no view at heads.
+struct At<'a> {
+    doc: &'a automerge::Automerge,
+    heads: &'a [ChangeHash],
+}
+
+impl autosurgeon::ReadDoc for At<'_> {
+    type Parents<'b>
+        = automerge::Parents<'b>
+    where
+        Self: 'b;
+
+    fn get_heads(&self) -> Vec<ChangeHash> {
+        self.heads.to_vec()
+    }
+
+    fn get<P: Into<automerge::Prop>>(
+        &self,
+        obj: &automerge::ObjId,
+        prop: P,
+    ) -> Result<Option<(automerge::Value<'_>, automerge::ObjId)>, automerge::AutomergeError> {
+        ReadDoc::get_at(self.doc, obj, prop, self.heads)
+    }
+
+    fn object_type<O: AsRef<automerge::ObjId>>(&self, obj: O) -> Option<automerge::ObjType> {
+        ReadDoc::object_type(self.doc, obj).ok()
+    }
+
+    fn map_range<'b, O, R>(&'b self, obj: O, range: R) -> automerge::iter::MapRange<'b>
+    where
+        R: std::ops::RangeBounds<String> + 'b,
+        O: AsRef<automerge::ObjId>,
+    {
+        ReadDoc::map_range_at(self.doc, obj, range, self.heads)
+    }
+
+    fn list_range<O: AsRef<automerge::ObjId>, R: std::ops::RangeBounds<usize>>(
+        &self,
+        obj: O,
+        range: R,
+    ) -> automerge::iter::ListRange<'_> {
+        ReadDoc::list_range_at(self.doc, obj, range, self.heads)
+    }
+
+    fn length<O: AsRef<automerge::ObjId>>(&self, obj: O) -> usize {
+        ReadDoc::length_at(self.doc, obj, self.heads)
+    }
+
+    fn text<O: AsRef<automerge::ObjId>>(
+        &self,
+        obj: O,
+    ) -> Result<String, automerge::AutomergeError> {
+        ReadDoc::text_at(self.doc, obj, self.heads)
+    }
+
+    fn parents<O: AsRef<automerge::ObjId>>(
+        &self,
+        obj: O,
+    ) -> Result<Self::Parents<'_>, automerge::AutomergeError> {
+        ReadDoc::parents_at(self.doc, obj, self.heads)
+    }
+
+    fn is_empty(&self) -> bool {
+        ReadDoc::keys_at(self.doc, automerge::ROOT, self.heads).count() == 0
+    }
+}
+
+/// The case as it stood at `heads` (every head must be in `doc`).
+pub fn read_case_at(
+    doc: &automerge::Automerge,
+    heads: &[ChangeHash],
+) -> Result<CaseDoc, CaseError> {
+    let at = At { doc, heads };
+    let version: Option<u64> = match ReadDoc::get_at(doc, automerge::ROOT, "schema_version", heads)
+    {
+        Ok(Some((automerge::Value::Scalar(s), _))) => s.as_u64(),
+        _ => None,
+    };
+    match version {
+        Some(v) if v > SCHEMA_VERSION => return Err(CaseError::NewerSchema { found: v }),
+        Some(_) => {}
+        None => return Err(CaseError::Schema("schema_version is missing".into())),
+    }
+    autosurgeon::hydrate(&at).map_err(|e| CaseError::Schema(e.to_string()))
+}
+
+/// The parts of the case [`check_guards`] reads, as they stood at `heads`,
+/// over a copy of `current`: the applicant, certificate, household,
+/// materials, the materials notice and the registry findings. Hydrating those
+/// alone costs a fraction of the whole case.
+fn guard_view_at(
+    doc: &automerge::Automerge,
+    heads: &[ChangeHash],
+    current: &CaseDoc,
+) -> Result<CaseDoc, CaseError> {
+    let at = At { doc, heads };
+    let err = |e: autosurgeon::HydrateError| CaseError::Schema(e.to_string());
+    let root = automerge::ROOT;
+    let mut then = current.clone();
+    then.applicant = autosurgeon::hydrate_prop(&at, &root, "applicant").map_err(err)?;
+    then.certificate = autosurgeon::hydrate_prop(&at, &root, "certificate").map_err(err)?;
+    then.household = autosurgeon::hydrate_prop(&at, &root, "household").map_err(err)?;
+    then.materials = autosurgeon::hydrate_prop(&at, &root, "materials").map_err(err)?;
+    then.materials_notice =
+        autosurgeon::hydrate_prop(&at, &root, "materials_notice").map_err(err)?;
+    then.confirmations = autosurgeon::hydrate_prop(&at, &root, "confirmations").map_err(err)?;
+    Ok(then)
 }

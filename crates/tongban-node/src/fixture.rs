@@ -5,8 +5,9 @@
 //!
 //! A finished case is a Hebei resident (hukou 130102001, Chang'an district)
 //! who applied at the Tianhe street office (440106001): intake with the
-//! materials notice, three scans attached by reference (BLAKE3 of the bytes,
-//! which the fixture also hands back so a store can hold them), then ten
+//! materials notice, a scan for each of the notice's items attached by
+//! reference (six for this applicant: BLAKE3 of the bytes, which the fixture
+//! also hands back so a store can hold them), then ten
 //! signed transitions — `accepted`, `pushed`, `received`, `initial_reviewed`
 //! (with an opinion), `dpf_reviewed` (with an opinion), `decided` (the
 //! policy's award, an opinion), `result_received`, `notified`, `active` —
@@ -31,6 +32,10 @@ use tongban_ledger::keys::OfficeKey;
 
 use crate::local::{LocalNode, NodeError};
 use crate::provision::{OfficeSpec, provision};
+
+/// The version of the cases this module makes: a prepared data set built
+/// by another version is built again.
+pub const FIXTURE_VERSION: u32 = 2;
 
 /// The acceptance office of every fixture case (Tianhe, Guangzhou).
 pub const ACCEPTANCE: &str = "440106001";
@@ -75,7 +80,7 @@ pub fn provision_route(root: &Path, extra: &[OfficeSpec]) -> Result<(), NodeErro
     Ok(())
 }
 
-/// One built case: its id, its document, and the bytes of its three scans.
+/// One built case: its id, its document, and the bytes of its scans.
 pub struct BuiltCase {
     /// The case id.
     pub case: CaseId,
@@ -96,9 +101,13 @@ pub struct CaseFactory {
     start: Timestamp,
 }
 
-/// Bytes of each scan: a small stand-in for a photographed document, distinct
-/// per case and kind (a real scan is 0.2–2 MB; material transfer has its own
-/// benchmark in `docs/performance.md`).
+/// Bytes of each scan: a small stand-in for a photographed document (a real
+/// scan is 0.2–2 MB). The documents reference them as real cases do (kind,
+/// BLAKE3, size, media type, who attached them when), but every case shares
+/// the same few scans, so a sync moves each once: the scans' transfer is the
+/// transport's throughput, measured on its own (`docs/performance.md`), and a
+/// fixture of 100,000 × 6 tiny distinct scans would measure one durable
+/// commit per material instead of the documents.
 pub const SCAN_BYTES: usize = 512;
 
 impl CaseFactory {
@@ -128,6 +137,32 @@ impl CaseFactory {
         })
     }
 
+    /// The id of the `i`th case.
+    pub fn case_id(&self, i: u64) -> Result<CaseId, NodeError> {
+        CaseId::new(ACCEPTANCE, self.day, (i as u32).to_be_bytes())
+            .map_err(|e| NodeError::Rejected(e.to_string()))
+    }
+
+    /// One more signed change to a finished case, as the monthly dynamic
+    /// check makes: civil affairs suspends the award (`active → suspended`).
+    pub fn suspend(&self, doc: &mut CaseDocument) -> Result<(), NodeError> {
+        let op = Operator::parse("核查01").map_err(|e| NodeError::Rejected(e.to_string()))?;
+        let payload = Payload {
+            opinion: "动态核查：低保资格待核实，暂停发放".into(),
+            ..Payload::default()
+        };
+        let at = Timestamp(self.start.0 + 6 * 86_400_000);
+        doc.apply_unguarded(
+            Stage::Suspended,
+            &signer(&self.civil_affairs),
+            &op,
+            at,
+            &payload,
+        )
+        .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        Ok(())
+    }
+
     /// The `i`th finished case (deterministic in `i` but for signatures'
     /// timestamps of the day the factory was opened).
     pub fn finished(&self, i: u64) -> Result<BuiltCase, NodeError> {
@@ -152,34 +187,46 @@ impl CaseFactory {
         let intake = form
             .validate(self.day)
             .map_err(|e| NodeError::Rejected(format!("{e:?}")))?;
-        let case = CaseId::new(ACCEPTANCE, self.day, (i as u32).to_be_bytes())
-            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        let case = self.case_id(i)?;
         let op = Operator::parse("经办01").map_err(|e| NodeError::Rejected(e.to_string()))?;
         let acceptance = signer(&self.acceptance);
         let minute = |m: i64| Timestamp(self.start.0 + m * 60_000);
         let day_at = |d: i64| Timestamp(self.start.0 + d * 86_400_000);
         let (mut doc, _) =
             CaseDocument::create(&case, &intake, &acceptance, &op, minute(0)).map_err(rejected)?;
+        // One scan for every item of the notice the domicile's policy gave
+        // (six for this Hebei resident on dibao): acceptance is guarded by it.
+        let items: Vec<String> = doc
+            .read()
+            .map_err(rejected)?
+            .materials_notice
+            .map(|n| n.items.into_iter().map(|i| i.code).collect())
+            .unwrap_or_default();
         let mut scans = Vec::new();
-        for (k, kind) in ["id_card", "hukou_booklet", "disability_certificate"]
-            .into_iter()
-            .enumerate()
-        {
-            let mut bytes = format!("{kind} scan of case {case} ").into_bytes();
+        let mut materials = Vec::new();
+        for kind in &items {
+            // The same bytes for every case: content addressing stores each
+            // kind's scan once, so a bench measures the documents' sync, not
+            // thousands of tiny material transfers (see [`SCAN_BYTES`]).
+            let mut bytes = format!("{kind} scan, bench fixture ").into_bytes();
             bytes.resize(SCAN_BYTES, b'.');
             let material = schema::Material {
-                kind: kind.into(),
+                kind: kind.clone(),
                 hash: blake3::hash(&bytes).to_hex().to_string(),
                 size: bytes.len() as u64,
                 media_type: "image/jpeg".into(),
                 file_name: format!("{kind}.jpg"),
-                added_at: minute(1 + k as i64).millis(),
+                added_at: minute(2).millis(),
                 added_by: ACCEPTANCE.into(),
             };
-            doc.add_material(&acceptance, &op, minute(1 + k as i64), material)
-                .map_err(rejected)?;
+            materials.push(material);
             scans.push(bytes);
         }
+        // Uploaded together, one signed write (each write re-reads and
+        // reconciles the whole document: one write instead of six is a
+        // fifth of building a case).
+        doc.add_materials(&acceptance, &op, minute(2), materials)
+            .map_err(rejected)?;
         let review = |opinion: &str| Payload {
             opinion: opinion.into(),
             outcome: Some(Outcome::Approve),
@@ -264,12 +311,13 @@ pub fn fill(
             .collect::<Result<_, NodeError>>()?;
         target.store().write(|tx| {
             for (built, meta, route) in built.iter_mut() {
-                for scan in &built.scans {
-                    let put = tx.put_material(scan.as_slice())?;
-                    tx.attach_material(&built.case, &put.hash)?;
-                }
                 let doc = built.doc.automerge_mut().document();
+                // The case first: it records the scans it references, then
+                // their bytes arrive as the window's attach stores them.
                 tongban_replica::put_case(tx, &built.case, doc, meta, route)?;
+                for scan in &built.scans {
+                    tx.put_material(scan.as_slice())?;
+                }
             }
             Ok(())
         })?;

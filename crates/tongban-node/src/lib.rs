@@ -32,6 +32,7 @@
 //! authority  the directory authority's files (over files)
 //! provision  certified nodes for tests and the demo (over local)
 //! fixture    realistic finished cases for benchmarks (over provision)
+//! verify     verify --all on the node's own store, on all cores (over local)
 //! status     what `node status` shows (over local)
 //! api        the control API's protocol: files, bodies, queries
 //! office     the Office trait; LocalNode's implementation
@@ -65,6 +66,7 @@ pub mod provision;
 
 pub mod fixture;
 pub mod status;
+pub mod verify;
 
 pub mod api;
 pub mod office;

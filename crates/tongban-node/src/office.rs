@@ -185,6 +185,29 @@ pub trait Office {
     /// Every case the node holds, sorted.
     fn case_ids(&self) -> Result<Vec<CaseId>, NodeError>;
 
+    /// `verify --all` of `cases`: the reports that found something, after
+    /// `progress` was told of each case. Through a running node, one case
+    /// at a time over the control API; on the store, on all cores
+    /// ([`crate::verify::verify_cases`]).
+    fn verify_all(
+        &self,
+        cases: &[CaseId],
+        now: tongban_domain::ids::Timestamp,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<crate::verify::VerifiedStore, NodeError> {
+        let mut out = crate::verify::VerifiedStore::default();
+        for case in cases {
+            let mut doc = self.case(case)?;
+            let report = doc.verify(self.directory()?, self.calendar(), now)?;
+            if !report.is_ok() {
+                out.failed.push(report);
+            }
+            out.cases += 1;
+            progress(1);
+        }
+        Ok(out)
+    }
+
     /// The node's status.
     fn status(&self) -> Result<NodeStatus, NodeError>;
 
@@ -381,6 +404,15 @@ impl Office for LocalNode {
 
     fn status(&self) -> Result<NodeStatus, NodeError> {
         crate::status::status_from_store(self)
+    }
+
+    fn verify_all(
+        &self,
+        cases: &[CaseId],
+        now: tongban_domain::ids::Timestamp,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<crate::verify::VerifiedStore, NodeError> {
+        crate::verify::verify_cases(self, cases, now, progress)
     }
 
     fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError> {

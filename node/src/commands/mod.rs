@@ -2,6 +2,7 @@
 //! input rejected by a domain rule exits 1 with that rule's message.
 
 mod backup;
+mod bench;
 mod calendar;
 mod case;
 mod check;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Id(cmd) => id::run(cmd),
         Command::Calendar(cmd) => calendar::run(cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Node(cmd) => node::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),

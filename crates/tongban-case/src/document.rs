@@ -442,8 +442,7 @@ impl CaseDocument {
             )?;
         }
         self.bind_actor(&office.facts.office, at, message.as_bytes())?;
-        autosurgeon::reconcile(&mut self.doc, &after)
-            .map_err(|e| CaseError::Automerge(e.to_string()))?;
+        reconcile_changed(&mut self.doc, &before, &after)?;
         self.commit(at, message);
         self.seal(office, operator, at).map(Some)
     }
@@ -1047,8 +1046,7 @@ impl CaseDocument {
         self.bind_actor(&office.facts.office, at, to.code().as_bytes())?;
         let message = format!("{} → {}", from.map_or("-", Stage::code), to.code());
         if !parts.is_empty() {
-            autosurgeon::reconcile(&mut self.doc, &after)
-                .map_err(|e| CaseError::Automerge(e.to_string()))?;
+            reconcile_changed(&mut self.doc, &before, &after)?;
             self.commit(at, &message);
         }
         let transition = Transition {
@@ -1778,4 +1776,65 @@ fn guard_view_at(
         autosurgeon::hydrate_prop(&at, &root, "materials_notice").map_err(err)?;
     then.confirmations = autosurgeon::hydrate_prop(&at, &root, "confirmations").map_err(err)?;
     Ok(then)
+}
+
+/// Writes into `doc` every top-level field of `after` that differs from
+/// `before` (which `doc` holds), leaving the rest unvisited. What
+/// `autosurgeon::reconcile` of the whole case writes, without walking every
+/// transition and seal record at each write: an office's write touches one
+/// or two fields, and the whole walk was most of a write's cost. The
+/// destructuring names every field, so a new one cannot be forgotten.
+fn reconcile_changed(
+    doc: &mut AutoCommit,
+    before: &CaseDoc,
+    after: &CaseDoc,
+) -> Result<(), CaseError> {
+    let CaseDoc {
+        schema_version,
+        case_id,
+        created_at,
+        acceptance,
+        applicant,
+        certificate,
+        household,
+        subsidy_kinds,
+        materials,
+        materials_notice,
+        reviews,
+        decision,
+        notification,
+        evaluation,
+        confirmations,
+        transitions,
+        seals,
+    } = after;
+    let err = |e: autosurgeon::ReconcileError| CaseError::Automerge(e.to_string());
+    macro_rules! field {
+        ($($name:ident),*) => {$(
+            if before.$name != *$name {
+                autosurgeon::reconcile_prop(doc, automerge::ROOT, stringify!($name), $name)
+                    .map_err(err)?;
+            }
+        )*};
+    }
+    field!(
+        schema_version,
+        case_id,
+        created_at,
+        acceptance,
+        applicant,
+        certificate,
+        household,
+        subsidy_kinds,
+        materials,
+        materials_notice,
+        reviews,
+        decision,
+        notification,
+        evaluation,
+        confirmations,
+        transitions,
+        seals
+    );
+    Ok(())
 }

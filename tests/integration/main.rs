@@ -5,6 +5,7 @@
 mod archive;
 mod authorship;
 mod backup;
+mod bench;
 mod calendar;
 mod cli_behaviour;
 mod cli_surface;

@@ -221,8 +221,39 @@ pub const ALL_FANOUT: u64 = 5_000;
 /// `all`: `verify` and `open` hold this many.
 pub const ALL_HELD: u64 = 100_000;
 
+/// The most documents a bench builds (a national hub's decade, well past any
+/// target): a typo of three zeros more fails at once, not after hours.
+pub const MAX_DOCS: u64 = 10_000_000;
+
 /// `tongban bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let usage =
+        |field: &str, message: String| Ok(crate::error::Failure::usage(message).at(field).report());
+    if let Some(n) = args.docs
+        && !(1..=MAX_DOCS).contains(&n)
+    {
+        return usage(
+            "--docs",
+            format!("--docs must be 1 to {MAX_DOCS}, found {n}"),
+        );
+    }
+    if let Some(k) = args.changed
+        && (k == 0 || k > args.docs.unwrap_or(k))
+    {
+        return usage(
+            "--changed",
+            format!("--changed must be at least 1 and at most --docs, found {k}"),
+        );
+    }
+    if args.children == Some(0) || args.children.is_some_and(|c| c > 200) {
+        return usage(
+            "--children",
+            format!(
+                "--children must be 1 to 200, found {}",
+                args.children.unwrap_or(0)
+            ),
+        );
+    }
     if let Some(dir) = &args.dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create --dir {}", dir.display()))?;

@@ -14,8 +14,8 @@
 //   {"cmd":"serve"}                      hub: listen on 127.0.0.1:0 -> {"port":P}
 //   {"cmd":"change","ids":[…]}           hub: one change on each -> {"heads":[[…]…]}
 //   {"cmd":"load","ids":[…]}             fresh: find each from local storage only
-//   {"cmd":"sync","port":P,"ids":[…],"heads":[[…]…]}
-//                                        fresh: connect, find every id concurrently,
+//   {"cmd":"sync","port":P,"ids":[…],"heads":[[…]…],"window":W}
+//                                        fresh: connect, find the ids W at a time,
 //                                        wait for the heads, flush
 //                                        -> {"synced_ms":F,"flushed_ms":F}
 //   {"cmd":"exit"}                       shut the repo down and exit
@@ -92,20 +92,25 @@ const commands = {
     return { loaded: ids.length };
   },
 
-  async sync({ port, ids, heads }) {
+  async sync({ port, ids, heads, window }) {
     const start = performance.now();
     repo.networkSubsystem.addNetworkAdapter(
       new WebSocketClientAdapter(`ws://127.0.0.1:${port}`),
     );
     let done = 0;
-    await Promise.all(
-      ids.map(async (id, i) => {
-        const handle = await repo.find(id);
+    let next = 0;
+    // `window` finds in flight at once (all of them by default).
+    const worker = async () => {
+      while (next < ids.length) {
+        const i = next++;
+        const handle = await repo.find(ids[i]);
         await untilHeads(handle, heads[i]);
         done += 1;
         if (done % 250 === 0) reply({ progress: done });
-      }),
-    );
+      }
+    };
+    const workers = Math.max(1, Math.min(window ?? ids.length, ids.length));
+    await Promise.all(Array.from({ length: workers }, worker));
     const synced = performance.now();
     await repo.flush(ids);
     const flushed = performance.now();

@@ -151,6 +151,7 @@ pub fn run(
     docs: &[Doc],
     files: &Path,
     changed: usize,
+    window: usize,
     work: &Path,
     bar: &ProgressBar,
 ) -> Result<JsRun> {
@@ -185,7 +186,7 @@ pub fn run(
     bar.set_position(0);
     let mut fresh = Peer::spawn(&fresh_dir)?;
     let initial = fresh.call(
-        json!({"cmd": "sync", "port": port, "ids": ids, "heads": heads}),
+        json!({"cmd": "sync", "port": port, "ids": ids, "heads": heads, "window": window}),
         bar,
     )?;
     fresh.exit(bar)?;
@@ -207,7 +208,7 @@ pub fn run(
     bar.set_length(changed_ids.len() as u64);
     bar.set_position(0);
     let resume = fresh.call(
-        json!({"cmd": "sync", "port": port, "ids": changed_ids, "heads": new_heads}),
+        json!({"cmd": "sync", "port": port, "ids": changed_ids, "heads": new_heads, "window": window}),
         bar,
     )?;
     fresh.exit(bar)?;

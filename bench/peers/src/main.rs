@@ -46,6 +46,16 @@ struct Args {
     /// too slow at --docs); Tongban still runs at --docs.
     #[arg(long)]
     peer_docs: Option<u64>,
+    /// automerge-repo's larger size, when it must be smaller still (its
+    /// untimed hub fill and reload are slow); default: the peers' size.
+    #[arg(long)]
+    js_docs: Option<u64>,
+    /// Finds in flight at once on samod's fresh side (0: all at once).
+    #[arg(long, default_value_t = 100)]
+    samod_window: usize,
+    /// Finds in flight at once on automerge-repo's fresh side (0: all).
+    #[arg(long, default_value_t = 100)]
+    js_window: usize,
     /// Print JSON instead of a Markdown table.
     #[arg(long)]
     json: bool,
@@ -84,6 +94,18 @@ struct Row {
     note: String,
 }
 
+/// Finds in flight: `w`, or all `n` when `w` is 0.
+fn window(w: usize, n: u64) -> usize {
+    if w == 0 { n as usize } else { w }
+}
+
+/// The machine's load averages, to show what else ran.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -115,6 +137,7 @@ fn main() -> Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let started = Instant::now();
+    let load_before = loadavg();
 
     // Tongban first, while the machine is quiet, from the shipped binary.
     if !args.no_tongban {
@@ -187,6 +210,7 @@ fn main() -> Result<()> {
             let run = runtime.block_on(samod_peer::run(
                 &docs[..n as usize],
                 changed as usize,
+                window(args.samod_window, n),
                 &dir,
                 &progress,
             ))?;
@@ -237,12 +261,14 @@ fn main() -> Result<()> {
                 ));
                 let files = work.path().join("saves");
                 fixture::write_files(&docs, &files)?;
-                for &n in &sizes(peer_docs) {
+                let js_docs = args.js_docs.unwrap_or(peer_docs).min(peer_docs);
+                for &n in &sizes(js_docs) {
                     let dir = work.path().join(format!("js-{n}"));
                     let run = js_peer::run(
                         &docs[..n as usize],
                         &files,
                         changed as usize,
+                        window(args.js_window, n),
                         &dir,
                         &progress,
                     )?;
@@ -281,6 +307,12 @@ fn main() -> Result<()> {
         }
     }
     progress.finish_and_clear();
+    notes.push(format!(
+        "Finds in flight: samod {}, automerge-repo {} (0 = all at once). Load average at start {load_before}, at end {}.",
+        args.samod_window,
+        args.js_window,
+        loadavg()
+    ));
 
     // Tongban's ratio to each peer at the same workload, N and K.
     let tongban_rows: Vec<Row> = rows

@@ -55,12 +55,14 @@ async fn until_heads(handle: &DocHandle, heads: &[ChangeHash]) {
     }
 }
 
-/// Dials the hub and finds `ids` concurrently, each until it has `heads`.
+/// Dials the hub and finds `ids`, `window` at a time, each until it has
+/// `heads`.
 async fn sync_all(
     fresh: &Repo,
     url: &url::Url,
     ids: &[DocumentId],
     heads: &[Vec<ChangeHash>],
+    window: usize,
     bar: &ProgressBar,
 ) -> Result<Vec<DocHandle>> {
     let dialer = fresh
@@ -73,21 +75,18 @@ async fn sync_all(
         .established()
         .await
         .map_err(|e| anyhow!("connecting to the hub: {e:?}"))?;
-    let mut pending: FuturesUnordered<_> = ids
-        .iter()
-        .zip(heads)
-        .map(|(id, heads)| {
-            let find = fresh.find(id.clone());
-            async move {
-                let handle = find
-                    .await
-                    .map_err(|_| anyhow!("the fresh repo stopped"))?
-                    .ok_or_else(|| anyhow!("document {id} unavailable from the hub"))?;
-                until_heads(&handle, heads).await;
-                Ok::<_, anyhow::Error>(handle)
-            }
-        })
-        .collect();
+    let mut pending = futures::stream::iter(ids.iter().zip(heads).map(|(id, heads)| {
+        let find = fresh.find(id.clone());
+        async move {
+            let handle = find
+                .await
+                .map_err(|_| anyhow!("the fresh repo stopped"))?
+                .ok_or_else(|| anyhow!("document {id} unavailable from the hub"))?;
+            until_heads(&handle, heads).await;
+            Ok::<_, anyhow::Error>(handle)
+        }
+    }))
+    .buffer_unordered(window.max(1));
     let mut handles = Vec::with_capacity(ids.len());
     while let Some(handle) = pending.next().await {
         handles.push(handle?);
@@ -98,7 +97,13 @@ async fn sync_all(
 
 /// Runs initial at `docs.len()` documents, then resume with `changed` of
 /// them changed on the hub, in `work` (an empty directory).
-pub async fn run(docs: &[Doc], changed: usize, work: &Path, bar: &ProgressBar) -> Result<SamodRun> {
+pub async fn run(
+    docs: &[Doc],
+    changed: usize,
+    window: usize,
+    work: &Path,
+    bar: &ProgressBar,
+) -> Result<SamodRun> {
     let hub_dir = work.join("hub");
     let fresh_dir = work.join("fresh");
     std::fs::create_dir_all(&hub_dir)?;
@@ -164,7 +169,7 @@ pub async fn run(docs: &[Doc], changed: usize, work: &Path, bar: &ProgressBar) -
     bar.set_position(0);
     let fresh = open(&fresh_dir).await;
     let start = Instant::now();
-    sync_all(&fresh, &url, &ids, &heads, bar).await?;
+    sync_all(&fresh, &url, &ids, &heads, window, bar).await?;
     let initial_synced = start.elapsed();
     fresh.stop().await;
     let initial_durable = start.elapsed();
@@ -212,7 +217,7 @@ pub async fn run(docs: &[Doc], changed: usize, work: &Path, bar: &ProgressBar) -
     bar.set_length(changed_ids.len() as u64);
     bar.set_position(0);
     let start = Instant::now();
-    sync_all(&fresh, &url, &changed_ids, &changed_heads, bar).await?;
+    sync_all(&fresh, &url, &changed_ids, &changed_heads, window, bar).await?;
     let resume_synced = start.elapsed();
     fresh.stop().await;
     let resume_durable = start.elapsed();

@@ -55,6 +55,21 @@ function untilHeads(handle, heads) {
   });
 }
 
+// `repo.find`, asked again (up to 5 times) when it answers "unavailable":
+// the retries are inside the timed span.
+let retries = 0;
+async function findRetrying(id) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await repo.find(id);
+    } catch (e) {
+      if (attempt >= 5 || !String(e).includes("unavailable")) throw e;
+      retries += 1;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 const commands = {
   async import({ dir: from, count }) {
     const ids = [];
@@ -94,16 +109,24 @@ const commands = {
 
   async sync({ port, ids, heads, window }) {
     const start = performance.now();
+    // Connected once the hub's peer id is known: finds issued before can be
+    // declared unavailable (the adapter says it is ready after 1 s without
+    // an answer, which a loaded machine can take), so wait for it, inside
+    // the timed span, as samod's side waits for its dialer's handshake.
+    const connected = new Promise((resolve) =>
+      repo.networkSubsystem.once("peer", resolve),
+    );
     repo.networkSubsystem.addNetworkAdapter(
       new WebSocketClientAdapter(`ws://127.0.0.1:${port}`),
     );
+    await connected;
     let done = 0;
     let next = 0;
     // `window` finds in flight at once (all of them by default).
     const worker = async () => {
       while (next < ids.length) {
         const i = next++;
-        const handle = await repo.find(ids[i]);
+        const handle = await findRetrying(ids[i]);
         await untilHeads(handle, heads[i]);
         done += 1;
         if (done % 250 === 0) reply({ progress: done });
@@ -114,7 +137,7 @@ const commands = {
     const synced = performance.now();
     await repo.flush(ids);
     const flushed = performance.now();
-    return { synced_ms: synced - start, flushed_ms: flushed - start };
+    return { synced_ms: synced - start, flushed_ms: flushed - start, retries };
   },
 
   async exit() {

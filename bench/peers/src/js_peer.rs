@@ -133,6 +133,8 @@ pub struct JsRun {
     pub initial_durable: Duration,
     /// Resume: until the changed handles had the hub's new heads.
     pub resume_synced: Duration,
+    /// Finds asked again after "unavailable" (initial + resume).
+    pub retries: u64,
     /// Resume: until `repo.flush()` of the changed ones returned.
     pub resume_durable: Duration,
 }
@@ -219,5 +221,6 @@ pub fn run(
         initial_durable: millis(&initial, "flushed_ms")?,
         resume_synced: millis(&resume, "synced_ms")?,
         resume_durable: millis(&resume, "flushed_ms")?,
+        retries: initial["retries"].as_u64().unwrap_or(0) + resume["retries"].as_u64().unwrap_or(0),
     })
 }

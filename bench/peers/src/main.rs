@@ -94,6 +94,37 @@ struct Row {
     note: String,
 }
 
+/// Says the last two rows on stderr as soon as they are measured, so a run
+/// cut short still leaves its figures.
+fn say(rows: &[Row]) {
+    for r in &rows[rows.len().saturating_sub(2)..] {
+        eprintln!(
+            "measured: {} {} N={} K={:?}: {:?} {} ({})",
+            r.system, r.workload, r.docs, r.changed, r.value, r.unit, r.note
+        );
+    }
+}
+
+/// Records a peer's failure at `n` as unmeasured rows, and says so.
+fn failed(rows: &mut Vec<Row>, system: &str, n: u64, changed: u64, e: &anyhow::Error) {
+    eprintln!("{system} at {n} failed: {e:#}");
+    for (workload, k, unit) in [
+        ("initial", None, "docs/s"),
+        ("resume", Some(changed.min(n)), "ms"),
+    ] {
+        rows.push(Row {
+            system: system.into(),
+            workload,
+            docs: n,
+            changed: k,
+            value: None,
+            unit,
+            tongban_ratio: None,
+            note: format!("failed: {e:#}"),
+        });
+    }
+}
+
 /// Finds in flight: `w`, or all `n` when `w` is 0.
 fn window(w: usize, n: u64) -> usize {
     if w == 0 { n as usize } else { w }
@@ -180,6 +211,7 @@ fn main() -> Result<()> {
                     note,
                 });
             }
+            say(&rows);
         }
     }
 
@@ -207,13 +239,19 @@ fn main() -> Result<()> {
             .build()?;
         for &n in &sizes(peer_docs) {
             let dir = work.path().join(format!("samod-{n}"));
-            let run = runtime.block_on(samod_peer::run(
+            let run = match runtime.block_on(samod_peer::run(
                 &docs[..n as usize],
                 changed as usize,
                 window(args.samod_window, n),
                 &dir,
                 &progress,
-            ))?;
+            )) {
+                Ok(run) => run,
+                Err(e) => {
+                    failed(&mut rows, "samod 0.16", n, changed, &e);
+                    continue;
+                }
+            };
             rows.push(Row {
                 system: "samod 0.16".into(),
                 workload: "initial",
@@ -243,6 +281,7 @@ fn main() -> Result<()> {
                 ),
             });
             let _ = std::fs::remove_dir_all(&dir);
+            say(&rows);
         }
     }
 
@@ -264,14 +303,26 @@ fn main() -> Result<()> {
                 let js_docs = args.js_docs.unwrap_or(peer_docs).min(peer_docs);
                 for &n in &sizes(js_docs) {
                     let dir = work.path().join(format!("js-{n}"));
-                    let run = js_peer::run(
+                    let run = match js_peer::run(
                         &docs[..n as usize],
                         &files,
                         changed as usize,
                         window(args.js_window, n),
                         &dir,
                         &progress,
-                    )?;
+                    ) {
+                        Ok(run) => run,
+                        Err(e) => {
+                            failed(
+                                &mut rows,
+                                &format!("automerge-repo {version}"),
+                                n,
+                                changed,
+                                &e,
+                            );
+                            continue;
+                        }
+                    };
                     let system = format!("automerge-repo {version}");
                     rows.push(Row {
                         system: system.clone(),
@@ -282,9 +333,10 @@ fn main() -> Result<()> {
                         unit: "docs/s",
                         tongban_ratio: None,
                         note: format!(
-                            "all heads in {}, flushed {}",
+                            "all heads in {}, flushed {}; finds retried after \"unavailable\": {}",
                             secs(run.initial_synced),
-                            secs(run.initial_durable)
+                            secs(run.initial_durable),
+                            run.retries
                         ),
                     });
                     rows.push(Row {
@@ -302,6 +354,7 @@ fn main() -> Result<()> {
                         ),
                     });
                     let _ = std::fs::remove_dir_all(&dir);
+                    say(&rows);
                 }
             }
         }

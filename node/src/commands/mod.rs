@@ -5,6 +5,7 @@ mod backup;
 mod calendar;
 mod case;
 mod check;
+mod console;
 mod demo;
 mod directory;
 mod feed;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Directory(cmd) => directory::run(cmd),
         Command::Case(cmd) => case::run(cmd),
         Command::Check(cmd) => check::run(cmd),
+        Command::Console(args) => console::run(args),
         Command::Feed(cmd) => feed::run(cmd),
         Command::Payroll(args) => payroll::run(args),
         Command::Report(args) => report::run(args),

@@ -8,6 +8,7 @@ mod backup;
 mod calendar;
 mod cli_behaviour;
 mod cli_surface;
+mod console;
 mod daemon;
 mod datasets;
 mod demo;

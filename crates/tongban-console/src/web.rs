@@ -31,8 +31,10 @@ use tongban_node::supervision::{ReportKind, ReportRequest};
 
 use crate::accounts::Accounts;
 
-/// The session cookie.
-const SESSION_COOKIE: &str = "tb_session";
+/// The session cookie's name, before the office id: cookies do not tell
+/// ports apart, so the consoles of several offices on one machine (a test, a
+/// training room) each keep their own session.
+const SESSION_COOKIE: &str = "tb_session_";
 /// The high-contrast preference cookie.
 const CONTRAST_COOKIE: &str = "tb_contrast";
 /// How long a session lasts without a request.
@@ -164,8 +166,24 @@ impl Console {
         joined.map_err(|_| PageError::internal("内部错误 internal error"))?
     }
 
+    fn cookie_name(&self) -> String {
+        let office: String = self
+            .office_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        format!("{SESSION_COOKIE}{office}")
+    }
+
+    fn session_cookie(&self, id: &str) -> String {
+        format!(
+            "{}={id}; Path=/; HttpOnly; SameSite=Strict",
+            self.cookie_name()
+        )
+    }
+
     fn session_of(&self, headers: &HeaderMap) -> Option<(String, Session)> {
-        let id = cookie(headers, SESSION_COOKIE)?;
+        let id = cookie(headers, &self.cookie_name())?;
         let mut sessions = self.sessions.lock().ok()?;
         let session = sessions.get_mut(&id)?;
         if session.seen.elapsed() > SESSION_IDLE {
@@ -406,10 +424,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn session_cookie(id: &str) -> String {
-    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict")
-}
-
 /// Refuses a request another site made: its `Origin` (or, without one, its
 /// `Referer`) must be this console as the browser addressed it (`Host`), and
 /// `Sec-Fetch-Site`, when sent, must not say cross-site.
@@ -623,7 +637,7 @@ async fn login_page(State(console): State<Shared>, headers: HeaderMap) -> Respon
         },
         json!({}),
     );
-    ([(header::SET_COOKIE, session_cookie(&id))], page).into_response()
+    ([(header::SET_COOKIE, console.session_cookie(&id))], page).into_response()
 }
 
 async fn login(State(console): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -661,7 +675,7 @@ async fn login_inner(
     }
     let (id, _) = console.new_session(Some(operator))?;
     Ok((
-        [(header::SET_COOKIE, session_cookie(&id))],
+        [(header::SET_COOKIE, console.session_cookie(&id))],
         Redirect::to("/"),
     )
         .into_response())

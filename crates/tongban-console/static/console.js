@@ -113,7 +113,7 @@
         if (xhr.status >= 200 && xhr.status < 300 && answer && answer.ok) {
           bar.value = 100; percent.textContent = "100%";
           status.textContent = answer.message + "，正在刷新 reloading…";
-          window.location.reload();
+          setTimeout(function () { window.location.reload(); }, 400);
         } else {
           button.disabled = false;
           status.textContent = (answer && answer.message) || ("上传失败 upload failed (" + xhr.status + ")");

@@ -95,9 +95,9 @@ async function stageOf(page) {
   return page.textContent("dl.facts dd .stage .code");
 }
 
-// A small valid PNG: a grey square standing in for a scan.
+// A small valid PNG standing in for a scan: a page with a few ruled lines.
 const PNG = Buffer.from(
-  "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAAAAAA6mKC9AAAAEElEQVR42mNkYPjPQApgHFUIAHgKAhGT0qZbAAAAAElFTkSuQmCC",
+  "iVBORw0KGgoAAAANSUhEUgAAAGAAAABACAAAAADAXy3SAAAAV0lEQVR42u3YQQ0AIQwEwApDGEowiQnIKbgHhRBmBXQem/00+kzrKfnOxv1AS07oALAOKIuzH7i/g/o7gCzAkh8YGgBgyToAACxZyQCAJQMADwAes8eBAQRyDKloGsa+AAAAAElFTkSuQmCC",
   "base64"
 );
 
@@ -236,7 +236,11 @@ try {
   );
   await look(town, "queue-domicile");
   await town.goto(`${domicile.url}/cases/${caseId}`);
-  if (!(await town.locator(".viewer img").count())) fail("no scan in the domicile's materials viewer");
+  // The scans reached the domicile by sync, and the viewer shows them.
+  await until(town, `${domicile.url}/cases/${caseId}`, "the scans at the domicile township", async (p) =>
+    (await p.locator(".viewer img").count()) > 0 &&
+    (await p.$$eval(".viewer img", (imgs) => imgs.every((i) => i.complete && i.naturalWidth > 0)))
+  );
   await look(town, "case-domicile");
   await act(town, "initial_reviewed", "材料齐全，同意上报");
 
@@ -290,6 +294,15 @@ try {
   await look(win, "case-high-contrast");
 } catch (err) {
   for (const page of context.pages()) {
+    const probe = await page
+      .evaluate(async () => {
+        const img = document.querySelector(".viewer img");
+        if (!img) return "no image";
+        const r = await fetch(img.getAttribute("src"));
+        return `${r.status} ${r.headers.get("content-type")} ${(await r.text()).slice(0, 300)}`;
+      })
+      .catch((e) => `probe failed: ${e.message}`);
+    console.error(`--- probe ${probe}`);
     console.error(`--- ${page.url()}\n${(await page.textContent("body").catch(() => "")).replace(/\s+/g, " ").slice(0, 2000)}`);
   }
   throw err;

@@ -263,3 +263,44 @@ fn intake_review_and_decision_in_the_browser_over_real_nodes() {
     drop(consoles);
     drop(nodes);
 }
+
+#[test]
+fn the_console_stays_on_loopback_and_needs_a_running_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let auth = offices(root, &[(ACCEPTANCE, "township", ACCEPTANCE)]);
+    let data = root.join(ACCEPTANCE);
+    // A LAN address without `[console] listen` in the node's configuration.
+    let out = crate::daemon::tongban(Some(&data), &auth, &["console", "--listen", "0.0.0.0:8088"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = crate::support::stderr(&out);
+    assert!(err.contains("[console] listen"), "{err}");
+    // On loopback, but no node runs: the console does not open the store.
+    let out = crate::daemon::tongban(Some(&data), &auth, &["console", "--listen", "127.0.0.1:0"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = crate::support::stderr(&out);
+    assert!(err.contains("节点未运行"), "{err}");
+    // Accounts: a name that is no operator, or a short password, is refused.
+    let add = |name: &str, password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tongban"))
+            .args(["console", "user", "add", name, "--data-dir"])
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(add("窗口01", "short").status.code(), Some(1));
+    assert_eq!(add("窗口01", PASSWORD).status.code(), Some(0));
+    assert_eq!(add("窗口01", PASSWORD).status.code(), Some(1));
+    let listed = crate::daemon::ok(Some(&data), &auth, &["console", "user", "list"]);
+    assert_eq!(listed.trim(), "窗口01");
+    let file = std::fs::read_to_string(data.join("console-users.json")).unwrap();
+    assert!(
+        file.contains("$argon2id$") && !file.contains(PASSWORD),
+        "{file}"
+    );
+}

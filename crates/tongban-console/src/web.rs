@@ -236,13 +236,13 @@ impl Console {
     }
 
     /// The signed-in session, or a redirect to the sign-in page.
-    fn signed_in(&self, headers: &HeaderMap) -> Result<(String, Session, Operator), Response> {
+    fn signed_in(&self, headers: &HeaderMap) -> Result<(String, Session, Operator), Redirect> {
         match self.session_of(headers) {
             Some((id, session)) => match session.user.clone() {
                 Some(user) => Ok((id, session, user)),
-                None => Err(Redirect::to("/login").into_response()),
+                None => Err(Redirect::to("/login")),
             },
-            None => Err(Redirect::to("/login").into_response()),
+            None => Err(Redirect::to("/login")),
         }
     }
 
@@ -743,7 +743,7 @@ async fn queue(
 ) -> Response {
     let (id, session, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let today = today();
     let rows = match console
@@ -942,7 +942,7 @@ fn errors_by_field(errors: &[Value]) -> Value {
 async fn intake_page(State(console): State<Shared>, headers: HeaderMap) -> Response {
     let (_, session, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let form = IntakeForm {
         subsidy_kinds: Vec::new(),
@@ -962,7 +962,7 @@ async fn intake_page(State(console): State<Shared>, headers: HeaderMap) -> Respo
 async fn intake(State(console): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let (_, _, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let fields = match form_fields(&body) {
         Ok(f) => f,
@@ -978,7 +978,21 @@ async fn intake(State(console): State<Shared>, headers: HeaderMap, body: Bytes) 
     if let Err(errors) = form.validate(today()) {
         let errors: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"field": e.field, "field_zh": field_zh(e.field), "message": e.message}))
+            .map(|e| {
+                // The rule's message leads with Chinese where it has it; where
+                // it does not, the field's Chinese name says what is wrong.
+                let chinese = e
+                    .message
+                    .chars()
+                    .next()
+                    .is_some_and(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+                let message = if chinese {
+                    e.message.clone()
+                } else {
+                    format!("{}填写有误 {}", field_zh(e.field), e.message)
+                };
+                json!({"field": e.field, "field_zh": field_zh(e.field), "message": message})
+            })
             .collect();
         return render_intake(
             &console,
@@ -1333,7 +1347,7 @@ async fn case_page(
 ) -> Response {
     let (sid, session, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let result = async {
         let case = parse_case(&id)?;
@@ -1369,7 +1383,7 @@ async fn notice_page(
 ) -> Response {
     let (_, session, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let result = async {
         let case = parse_case(&id)?;
@@ -1405,7 +1419,7 @@ async fn act(
 ) -> Response {
     let (_, _, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let result = act_inner(&console, &headers, &id, &body, user).await;
     match result {
@@ -1538,7 +1552,7 @@ async fn evaluate(
 ) -> Response {
     let (_, _, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let result: Result<Response, PageError> = async {
         let fields = form_fields(&body)?;
@@ -1586,7 +1600,7 @@ async fn upload(
         .is_some_and(|v| v.contains("application/json"));
     let (_, _, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let result = upload_inner(&console, &headers, &id, multipart, user).await;
     match (result, wants_json) {
@@ -1728,7 +1742,7 @@ async fn material(
     UrlPath((id, hash)): UrlPath<(String, String)>,
 ) -> Response {
     if let Err(redirect) = console.signed_in(&headers) {
-        return redirect;
+        return redirect.into_response();
     }
     let result: Result<Response, PageError> = async {
         let case = parse_case(&id)?;
@@ -1775,7 +1789,7 @@ async fn material(
 async fn links(State(console): State<Shared>, headers: HeaderMap) -> Response {
     let (sid, session, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let status = match console.call(|office| office.status()).await {
         Ok(s) => s,
@@ -1858,7 +1872,7 @@ fn bar_chart(title: &str, desc: &str, bars: &[(String, f64, f64)], unit: &str) -
 async fn supervision(State(console): State<Shared>, headers: HeaderMap) -> Response {
     let (sid, session, user) = match console.signed_in(&headers) {
         Ok(s) => s,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let today = today();
     let from = today - chrono::Duration::days(90);

@@ -46,6 +46,7 @@ struct Answer {
     location: Option<String>,
     cookie: Option<String>,
     body: String,
+    bytes: Vec<u8>,
 }
 
 async fn send(router: &Router, request: Request<Body>) -> Answer {
@@ -69,6 +70,7 @@ async fn send(router: &Router, request: Request<Body>) -> Answer {
         location,
         cookie,
         body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body.to_vec(),
     }
 }
 
@@ -344,4 +346,61 @@ async fn only_the_transitions_the_node_allows_are_offered_and_signed() {
             .status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_uploaded_without_script_is_attached_and_served_back() {
+    let f = fixture();
+    let (cookie, csrf) = sign_in(&f.router).await;
+    let id = resident();
+    let made = send(
+        &f.router,
+        post("/intake", &cookie, ORIGIN, &intake_form(&csrf, &id)),
+    )
+    .await;
+    let case_path = made.location.unwrap();
+    let scan: &[u8] = b"\x89PNG\r\n\x1a\nnot really a png";
+    let boundary = "XBOUNDARYX";
+    let mut body = Vec::new();
+    for (name, value) in [("csrf", csrf.as_str()), ("kind", "id_card")] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"C:\\\\scans\\\\id.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(scan);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let upload = Request::post(format!("{case_path}/materials"))
+        .header(header::HOST, HOST)
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, ORIGIN.unwrap())
+        .header(header::ACCEPT, "application/json")
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let answer = send(&f.router, upload).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.contains("\"ok\":true"), "{}", answer.body);
+    let page = send(&f.router, get(&case_path, &cookie)).await;
+    assert!(page.body.contains("id.png"), "the file keeps its own name");
+    let at = page.body.find("/materials/").unwrap() + "/materials/".len();
+    let hash = &page.body[at..at + 64];
+    let served = send(
+        &f.router,
+        get(&format!("{case_path}/materials/{hash}"), &cookie),
+    )
+    .await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+    assert_eq!(served.bytes, scan);
 }

@@ -536,6 +536,38 @@ fn township_name(code: &str) -> Option<String> {
     Divisions::national().ok()?.full_name(&code)
 }
 
+/// Applies in this process the policies the node holds signed, as the node
+/// applies them (and as `tongban policy show` does): the awards the console
+/// proposes and signs are then those of the node's policy, not of the file
+/// shipped with the binary.
+fn install_node_policies(office: &dyn Office, province: &str) {
+    use tongban_domain::dataset::DatasetKind;
+    use tongban_domain::policy::Policy;
+    for scope in [province, "00"] {
+        if let Ok(Some(bytes)) = office.dataset_bytes(DatasetKind::Policy, scope)
+            && let Ok(signed) = tongban_ledger::dataset::SignedDataset::decode(&bytes)
+            && let Ok(text) = String::from_utf8(signed.dataset.payload)
+            && let Ok(policy) = Policy::from_toml(scope, &text)
+        {
+            Policy::install(policy);
+        }
+    }
+}
+
+/// The awards the domicile policy gives the case, and the first paid month,
+/// as `tongban case decide` signs them without amounts of its own.
+fn proposed_awards(
+    office: &dyn Office,
+    case: &tongban_case::schema::CaseDoc,
+) -> Result<(Vec<tongban_case::document::AwardLine>, String), NodeError> {
+    install_node_policies(
+        office,
+        case.applicant.hukou_township.get(..2).unwrap_or("00"),
+    );
+    let submitted = Timestamp(case.created_at).china_date();
+    Ok(policy_awards(case, submitted)?)
+}
+
 /// The router of the console.
 pub fn router(console: Shared) -> Router {
     Router::new()
@@ -1137,6 +1169,8 @@ struct CaseData {
     report: Option<tongban_ledger::verify::Report>,
     due: Option<tongban_case::Due>,
     left: Option<i64>,
+    /// The decision's awards, where this office may decide.
+    proposed: Option<Result<(Vec<tongban_case::document::AwardLine>, String), String>>,
 }
 
 async fn read_case_data(console: &Shared, case: CaseId) -> Result<CaseData, PageError> {
@@ -1151,6 +1185,11 @@ async fn read_case_data(console: &Shared, case: CaseId) -> Result<CaseData, Page
             let left = due
                 .as_ref()
                 .map(|d| office.calendar().working_days_between(today(), d.date).days);
+            let proposed = if actions.transitions.contains(&Stage::Decided) {
+                Some(proposed_awards(office, &doc.read()?).map_err(|e| e.to_string()))
+            } else {
+                None
+            };
             let report = match office.directory() {
                 Ok(directory) => doc
                     .verify(directory, office.calendar(), Timestamp::now())
@@ -1166,6 +1205,7 @@ async fn read_case_data(console: &Shared, case: CaseId) -> Result<CaseData, Page
                 report,
                 due,
                 left,
+                proposed,
             })
         })
         .await
@@ -1247,19 +1287,13 @@ fn case_context(data: &CaseData) -> Result<Value, PageError> {
             })
         })
         .collect();
-    let decide = data.actions.transitions.contains(&Stage::Decided);
-    let proposed: Option<Value> = if decide {
-        let submitted = Timestamp(case.created_at).china_date();
-        match policy_awards(&case, submitted) {
-            Ok((awards, first)) => Some(json!({
-                "awards": awards.iter().map(|a| json!({"kind": a.kind.code(), "kind_zh": a.kind.zh(), "yuan": a.monthly_yuan})).collect::<Vec<_>>(),
-                "first": first,
-            })),
-            Err(err) => Some(json!({"error": err.to_string()})),
-        }
-    } else {
-        None
-    };
+    let proposed: Option<Value> = data.proposed.as_ref().map(|found| match found {
+        Ok((awards, first)) => json!({
+            "awards": awards.iter().map(|a| json!({"kind": a.kind.code(), "kind_zh": a.kind.zh(), "yuan": a.monthly_yuan})).collect::<Vec<_>>(),
+            "first": first,
+        }),
+        Err(err) => json!({"error": err}),
+    });
     let actions: Vec<Value> = data
         .actions
         .transitions
@@ -1501,12 +1535,8 @@ async fn act_inner(
                 Stage::Returned => payload.outcome = Some(Outcome::Return),
                 Stage::Rejected => payload.outcome = Some(Outcome::Reject),
                 Stage::Decided => {
-                    // The policy's awards for the case, as `case decide` signs
-                    // them without amounts of its own.
-                    let doc = office.case(&case_for_call)?;
-                    let read = doc.read()?;
-                    let submitted = Timestamp(read.created_at).china_date();
-                    let (awards, first) = policy_awards(&read, submitted)?;
+                    let read = office.case(&case_for_call)?.read()?;
+                    let (awards, first) = proposed_awards(office, &read)?;
                     if awards.is_empty() {
                         return Err(NodeError::Rejected(
                             "按政策无可审定的补贴，请选择不予通过并写明理由 the policy grants nothing: reject with the reasons".into(),

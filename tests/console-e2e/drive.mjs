@@ -150,11 +150,11 @@ try {
   // Live validation: the console answers with the node's own rule.
   await win.fill("#resident_id", "");
   await win.type("#resident_id", config.applicant.resident_id);
-  await win.waitForSelector("#resident_id-live.ok", { timeout: 10_000 });
+  await win.waitForSelector("#resident_id-live.ok", { timeout: 30_000 });
   // The township from the division table's picker, level by level.
   try {
     for (const [n, code] of [[1, "13"], [2, "1301"], [3, "130102"], [4, "130102001"]]) {
-      await win.waitForSelector(`#pick-${n} option[value="${code}"]`, { state: "attached", timeout: 5_000 });
+      await win.waitForSelector(`#pick-${n} option[value="${code}"]`, { state: "attached", timeout: 15_000 });
       await win.selectOption(`#pick-${n}`, code);
     }
     outcome.picker = await win.inputValue("#hukou_township");
@@ -162,9 +162,13 @@ try {
     outcome.picker = `not used: ${err.message.split("\n")[0]}`;
     await win.fill("#hukou_township", config.applicant.hukou);
   }
-  await win.waitForSelector("#hukou_township-live.ok", { timeout: 10_000 });
+  await win.waitForSelector("#hukou_township-live.ok", { timeout: 30_000 });
   await win.fill("#certificate", config.applicant.certificate);
-  await win.waitForSelector("#certificate-live.ok", { timeout: 10_000 });
+  await win.waitForSelector("#certificate-live.ok", { timeout: 30_000 });
+  // The one-time notice, previewed from the domicile's policy before the case starts.
+  await win.waitForSelector("#preview-list li", { timeout: 30_000 });
+  outcome.notice_preview = await win.locator("#preview-list li").count();
+  await look(win, "intake-filled");
   await Promise.all([win.waitForURL(/\/cases\//), win.click("#intake-form button.primary")]);
   const caseId = win.url().split("/cases/")[1];
   outcome.case_id = caseId;
@@ -187,12 +191,12 @@ try {
     await win.setInputFiles("#file", file);
     await win.click("#upload-form button[type=submit]");
     await win.waitForFunction(() => document.getElementById("upload-progress").value === 100, null, {
-      timeout: 10_000,
+      timeout: 30_000,
     });
     await win.waitForFunction(
       () => /已上传/.test(document.getElementById("upload-status")?.textContent || ""),
       null,
-      { timeout: 10_000 }
+      { timeout: 30_000 }
     );
     await win.waitForLoadState("load");
     await win.waitForTimeout(200);
@@ -200,6 +204,7 @@ try {
     uploads += 1;
   }
   outcome.uploads = uploads;
+  if (uploads !== outcome.notice_preview) fail(`the preview listed ${outcome.notice_preview} items, the case ${uploads}`);
   await look(win, "case-materials");
 
   // The acceptance office may not review: no such action is rendered, and a

@@ -591,6 +591,7 @@ pub fn router(console: Shared) -> Router {
         .route("/supervision", get(supervision))
         .route("/api/check", get(check_field))
         .route("/api/divisions", get(divisions))
+        .route("/api/notice", get(notice_preview))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
@@ -600,12 +601,12 @@ pub fn router(console: Shared) -> Router {
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
+    // A material keeps its own, stricter policy (`sandbox`).
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+        ));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -1119,6 +1120,53 @@ async fn check_field(
         );
     }
     axum::Json(Value::Object(answer)).into_response()
+}
+
+/// The one-time notice the node would record for the form as filled so far:
+/// the domicile policy's checklist (the policy the node holds signed) for the
+/// kinds and facts given, by the rule `CaseDocument::create` applies. Empty
+/// until the resident ID, the township and the certificate are valid.
+async fn notice_preview(
+    State(console): State<Shared>,
+    headers: HeaderMap,
+    Query(fields): Query<Vec<(String, String)>>,
+) -> Response {
+    if console.signed_in(&headers).is_err() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut form = intake_form(&fields);
+    form.name = "核验".into();
+    form.phone = "0".into();
+    form.address = "核验".into();
+    let intake = match form.validate(today()) {
+        Ok(intake) => intake,
+        Err(errors) => {
+            let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+            return axum::Json(json!({"items": null, "waiting_for": fields})).into_response();
+        }
+    };
+    let province = intake.hukou_township.province().as_str().to_string();
+    let answer = console
+        .call(move |office| {
+            install_node_policies(office, &province);
+            let policy = tongban_domain::policy::Policy::for_province(&province)
+                .map_err(|e| NodeError::Rejected(e.to_string()))?;
+            let items: Vec<Value> = policy
+                .checklist(&intake.subsidy_kinds, &intake.facts)
+                .into_iter()
+                .map(|m| json!({"code": m.code, "zh": m.zh}))
+                .collect();
+            Ok(json!({"items": items, "province": province}))
+        })
+        .await;
+    match answer {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(err) => (
+            err.status,
+            axum::Json(json!({"items": null, "error": err.message})),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1797,10 +1845,21 @@ async fn material(
                 Ok((bytes, media_type))
             })
             .await?;
+        // Images are shown in the page's viewer; a PDF or OFD is downloaded
+        // to the office's own reader rather than run in the browser.
+        let disposition = if media_type.starts_with("image/") {
+            "inline".to_string()
+        } else {
+            format!(
+                "attachment; filename=\"{}.{}\"",
+                &hash.get(..12).unwrap_or("material"),
+                media_type.rsplit('/').next().unwrap_or("bin")
+            )
+        };
         Ok((
             [
                 (header::CONTENT_TYPE, media_type),
-                (header::CONTENT_DISPOSITION, "inline".to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
                 (header::CONTENT_SECURITY_POLICY, "sandbox".to_string()),
             ],
             bytes,

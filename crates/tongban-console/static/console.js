@@ -47,6 +47,32 @@
       input.addEventListener("blur", function () { check(input); });
     });
 
+    // The one-time notice, previewed from the node's policy as the form fills.
+    var previewList = document.getElementById("preview-list");
+    var previewStatus = document.getElementById("preview-status");
+    var preview = debounce(function () {
+      if (!previewList) { return; }
+      var params = new URLSearchParams(new FormData(form));
+      params.delete("csrf");
+      fetch("/api/notice?" + params.toString(), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (answer) {
+          if (!answer || !answer.items) { return; }
+          previewList.innerHTML = "";
+          answer.items.forEach(function (item) {
+            var li = document.createElement("li");
+            li.textContent = item.zh + "（" + item.code + "）";
+            previewList.appendChild(li);
+          });
+          previewStatus.textContent = "按户籍地（省 " + answer.province + "）政策需提供 " +
+            answer.items.length + " 项材料 " + answer.items.length + " items under the domicile's policy:";
+        })
+        .catch(function () {});
+    }, 400);
+    form.addEventListener("change", preview);
+    form.addEventListener("input", preview);
+    preview();
+
     // The township picker: province, then each level down, from the
     // national division table the node ships.
     var picker = document.getElementById("township-picker");

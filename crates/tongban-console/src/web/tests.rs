@@ -404,3 +404,26 @@ async fn a_scan_uploaded_without_script_is_attached_and_served_back() {
     assert_eq!(served.status, StatusCode::OK, "{}", served.body);
     assert_eq!(served.bytes, scan);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notice_is_previewed_from_the_policy_once_the_form_allows() {
+    let f = fixture();
+    let (cookie, _) = sign_in(&f.router).await;
+    let id = resident();
+    let waiting = send(
+        &f.router,
+        get("/api/notice?hukou_township=130102001", &cookie),
+    )
+    .await;
+    assert!(waiting.body.contains("\"items\":null"), "{}", waiting.body);
+    let query = serde_urlencoded::to_string([
+        ("resident_id", id.as_str()),
+        ("hukou_township", "130102001"),
+        ("subsidy_kinds", "living"),
+        ("dibao", "1"),
+    ])
+    .unwrap();
+    let answer = send(&f.router, get(&format!("/api/notice?{query}"), &cookie)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.contains("id_card"), "{}", answer.body);
+}

@@ -33,6 +33,10 @@
           var ok = answer[name].ok;
           input.setAttribute("aria-invalid", ok ? "false" : "true");
           live.className = "live " + (ok ? "ok" : "bad");
+          // The server's message from the last submit no longer holds once
+          // the field checks out; it comes back on the next submit if needed.
+          var stale = document.getElementById(name + "-error");
+          if (stale) { stale.hidden = ok; }
           if (ok) {
             live.textContent = name === "hukou_township" && answer.township_name
               ? answer.township_name : "格式正确 valid";

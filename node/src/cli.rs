@@ -119,6 +119,9 @@ pub enum Command {
     /// 数据导出 Export the signed chains and non-personal facts as Apache Parquet,
     /// partitioned by province and month, for DuckDB, Spark or Trino (docs/analytics.md).
     Export(ExportArgs),
+    /// 办理控制台 The office console: a local web console for the window and the
+    /// reviewers, served over the running node's control API (docs/console.md).
+    Console(ConsoleArgs),
     /// 比对数据 Registry feeds (certificates, dibao, deaths) this node holds or its office publishes.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -951,4 +954,51 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub data: DataDirArg,
+}
+
+/// `tongban console [--listen ADDR] [--config FILE]` or `tongban console user add NAME`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ConsoleArgs {
+    /// `user add NAME` makes a local operator account.
+    #[command(subcommand)]
+    pub command: Option<ConsoleCommand>,
+    /// 监听地址 Where to listen (default 127.0.0.1:8088, or `[console] listen` of
+    /// the configuration). A non-loopback address only when the configuration
+    /// names it.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// 节点配置 The node's tongban.toml, whose `[console] listen` may open the
+    /// console to the office LAN.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `tongban console user ...`
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// 控制台账户 The console's local operator accounts.
+    #[command(subcommand)]
+    User(ConsoleUserCommand),
+}
+
+/// `tongban console user add NAME`
+#[derive(Debug, Subcommand)]
+pub enum ConsoleUserCommand {
+    /// 新建账户 Make an account; the password is read from standard input (one
+    /// line; not echoed on a terminal). The name is the operator every action
+    /// of the account is signed with.
+    Add {
+        /// 账户名（经办人） The account and operator name, e.g. 窗口01.
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// 列出账户 List the accounts' names.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }

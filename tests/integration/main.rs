@@ -9,6 +9,7 @@ mod bench;
 mod calendar;
 mod cli_behaviour;
 mod cli_surface;
+mod console;
 mod daemon;
 mod datasets;
 mod demo;

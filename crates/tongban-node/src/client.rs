@@ -787,4 +787,9 @@ impl Office for Client {
     fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError> {
         Client::json(&self.get(&format!("/v1/cases/{case}/duplicates"))?)
     }
+
+    fn actions(&self, case: &CaseId) -> Result<crate::local::CaseActions, NodeError> {
+        // The node judges by its own certificate and clock.
+        Client::json(&self.get(&format!("/v1/cases/{case}/actions"))?)
+    }
 }

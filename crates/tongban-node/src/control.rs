@@ -301,6 +301,18 @@ async fn duplicates(
     Ok(axum::Json(found).into_response())
 }
 
+async fn actions(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, Failure> {
+    let case = parse_case(&id)?;
+    let found = api
+        .node
+        .exec(move |node, now| node.actions(&case, now))
+        .await??;
+    Ok(axum::Json(found).into_response())
+}
+
 async fn evaluation(
     State(api): State<Api>,
     UrlPath(id): UrlPath<String>,
@@ -699,6 +711,7 @@ fn router(api: Api) -> Router {
         .route("/v1/cases/{id}", get(document))
         .route("/v1/cases/{id}/archive", get(archive))
         .route("/v1/cases/{id}/duplicates", get(duplicates))
+        .route("/v1/cases/{id}/actions", get(actions))
         .route("/v1/cases/{id}/transitions", post(transition).layer(json))
         .route("/v1/cases/{id}/evaluation", post(evaluation).layer(json))
         // The upload handler streams and enforces MAX_MATERIAL_BYTES itself.

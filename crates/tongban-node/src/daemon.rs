@@ -53,6 +53,21 @@ pub struct NodeConfig {
     /// Seconds of the longest reconnect backoff (default 60).
     #[serde(default)]
     pub max_backoff_secs: Option<u64>,
+    /// The office console (`tongban console`, a separate process and client
+    /// of the control API): the daemon does not read it.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
+}
+
+/// `[console]` of `tongban.toml`: what `tongban console` may listen on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The address the console listens on. The console listens on loopback
+    /// unless this names another address: opening it to the office LAN is a
+    /// decision written in the node's configuration, never a flag alone.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// One upstream hub.
@@ -118,6 +133,7 @@ impl NodeConfig {
             control: None,
             log: None,
             max_backoff_secs: Some(1),
+            console: None,
         }
     }
 

@@ -260,6 +260,62 @@ pub struct CaseRow {
     /// the same person ([`crate::duplicates`]).
     #[serde(default)]
     pub duplicate: bool,
+    /// What this office may do on the case now ([`actions_of`]): the
+    /// transitions it may sign, and whether it may record the evaluation.
+    /// Empty when the case waits for another office.
+    #[serde(default)]
+    pub actions: CaseActions,
+}
+
+/// What an office may do on a case now, asked of the stage table and the
+/// write-rights table: what the console offers, and nothing else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaseActions {
+    /// The stages this office may sign the case into now: the rows of the
+    /// stage table leaving its stage that are not signed automatically, whose
+    /// guard holds and whose signer is this office.
+    pub transitions: Vec<Stage>,
+    /// Whether this office may record the applicant's evaluation now (the
+    /// write-rights table, and not recorded yet: it is written once).
+    pub evaluate: bool,
+    /// Whether this office may attach scanned materials now (the
+    /// write-rights table: the acceptance office, before the push or after
+    /// a return).
+    #[serde(default)]
+    pub attach: bool,
+}
+
+impl CaseActions {
+    /// Whether the case waits for this office.
+    pub fn any(&self) -> bool {
+        !self.transitions.is_empty() || self.evaluate
+    }
+}
+
+/// What `office` may do on the case `doc` now ([`CaseActions`]). The guards
+/// the stage machine checks at signing (materials complete, reasons,
+/// eligibility) are not judged here: signing still asks them, and refuses
+/// with the reason.
+pub fn actions_of(doc: &CaseDocument, office: &OfficeFacts) -> Result<CaseActions, NodeError> {
+    let Some(stage) = doc.stage()? else {
+        return Ok(CaseActions::default());
+    };
+    let facts = doc.facts()?;
+    let mut transitions: Vec<Stage> = tongban_domain::stage::rules_from(Some(stage))
+        .filter(|rule| !rule.automatic)
+        .filter(|rule| tongban_domain::stage::guard_holds(rule.guard, &facts))
+        .filter(|rule| tongban_domain::stage::signer_admits(rule.signer, office, &facts))
+        .map(|rule| rule.to)
+        .collect();
+    transitions.dedup();
+    use tongban_domain::rights::{Part, Situation, writable_parts};
+    let writable = writable_parts(office, &facts, Situation::At(stage));
+    let evaluated = doc.read()?.evaluation.is_some();
+    Ok(CaseActions {
+        transitions,
+        evaluate: !evaluated && writable.contains(&Part::Evaluation),
+        attach: writable.contains(&Part::Materials),
+    })
 }
 
 /// A stored material whose bytes no longer hash to its address.
@@ -828,6 +884,14 @@ impl LocalNode {
         )?)
     }
 
+    /// What this office may do on a case held here now ([`actions_of`]),
+    /// by its certificate at `now`.
+    pub fn actions(&self, case: &CaseId, now: Timestamp) -> Result<CaseActions, NodeError> {
+        let doc = self.case(case)?;
+        let signer = self.signing(now)?;
+        actions_of(&doc, &signer.facts)
+    }
+
     /// `case show`'s duplicates of a case held here.
     pub fn duplicates(
         &self,
@@ -1099,6 +1163,9 @@ impl LocalNode {
             .into_iter()
             .map(|(case, _)| case)
             .collect();
+        // What this office may do on each case, by its certificate now; a node
+        // not certified yet may do nothing.
+        let facts = self.signing(Timestamp::now()).ok().map(|s| s.facts);
         for id in ids {
             // One damaged document must not hide every other case from the office.
             let doc = match self.case(&id) {
@@ -1128,6 +1195,10 @@ impl LocalNode {
                 hukou_township: case.applicant.hukou_township,
                 offices,
                 duplicate: flagged.contains(&id),
+                actions: match &facts {
+                    Some(office) => actions_of(&doc, office)?,
+                    None => CaseActions::default(),
+                },
             });
         }
         Ok(rows)

@@ -216,6 +216,10 @@ pub trait Office {
     /// ([`crate::duplicates`]).
     fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError>;
 
+    /// What this office may do on the case now, from the stage table and the
+    /// write-rights table ([`crate::local::actions_of`]).
+    fn actions(&self, case: &CaseId) -> Result<crate::local::CaseActions, NodeError>;
+
     /// Materials of the case's notice (一次性告知) not yet attached: `(code, zh)`.
     fn missing_materials(&self, doc: &CaseDocument) -> Result<Vec<(String, String)>, NodeError> {
         crate::local::missing_materials(doc)
@@ -417,5 +421,9 @@ impl Office for LocalNode {
 
     fn duplicates(&self, case: &CaseId) -> Result<CaseDuplicates, NodeError> {
         LocalNode::duplicates(self, case)
+    }
+
+    fn actions(&self, case: &CaseId) -> Result<crate::local::CaseActions, NodeError> {
+        LocalNode::actions(self, case, Timestamp::now())
     }
 }

@@ -6,6 +6,7 @@ mod bench;
 mod calendar;
 mod case;
 mod check;
+mod console;
 mod demo;
 mod directory;
 mod feed;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Directory(cmd) => directory::run(cmd),
         Command::Case(cmd) => case::run(cmd),
         Command::Check(cmd) => check::run(cmd),
+        Command::Console(args) => console::run(args),
         Command::Feed(cmd) => feed::run(cmd),
         Command::Payroll(args) => payroll::run(args),
         Command::Report(args) => report::run(args),

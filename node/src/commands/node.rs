@@ -13,7 +13,7 @@ use crate::error::Failure;
 
 /// Waits for Ctrl-C, or for SIGTERM where there are Unix signals (what
 /// `systemctl stop` and `kill` send).
-async fn stop_requested() -> std::io::Result<()> {
+pub(super) async fn stop_requested() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -306,7 +306,10 @@ impl Daemon {
             calendar: Arc::new(local.calendar().clone()),
             limits: options.limits,
         };
-        let sync = SyncNode::new(sync_config.clone(), &replica)?;
+        // The materials the store lacks are listed after the node started
+        // (below): that walk grows with the store, and starting must not.
+        let sync = SyncNode::new_deferring_materials(sync_config.clone(), &replica)?;
+        let store_for_materials = local.shared_store().clone();
         let listen = config
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -351,6 +354,37 @@ impl Daemon {
         );
 
         let mut tasks = Vec::new();
+        // The materials the store references and lacks, wanted again once
+        // listed (a read transaction of its own, beside the engine).
+        {
+            let inputs = inputs.clone();
+            tasks.push(tokio::spawn(
+                async move {
+                    let store = store_for_materials;
+                    let listed =
+                        tokio::task::spawn_blocking(move || store.missing_materials()).await;
+                    let missing: Vec<(tongban_domain::ids::CaseId, [u8; 32])> = match listed {
+                        Ok(Ok(missing)) => missing
+                            .into_iter()
+                            .map(|(case, hash)| (case, hash.0))
+                            .collect(),
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, "missing materials not listed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let count = missing.len();
+                    let job: crate::engine::Job = Box::new(move |engine| {
+                        engine.recover_materials(missing);
+                    });
+                    if inputs.send(Input::Job(job)).await.is_ok() && count > 0 {
+                        tracing::info!(count, "materials to fetch listed");
+                    }
+                }
+                .instrument(span.clone()),
+            ));
+        }
         // Accept children.
         {
             let endpoint = endpoint.clone();

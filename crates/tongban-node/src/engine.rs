@@ -215,6 +215,17 @@ impl Engine {
         }
     }
 
+    /// Wants the materials the store references and lacks, listed after the
+    /// node started (`Daemon::start`).
+    pub(crate) fn recover_materials(
+        &mut self,
+        missing: Vec<(tongban_domain::ids::CaseId, [u8; 32])>,
+    ) {
+        if let Err(err) = self.sync.recover_materials(&self.replica, missing) {
+            tracing::warn!(error = %err, "missing materials not wanted again");
+        }
+    }
+
     /// Lists a configured hub in `node status`, with what earlier runs
     /// recorded of it, before it ever connects.
     pub(crate) fn configure_upstream(&mut self, office: &str, address: &str) {

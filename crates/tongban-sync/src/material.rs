@@ -268,15 +268,40 @@ impl Materials {
     /// The state of a node starting on `store`: every material a stored case
     /// references and the store lacks is wanted again (from any route peer).
     pub(crate) fn recover<S: SyncStore>(store: &S, limits: Limits) -> Result<Materials, SyncError> {
-        let mut materials = Materials {
+        let mut materials = Materials::empty(limits);
+        let missing = store.missing_materials().map_err(store_err)?;
+        materials.recover_from(store, missing)?;
+        Ok(materials)
+    }
+
+    /// No material wanted yet: a node whose start must not wait for the walk
+    /// over every material reference ([`SyncNode::recover_materials`]).
+    pub(crate) fn empty(limits: Limits) -> Materials {
+        Materials {
             limits,
             wants: BTreeMap::new(),
             too_large: BTreeSet::new(),
             served: BTreeMap::new(),
             stats: MaterialStats::default(),
-        };
+        }
+    }
+
+    /// Wants every material of `missing` (references the store lacks, as
+    /// [`SyncStore::missing_materials`] lists them) that is still lacking,
+    /// merged with what is wanted already.
+    fn recover_from<S: SyncStore>(
+        &mut self,
+        store: &S,
+        missing: Vec<(CaseId, Hash32)>,
+    ) -> Result<(), SyncError> {
+        let materials = self;
+        let limits = materials.limits;
         let mut docs: BTreeMap<CaseId, Vec<MaterialRef>> = BTreeMap::new();
-        for (case, hash) in store.missing_materials().map_err(store_err)? {
+        for (case, hash) in missing {
+            // Fetched since the list was made: nothing to want.
+            if store.has_material(&hash).map_err(store_err)? {
+                continue;
+            }
             if materials.too_large.contains(&hash)
                 || store.material_removed(&hash).map_err(store_err)?
             {
@@ -319,7 +344,7 @@ impl Materials {
             want.declared = want.declared.max(size);
             want.cases.insert(case, route);
         }
-        Ok(materials)
+        Ok(())
     }
 
     /// The sum of the declared sizes of the materials being fetched: the most
@@ -365,6 +390,19 @@ impl SyncNode {
     /// for a peer that has them).
     pub fn materials_wanted(&self) -> usize {
         self.materials.wants.len()
+    }
+
+    /// Wants the materials of `missing` — the store's references to materials
+    /// it lacks, listed by [`SyncStore::missing_materials`] off the node's
+    /// thread — for a node made by [`SyncNode::new_deferring_materials`]:
+    /// the walk over every reference grows with the store (600,000 rows at
+    /// a hub of 100,000 cases), and a node must not wait for it to start.
+    pub fn recover_materials<S: SyncStore>(
+        &mut self,
+        store: &S,
+        missing: Vec<(CaseId, Hash32)>,
+    ) -> Result<(), SyncError> {
+        self.materials.recover_from(store, missing)
     }
 
     /// Counters of material transfer since the node was made.

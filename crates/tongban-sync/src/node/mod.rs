@@ -385,6 +385,19 @@ impl SyncNode {
     /// A node with the directory held by `store` (which must certify
     /// `config.office`). Reads the store; writes nothing.
     pub fn new<S: SyncStore>(config: Config, store: &S) -> Result<SyncNode, SyncError> {
+        let mut node = SyncNode::new_deferring_materials(config, store)?;
+        node.materials = Materials::recover(store, node.limits)?;
+        Ok(node)
+    }
+
+    /// [`SyncNode::new`] without wanting the materials the store lacks yet:
+    /// the caller lists them ([`SyncStore::missing_materials`]) off its
+    /// thread and hands them to [`SyncNode::recover_materials`], so that a
+    /// node holding a million cases starts at once.
+    pub fn new_deferring_materials<S: SyncStore>(
+        config: Config,
+        store: &S,
+    ) -> Result<SyncNode, SyncError> {
         let directory_bytes = store
             .directory()
             .map_err(store_err)?
@@ -419,7 +432,7 @@ impl SyncNode {
             events: VecDeque::new(),
             receipt_operator,
             stats: Stats::default(),
-            materials: Materials::recover(store, config.limits)?,
+            materials: Materials::empty(config.limits),
         };
         node.load_datasets(store)?;
         Ok(node)

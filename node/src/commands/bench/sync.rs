@@ -24,6 +24,25 @@ const FLOOR: &str = "hub-13-floor";
 /// The most a sync of any size may take before the bench gives up.
 const LIMIT: Duration = Duration::from_secs(3 * 3600);
 
+/// Starts the serving hub and then [`FRESH`] against it over QUIC; answers
+/// how long from the fresh node's start until it held the hub's `n` cases.
+/// Both are stopped after the fresh node had time to acknowledge what it
+/// consumed, so that its cursor stands at the end of the hub's log (what
+/// `resume` starts from).
+async fn fresh_sync(ctx: &Ctx, world: &World, n: u64) -> anyhow::Result<Duration> {
+    let hub = world::start(&world.dir(SERVER), None).await?;
+    let bar = crate::output::bar(n, "同步 syncing", ctx.json);
+    let start = Instant::now();
+    let fresh = world::start(&world.dir(FRESH), Some(hub.listen_addr())).await?;
+    world::wait_held(&[fresh.handle()], n, &bar, LIMIT).await?;
+    let took = start.elapsed();
+    bar.finish_and_clear();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fresh.shutdown().await?;
+    hub.shutdown().await?;
+    Ok(took)
+}
+
 /// `initial`: the hub holds `n` finished cases; a fresh node syncs them all,
 /// once in process (the floor) and once over QUIC between two daemons.
 pub fn initial(ctx: &Ctx, n: u64) -> anyhow::Result<Outcome> {
@@ -34,18 +53,7 @@ pub fn initial(ctx: &Ctx, n: u64) -> anyhow::Result<Outcome> {
         "initial {n}: floor {:.2} s; over QUIC…",
         floor.as_secs_f64()
     ));
-    let quic = ctx.runtime.block_on(async {
-        let hub = world::start(&world.dir(SERVER), None).await?;
-        let bar = crate::output::bar(n, "同步 syncing", ctx.json);
-        let start = Instant::now();
-        let fresh = world::start(&world.dir(FRESH), Some(hub.listen_addr())).await?;
-        world::wait_held(&[fresh.handle()], n, &bar, LIMIT).await?;
-        let took = start.elapsed();
-        bar.finish_and_clear();
-        fresh.shutdown().await?;
-        hub.shutdown().await?;
-        anyhow::Ok(took)
-    })?;
+    let quic = ctx.runtime.block_on(fresh_sync(ctx, &world, n))?;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let target = (n >= 100_000).then(|| "≥ 8,000 docs/s".to_string());
     let met = (n >= 100_000).then(|| rate(quic) >= 8_000.0);
@@ -75,21 +83,7 @@ fn resume_once(ctx: &Ctx, n: u64, k: u64) -> anyhow::Result<(Duration, Duration)
     let world = World::filled(ctx, &format!("resume-{n}-{k}"), n)?;
     let factory = CaseFactory::open(&world.root)?;
     ctx.say(&format!("resume {n}: initial sync (setup)…"));
-    let setup = ctx.runtime.block_on(async {
-        let hub = world::start(&world.dir(SERVER), None).await?;
-        let bar = crate::output::bar(n, "同步 syncing", ctx.json);
-        let start = Instant::now();
-        let fresh = world::start(&world.dir(FRESH), Some(hub.listen_addr())).await?;
-        world::wait_held(&[fresh.handle()], n, &bar, LIMIT).await?;
-        let took = start.elapsed();
-        bar.finish_and_clear();
-        // Let the fresh node acknowledge what it consumed, so its cursor is
-        // at the end of the hub's log when it stops.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        fresh.shutdown().await?;
-        hub.shutdown().await?;
-        anyhow::Ok(took)
-    })?;
+    let setup = ctx.runtime.block_on(fresh_sync(ctx, &world, n))?;
     // The change: K cases suspended at the hub, each one signed change
     // stored as an office's write is (`LocalNode::save`).
     let mut changed = Vec::new();

@@ -27,6 +27,7 @@ use tongban_ledger::verify::{
 };
 
 use crate::intake::Intake;
+use crate::scanned::Scanned;
 use crate::schema::{
     self, Acceptance, Applicant, CaseCore, CaseDoc, Household, MaterialsNotice, NoticeItem,
     SCHEMA_VERSION, TransitionRecord,
@@ -198,6 +199,16 @@ pub type RawTransition = (Vec<u8>, Vec<u8>);
 /// A case document.
 pub struct CaseDocument {
     doc: AutoCommit,
+    /// The case as last read or written, with the heads it was read at: a
+    /// write reads the whole case first (its guards and the write-rights
+    /// table need it), and autosurgeon's hydration — a lookup per field, each
+    /// scanning the map's columns — was over half of every write's cost.
+    /// Valid only while the document's heads are these and no operation is
+    /// pending; anything that changes the document (a merge through
+    /// [`CaseDocument::automerge_mut`] included) changes the heads, so a stale
+    /// entry is never read. Debug builds check every hit against a fresh
+    /// hydration.
+    read_cache: std::sync::Mutex<Option<(Vec<ChangeHash>, CaseDoc)>>,
 }
 
 impl std::fmt::Debug for CaseDocument {
@@ -282,9 +293,7 @@ impl CaseDocument {
             transitions: BTreeMap::new(),
             seals: BTreeMap::new(),
         };
-        let mut document = CaseDocument {
-            doc: AutoCommit::new(),
-        };
+        let mut document = CaseDocument::from_automerge(AutoCommit::new());
         document.bind_actor(&office.facts.office, at, case_id.as_str().as_bytes())?;
         autosurgeon::reconcile(&mut document.doc, &case)
             .map_err(|e| CaseError::Automerge(e.to_string()))?;
@@ -296,14 +305,17 @@ impl CaseDocument {
     /// Loads a saved document and checks its schema version.
     pub fn load(bytes: &[u8]) -> Result<CaseDocument, CaseError> {
         let doc = AutoCommit::load(bytes).map_err(CaseError::Load)?;
-        let document = CaseDocument { doc };
+        let document = CaseDocument::from_automerge(doc);
         document.read()?;
         Ok(document)
     }
 
     /// Wraps an Automerge document (for the store and sync layers).
     pub fn from_automerge(doc: AutoCommit) -> CaseDocument {
-        CaseDocument { doc }
+        CaseDocument {
+            doc,
+            read_cache: std::sync::Mutex::new(None),
+        }
     }
 
     /// The Automerge document.
@@ -323,9 +335,7 @@ impl CaseDocument {
 
     /// An independent copy (a save and a reload), for trying a step on the side.
     pub fn clone_for_test(&mut self) -> CaseDocument {
-        CaseDocument {
-            doc: self.doc.fork(),
-        }
+        CaseDocument::from_automerge(self.doc.fork())
     }
 
     /// Full save.
@@ -342,12 +352,50 @@ impl CaseDocument {
 
     /// Whether a change with this hash is in the document's history.
     pub fn has_change(&mut self, hash: &[u8; 32]) -> bool {
-        self.doc.get_change_by_hash(&ChangeHash(*hash)).is_some()
+        // A lookup in the change graph: `get_change_by_hash` would rebuild the
+        // whole change from the document's columns only to drop it.
+        ReadDoc::get_missing_deps(self.doc.document(), &[ChangeHash(*hash)]).is_empty()
     }
 
-    /// Hydrates the whole document.
+    /// Hydrates the whole document (or answers the case as this document
+    /// last read or wrote it, when its heads are still the same).
     pub fn read(&self) -> Result<CaseDoc, CaseError> {
-        read_case(&self.doc)
+        use automerge::transaction::Transactable;
+        if self.doc.pending_ops() > 0 {
+            return read_case(&self.doc);
+        }
+        let heads = Transactable::base_heads(&self.doc);
+        if let Some(case) = self.cached(&heads) {
+            #[cfg(debug_assertions)]
+            assert_eq!(
+                Some(&case),
+                read_case(&self.doc).ok().as_ref(),
+                "the cached case differs from the document"
+            );
+            return Ok(case);
+        }
+        let case = read_case(&self.doc)?;
+        self.remember(heads, case.clone());
+        Ok(case)
+    }
+
+    fn cached(&self, heads: &[ChangeHash]) -> Option<CaseDoc> {
+        let cache = self.read_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .as_ref()
+            .filter(|(at, _)| at == heads)
+            .map(|(_, case)| case.clone())
+    }
+
+    fn remember(&self, heads: Vec<ChangeHash>, case: CaseDoc) {
+        *self.read_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((heads, case));
+    }
+
+    /// After a write that reconciled `case` into the document and committed:
+    /// the document now holds exactly `case`.
+    fn remember_written(&mut self, case: CaseDoc) {
+        let heads = self.doc.get_heads();
+        self.remember(heads, case);
     }
 
     /// Reads only the case's [`CaseCore`] (see [`read_core`]).
@@ -444,6 +492,7 @@ impl CaseDocument {
         self.bind_actor(&office.facts.office, at, message.as_bytes())?;
         reconcile_changed(&mut self.doc, &before, &after)?;
         self.commit(at, message);
+        self.remember_written(after);
         self.seal(office, operator, at).map(Some)
     }
 
@@ -625,6 +674,7 @@ impl CaseDocument {
             }
         };
         let key = hex(blake3::hash(signed).as_bytes());
+        let before = Transactable::base_heads(&self.doc);
         let record = self
             .doc
             .put_object(&container, &key, automerge::ObjType::Map)
@@ -636,6 +686,31 @@ impl CaseDocument {
             self.doc.put(&record, *name, value.clone()).map_err(err)?;
         }
         self.commit(at, message);
+        // The case before the record, if it was read at the heads this
+        // record's change follows, plus the record as autosurgeon reads it.
+        let cached = self
+            .read_cache
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(heads, _)| heads == &before);
+        if let Some((_, mut case)) = cached {
+            let hydrate_err = |e: autosurgeon::HydrateError| CaseError::Schema(e.to_string());
+            match field {
+                "transitions" => {
+                    let read = autosurgeon::hydrate_prop(&self.doc, &container, key.as_str())
+                        .map_err(hydrate_err)?;
+                    case.transitions.insert(key, read);
+                }
+                "seals" => {
+                    let read = autosurgeon::hydrate_prop(&self.doc, &container, key.as_str())
+                        .map_err(hydrate_err)?;
+                    case.seals.insert(key, read);
+                }
+                _ => return Ok(()),
+            }
+            self.remember_written(case);
+        }
         Ok(())
     }
 
@@ -672,7 +747,7 @@ impl CaseDocument {
 /// plain `Automerge` (the store and sync layers), without a save and reload.
 pub fn read_case<D: ReadDoc + autosurgeon::ReadDoc>(doc: &D) -> Result<CaseDoc, CaseError> {
     check_version(doc)?;
-    autosurgeon::hydrate(doc).map_err(|e| CaseError::Schema(e.to_string()))
+    autosurgeon::hydrate(&Scanned::new(doc)).map_err(|e| CaseError::Schema(e.to_string()))
 }
 
 /// Reads (hydrates) only the [`CaseCore`] of the case: the fields its chain, its
@@ -699,7 +774,7 @@ pub fn read_core<D: ReadDoc + autosurgeon::ReadDoc>(doc: &D) -> Result<CaseCore,
 /// [`read_core`] through autosurgeon's hydration.
 fn read_core_hydrated<D: ReadDoc + autosurgeon::ReadDoc>(doc: &D) -> Result<CaseCore, CaseError> {
     check_version(doc)?;
-    autosurgeon::hydrate(doc).map_err(|e| CaseError::Schema(e.to_string()))
+    autosurgeon::hydrate(&Scanned::new(doc)).map_err(|e| CaseError::Schema(e.to_string()))
 }
 
 /// The core of a well-formed case document — every field of [`CaseCore`]
@@ -1048,6 +1123,7 @@ impl CaseDocument {
         if !parts.is_empty() {
             reconcile_changed(&mut self.doc, &before, &after)?;
             self.commit(at, &message);
+            self.remember_written(after);
         }
         let transition = Transition {
             case: case_id,
@@ -1752,7 +1828,7 @@ pub fn read_case_at(
         Some(_) => {}
         None => return Err(CaseError::Schema("schema_version is missing".into())),
     }
-    autosurgeon::hydrate(&at).map_err(|e| CaseError::Schema(e.to_string()))
+    autosurgeon::hydrate(&Scanned::new(&at)).map_err(|e| CaseError::Schema(e.to_string()))
 }
 
 /// The parts of the case [`check_guards`] reads, as they stood at `heads`,
@@ -1765,6 +1841,7 @@ fn guard_view_at(
     current: &CaseDoc,
 ) -> Result<CaseDoc, CaseError> {
     let at = At { doc, heads };
+    let at = Scanned::new(&at);
     let err = |e: autosurgeon::HydrateError| CaseError::Schema(e.to_string());
     let root = automerge::ROOT;
     let mut then = current.clone();

@@ -18,6 +18,7 @@ pub mod duplicates;
 pub mod intake;
 mod ops;
 pub mod schema;
+mod scanned;
 pub mod supervision;
 
 pub use document::{

@@ -1306,3 +1306,76 @@ fn the_claim_follows_the_signed_chain() {
     assert_eq!(ended.standing, Standing::Ended);
     assert!(ended.held().is_empty());
 }
+
+/// Reading the whole case answers each field from one pass over its object
+/// (`scanned.rs`) instead of a lookup per field: it must give exactly what
+/// autosurgeon's own hydration gives, on what Tongban writes, on conflicting
+/// concurrent writes (maps and lists), on damaged shapes, and as at earlier
+/// heads.
+#[test]
+fn the_whole_case_read_in_one_pass_per_object_is_what_autosurgeon_hydrates() {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ReadDoc};
+    use tongban_case::schema::CaseDoc;
+    fn agree(what: &str, doc: &automerge::AutoCommit) {
+        let hydrated: Result<CaseDoc, _> = autosurgeon::hydrate(doc);
+        match (tongban_case::read_case(doc), hydrated) {
+            (Ok(read), Ok(hydrated)) => assert_eq!(read, hydrated, "{what}"),
+            (Err(_), Err(_)) => {}
+            (read, hydrated) => panic!("{what}: read {read:?}, hydrated {hydrated:?}"),
+        }
+    }
+    let world = World::new();
+    let mut doc = decided_case(&world);
+    agree("decided", doc.automerge());
+    let base = doc.save();
+    let obj = |d: &automerge::AutoCommit, key: &str| match d.get(automerge::ROOT, key) {
+        Ok(Some((_, id))) => id,
+        other => panic!("{key}: {other:?}"),
+    };
+    // Concurrent writes: the same scalar, the same list, the same map key.
+    let mut left = automerge::AutoCommit::load(&base).unwrap();
+    let mut right = automerge::AutoCommit::load(&base).unwrap();
+    right.set_actor(automerge::ActorId::from([9_u8; 16]));
+    for (side, township, kind) in [
+        (&mut left, "130102002", "living"),
+        (&mut right, "130102003", "care"),
+    ] {
+        let a = obj(side, "applicant");
+        side.put(&a, "hukou_township", township).unwrap();
+        let kinds = obj(side, "subsidy_kinds");
+        side.insert(&kinds, 0, kind).unwrap();
+        let materials = obj(side, "materials");
+        side.put_object(&materials, "same-key", ObjType::Map)
+            .unwrap();
+    }
+    left.merge(&mut right).unwrap();
+    agree("concurrent writes", &left);
+    // Damaged: a field of the wrong type, a list where a map was, a missing field.
+    let mut damaged = automerge::AutoCommit::load(&base).unwrap();
+    let a = obj(&damaged, "applicant");
+    damaged.put(&a, "phone", 12_u64).unwrap();
+    agree("wrong type", &damaged);
+    let mut damaged = automerge::AutoCommit::load(&base).unwrap();
+    damaged
+        .put_object(automerge::ROOT, "materials", ObjType::List)
+        .unwrap();
+    agree("list for a map", &damaged);
+    let mut damaged = automerge::AutoCommit::load(&base).unwrap();
+    let a = obj(&damaged, "applicant");
+    damaged.delete(&a, "name").unwrap();
+    agree("missing field", &damaged);
+    // As at every earlier head of the history.
+    let whole = automerge::Automerge::load(&base).unwrap();
+    for change in whole.get_changes(&[]) {
+        let heads = [change.hash()];
+        let at = tongban_case::document::read_case_at(&whole, &heads);
+        let forked = whole.fork_at(&heads).unwrap();
+        let hydrated: Result<CaseDoc, _> = autosurgeon::hydrate(&forked);
+        match (at, hydrated) {
+            (Ok(at), Ok(hydrated)) => assert_eq!(at, hydrated),
+            (Err(_), Err(_)) => {}
+            (at, hydrated) => panic!("at {heads:?}: {at:?} / {hydrated:?}"),
+        }
+    }
+}

@@ -17,8 +17,8 @@ pub mod document;
 pub mod duplicates;
 pub mod intake;
 mod ops;
-pub mod schema;
 mod scanned;
+pub mod schema;
 pub mod supervision;
 
 pub use document::{

@@ -371,21 +371,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_run_the_disk_cannot_hold_fails_before_writing_naming_the_option() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = ensure_space(dir.path(), u64::MAX / 4, "--dir").unwrap_err();
+    fn a_run_the_disk_cannot_hold_fails_before_writing_naming_the_option() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let Err(err) = ensure_space(dir.path(), u64::MAX / 4, "--dir") else {
+            bail!("no disk holds u64::MAX / 4 bytes");
+        };
         let text = err.to_string();
         assert!(text.starts_with("--dir: "), "{text}");
         assert!(text.contains("not enough free space"), "{text}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
     }
 
     #[test]
-    fn tree_size_counts_the_files_below() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("a")).unwrap();
-        std::fs::write(dir.path().join("a/x"), [0u8; 100]).unwrap();
-        std::fs::write(dir.path().join("y"), [0u8; 23]).unwrap();
-        assert_eq!(tree_size(dir.path()).unwrap(), 123);
+    fn tree_size_counts_the_files_below() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("a"))?;
+        std::fs::write(dir.path().join("a/x"), [0u8; 100])?;
+        std::fs::write(dir.path().join("y"), [0u8; 23])?;
+        assert_eq!(tree_size(dir.path())?, 123);
+        Ok(())
     }
 }

@@ -198,6 +198,23 @@ fn ensure_space(dir: &Path, need: u64, option: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes every regular file under `dir` durable (`fsync`), so that what a
+/// scenario times next does not wait for an earlier step's writeback.
+pub fn sync_tree(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            sync_tree(&entry.path())?;
+        } else if kind.is_file() {
+            std::fs::File::open(entry.path())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Days a prepared data set is used before it is built again.
 pub const PREPARED_DAYS: u64 = 14;
 
@@ -232,6 +249,14 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
                     target.display()
                 )
             })?;
+            // On disk before any node opens it: with the copy's writeback
+            // still in flight, a node started on it waited for the disk, and
+            // `open` charged that to its start (894 ms at 1,000,000 cases
+            // right after an 11 GB copy, 13–92 ms for the same store started
+            // again). A real hub's store is not a copy made a second ago.
+            std::fs::File::open(&target)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", target.display()))?;
         }
         // Sockets and anything else a stopped node left are not copied.
     }
